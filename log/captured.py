@@ -1,0 +1,30 @@
+"""What the request middleware (log/middleware.py) captured about one HTTP exchange.
+
+Raw material only: the pure builder (log/build.py: build_api_log) turns it into a redacted ApiLog.
+The middleware hands one Captured to a `record` callback per request; app.py wires that callback
+to build rows and emit them to the fan-out.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Captured(msgspec.Struct, kw_only=True):
+    received_at: float  # time.time() when the request's first ASGI message arrived
+    duration_ms: int
+    method: str
+    path: str
+    query_string: str  # raw query string, latin-1 decoded
+    request_headers: list[tuple[str, str]]  # lower-case names, latin-1 decoded, in order
+    request_body: bytes  # first LOG_BODY_MAX_BYTES bytes only
+    request_body_size: int  # total bytes the app received
+    response_status: int  # 499 on client disconnect, 500 on unhandled exception
+    response_headers: list[tuple[str, str]]
+    response_body: bytes  # first LOG_BODY_MAX_BYTES bytes only
+    response_body_size: int
+    client_ip: str | None
+    user_id: str | None
+    trace_id: str  # already validated/normalised UUID string
+    exception: str | None = None  # "ValueError: boom" for unhandled exceptions
+    stack_trace: str | None = None
