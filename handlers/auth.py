@@ -1,0 +1,86 @@
+"""Sign up, log in, log out."""
+
+from __future__ import annotations
+
+import math
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from handlers._web import current_session, form_dict, redirect, render
+from middleware.session import set_session
+from store.base import AuthError
+from store.validate import validate_credentials
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _form_page(request: Request, mode: str, *, email: str = "", errors=None, status=200) -> Response:
+    context = {"mode": mode, "email": email, "errors": errors or {}}
+    return render(request, "auth.html", context, status=status, block="auth_form")
+
+
+async def signup_page(request: Request) -> Response:
+    if current_session(request):
+        return redirect(request, "/")
+    return _form_page(request, "signup")
+
+
+async def signup(request: Request) -> Response:
+    email, password, errors = validate_credentials(await form_dict(request), signing_up=True)
+    if errors:
+        return _form_page(request, "signup", email=email, errors=errors, status=422)
+    try:
+        session = await request.state.store.sign_up(email, password)
+    except AuthError as err:
+        return _form_page(request, "signup", email=email, errors={"form": str(err)}, status=422)
+    if session is None:  # the backend wants the email confirmed first
+        return render(request, "check_email.html", {"email": email})
+    set_session(request, session)
+    return redirect(request, "/")
+
+
+async def login_page(request: Request) -> Response:
+    if current_session(request):
+        return redirect(request, "/")
+    return _form_page(request, "login")
+
+
+async def login(request: Request) -> Response:
+    email, password, errors = validate_credentials(await form_dict(request), signing_up=False)
+    if errors:
+        return _form_page(request, "login", email=email, errors=errors, status=422)
+    limits, ip = request.state.login_limits, _client_ip(request)
+    wait = limits.wait_seconds(ip, email)
+    if wait > 0:
+        minutes = max(1, math.ceil(wait / 60))
+        message = f"Too many failed attempts. Try again in {minutes} minute{'s' * (minutes > 1)}."
+        return _form_page(request, "login", email=email, errors={"form": message}, status=429)
+    try:
+        session = await request.state.store.log_in(email, password)
+    except AuthError as err:
+        limits.failed(ip, email)
+        return _form_page(request, "login", email=email, errors={"form": str(err)}, status=401)
+    limits.succeeded(email)
+    set_session(request, session)
+    return redirect(request, "/")
+
+
+async def logout(request: Request) -> Response:
+    session = current_session(request)
+    if session:
+        await request.state.store.log_out(session)
+    set_session(request, None)
+    return redirect(request, "/")
+
+
+routes = [
+    Route("/signup", signup_page, methods=["GET"]),
+    Route("/signup", signup, methods=["POST"]),
+    Route("/login", login_page, methods=["GET"]),
+    Route("/login", login, methods=["POST"]),
+    Route("/logout", logout, methods=["POST"]),
+]

@@ -1,0 +1,16 @@
+"""GET /health: liveness plus the log pipeline's counters (JSON, no auth)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+
+async def health(request: Request) -> JSONResponse:
+    fanout = getattr(request.state, "fanout", None)
+    logs = fanout.stats() if fanout is not None else {"enabled": False}
+    return JSONResponse({"status": "ok", "backend": request.state.backend, "logs": logs})
+
+
+routes = [Route("/health", health, methods=["GET"])]

@@ -1,0 +1,124 @@
+"""Signed-cookie sessions: who is signed in, and the CSRF token, for every HTTP request.
+
+The cookie holds {"csrf": token, "s": Session | None}, signed and timestamped with
+itsdangerous; it expires after max_age. Each request, the store re-validates the session
+(`store.resume`: the account still exists; Supabase refreshes tokens), and the result lands in
+scope["state"]: `session`, `user`, `csrf_token`. Handlers change the session only through
+`set_session()`; the cookie is re-sent when anything in it changed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import msgspec
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from store.base import Session, StoreUnavailable
+
+COOKIE = "session"
+_UNCHANGED = object()
+
+
+def set_session(conn: HTTPConnection, session: Session | None) -> None:
+    """Log in (a Session) or out (None) for the response being built."""
+    conn.state.new_session = session
+
+
+class SessionMiddleware:
+    def __init__(
+        self, app: ASGIApp, *, secret_key: str, max_age: int, https_only: bool = False
+    ) -> None:
+        self.app = app
+        self.serializer = URLSafeTimedSerializer(secret_key, salt="session")
+        self.max_age = max_age
+        self.https_only = https_only
+
+    def load(self, scope: Scope) -> dict[str, Any] | None:
+        raw = _cookie(scope, COOKIE)
+        if not raw:
+            return None
+        try:
+            payload = self.serializer.loads(raw, max_age=self.max_age)
+        except BadSignature:  # also SignatureExpired
+            return None
+        return payload if isinstance(payload, dict) else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        payload = self.load(scope) or {}
+        csrf = payload.get("csrf") if isinstance(payload.get("csrf"), str) else None
+        dirty = csrf is None
+        csrf = csrf or secrets.token_urlsafe(32)
+        session = _decode_session(payload.get("s"))
+        if session is not None:
+            try:
+                resumed = await state["store"].resume(session)
+            except StoreUnavailable:
+                await _send_503(send)
+                return
+            dirty = dirty or resumed != session
+            session = resumed
+        state.update(session=session, user=session.user if session else None, csrf_token=csrf)
+        state["new_session"] = _UNCHANGED
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                new = state.get("new_session", _UNCHANGED)
+                if new is not _UNCHANGED or dirty:
+                    final = session if new is _UNCHANGED else new
+                    # A new login gets a fresh CSRF token too.
+                    token = csrf if new is _UNCHANGED else secrets.token_urlsafe(32)
+                    headers = [
+                        *message.get("headers", []),
+                        (b"set-cookie", self.cookie_header(scope, token, final).encode("latin-1")),
+                        (b"cache-control", b"private, no-store"),
+                    ]
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+    def cookie_header(self, scope: Scope, csrf: str, session: Session | None) -> str:
+        value = self.serializer.dumps(
+            {"csrf": csrf, "s": msgspec.to_builtins(session) if session else None}
+        )
+        secure = "; Secure" if self.https_only or scope.get("scheme") == "https" else ""
+        return f"{COOKIE}={value}; Path=/; Max-Age={self.max_age}; HttpOnly; SameSite=Lax{secure}"
+
+
+def _decode_session(raw: object) -> Session | None:
+    if raw is None:
+        return None
+    try:
+        return msgspec.convert(raw, Session)
+    except msgspec.ValidationError:
+        return None
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    for key, value in scope["headers"]:
+        if key == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                k, _, v = part.strip().partition("=")
+                if k == name:
+                    return v
+    return None
+
+
+async def _send_503(send: Send) -> None:
+    body = b"<p role=\"alert\">The account service is unreachable right now. Please try again shortly.</p>"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [(b"content-type", b"text/html; charset=utf-8"), (b"retry-after", b"5")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,148 @@
+"""The embedded default: accounts and items in one SQLite file (WAL) under DATA_DIR.
+
+Queries are short and indexed, so they run on the event loop thread with one connection;
+only password hashing (deliberately slow) goes to a worker thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import anyio.to_thread
+
+from store.base import AuthError, Item, ItemInput, ItemPage, Session, User
+from store.migrate import migrate
+from store.passwords import dummy_hash, hash_password, verify_password
+
+INVALID_LOGIN = "Invalid email or password."
+ITEM_COLUMNS = "id, name, description, quantity, created_at, updated_at"
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=5000")
+    migrate(conn)
+    return conn
+
+
+def like_pattern(q: str) -> str:
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        self.conn = connect(path)
+
+    async def close(self) -> None:
+        self.conn.close()
+
+    # accounts -----------------------------------------------------------------
+    async def sign_up(self, email: str, password: str) -> Session | None:
+        password_hash = await anyio.to_thread.run_sync(hash_password, password)
+        try:
+            with self.conn:
+                # The first local account is the admin: local emails are unverified, so
+                # ADMIN_EMAILS cannot be trusted here (grant others with `python -m cli grant-admin`).
+                cur = self.conn.execute(
+                    "INSERT INTO users (email, password_hash, is_admin)"
+                    " VALUES (?, ?, NOT EXISTS (SELECT 1 FROM users))",
+                    (email, password_hash),
+                )
+        except sqlite3.IntegrityError:
+            raise AuthError("An account with this email already exists. Log in instead.") from None
+        return Session(user=self._user(cur.lastrowid))
+
+    async def log_in(self, email: str, password: str) -> Session:
+        row = self.conn.execute(
+            "SELECT id, password_hash FROM users WHERE email = ?", (email,)
+        ).fetchone()
+        stored = row[1] if row else dummy_hash()
+        ok = await anyio.to_thread.run_sync(verify_password, password, stored)
+        if not (row and ok):
+            raise AuthError(INVALID_LOGIN)
+        return Session(user=self._user(row[0]))
+
+    async def resume(self, session: Session) -> Session | None:
+        row = self.conn.execute(
+            "SELECT id, email, is_admin FROM users WHERE id = ?", (int(session.user.id),)
+        ).fetchone()
+        if row is None:
+            return None
+        user = User(id=str(row[0]), email=row[1], is_admin=bool(row[2]))
+        return session if user == session.user else Session(user=user)
+
+    async def log_out(self, session: Session) -> None:
+        return None  # the signed cookie is the whole session; clearing it logs out
+
+    def _user(self, user_id: int | None) -> User:
+        row = self.conn.execute(
+            "SELECT id, email, is_admin FROM users WHERE id = ?", (user_id,)
+        ).fetchone()
+        return User(id=str(row[0]), email=row[1], is_admin=bool(row[2]))
+
+    def grant_admin(self, email: str) -> bool:
+        with self.conn:
+            cur = self.conn.execute("UPDATE users SET is_admin = 1 WHERE email = ?", (email,))
+        return cur.rowcount == 1
+
+    # items ----------------------------------------------------------------------
+    async def list_items(self, session: Session, q: str, page: int, per_page: int) -> ItemPage:
+        where, args = "user_id = ?", [int(session.user.id)]
+        if q:
+            where += " AND (name LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\')"
+            args += [like_pattern(q)] * 2
+        total = self.conn.execute(f"SELECT count(*) FROM items WHERE {where}", args).fetchone()[0]
+        rows = self.conn.execute(
+            f"SELECT {ITEM_COLUMNS} FROM items WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+            [*args, per_page, (page - 1) * per_page],
+        ).fetchall()
+        return ItemPage(items=[Item(*r) for r in rows], total=total, page=page, per_page=per_page)
+
+    async def get_item(self, session: Session, item_id: int) -> Item | None:
+        row = self.conn.execute(
+            f"SELECT {ITEM_COLUMNS} FROM items WHERE id = ? AND user_id = ?",
+            (item_id, int(session.user.id)),
+        ).fetchone()
+        return Item(*row) if row else None
+
+    async def create_item(self, session: Session, data: ItemInput) -> Item:
+        with self.conn:
+            row = self.conn.execute(
+                f"INSERT INTO items (user_id, name, description, quantity) VALUES (?, ?, ?, ?)"
+                f" RETURNING {ITEM_COLUMNS}",
+                (int(session.user.id), data.name, data.description, data.quantity),
+            ).fetchone()
+        return Item(*row)
+
+    async def create_items(self, session: Session, rows: list[ItemInput]) -> int:
+        """All rows in one transaction: either every row is stored or none is."""
+        uid = int(session.user.id)
+        with self.conn:
+            self.conn.executemany(
+                "INSERT INTO items (user_id, name, description, quantity) VALUES (?, ?, ?, ?)",
+                ((uid, r.name, r.description, r.quantity) for r in rows),
+            )
+        return len(rows)
+
+    async def update_item(self, session: Session, item_id: int, data: ItemInput) -> Item | None:
+        with self.conn:
+            row = self.conn.execute(
+                "UPDATE items SET name = ?, description = ?, quantity = ?,"
+                " updated_at = STRFTIME('%Y-%m-%d %H:%M:%f', 'NOW')"
+                f" WHERE id = ? AND user_id = ? RETURNING {ITEM_COLUMNS}",
+                (data.name, data.description, data.quantity, item_id, int(session.user.id)),
+            ).fetchone()
+        return Item(*row) if row else None
+
+    async def delete_item(self, session: Session, item_id: int) -> bool:
+        with self.conn:
+            cur = self.conn.execute(
+                "DELETE FROM items WHERE id = ? AND user_id = ?", (item_id, int(session.user.id))
+            )
+        return cur.rowcount == 1

@@ -1,0 +1,56 @@
+"""Pure input validation for items and accounts: form values in, (value, errors) out."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from store.base import ItemInput
+
+NAME_MAX = 200
+DESCRIPTION_MAX = 2000
+QUANTITY_MAX = 2**31 - 1  # fits PostgreSQL's integer column on the Supabase backend
+PASSWORD_MIN = 8
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def validate_item(form: Mapping[str, str]) -> tuple[ItemInput | None, dict[str, str]]:
+    errors: dict[str, str] = {}
+    name = (form.get("name") or "").strip()
+    description = (form.get("description") or "").strip()
+    raw_quantity = (form.get("quantity") or "0").strip()
+    if not name:
+        errors["name"] = "Name is required."
+    elif len(name) > NAME_MAX:
+        errors["name"] = f"Name must be at most {NAME_MAX} characters (got {len(name)})."
+    if len(description) > DESCRIPTION_MAX:
+        errors["description"] = (
+            f"Description must be at most {DESCRIPTION_MAX} characters (got {len(description)})."
+        )
+    quantity = 0
+    if not re.fullmatch(r"[+-]?\d{1,12}", raw_quantity):
+        errors["quantity"] = "Quantity must be a whole number."
+    else:
+        quantity = int(raw_quantity)
+        if quantity < 0:
+            errors["quantity"] = "Quantity cannot be negative."
+        elif quantity > QUANTITY_MAX:
+            errors["quantity"] = f"Quantity must be at most {QUANTITY_MAX}."
+    if errors:
+        return None, errors
+    return ItemInput(name=name, description=description, quantity=quantity), {}
+
+
+def validate_credentials(form: Mapping[str, str], *, signing_up: bool) -> tuple[str, str, dict[str, str]]:
+    email = (form.get("email") or "").strip().lower()
+    password = form.get("password") or ""
+    errors: dict[str, str] = {}
+    if not EMAIL_RE.match(email) or len(email) > 254:
+        errors["email"] = "Enter a valid email address."
+    if signing_up and len(password) < PASSWORD_MIN:
+        errors["password"] = f"Password must be at least {PASSWORD_MIN} characters."
+    elif signing_up and len(password) > 1024:
+        errors["password"] = "Password must be at most 1024 characters."
+    elif not password:
+        errors["password"] = "Enter your password."
+    return email, password, errors
