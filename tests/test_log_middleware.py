@@ -1,3 +1,4 @@
+import asyncio
 import itertools
 import re
 import socket
@@ -362,6 +363,49 @@ async def test_existing_state_dict_is_kept():
     assert sent[1] == {"type": "http.response.body", "body": b"ok"}  # body messages untouched
 
 
+async def call_raw(mw, scope_extra=None, send_error=None):
+    """Drive the middleware directly, with a send that can fail like a dropped socket."""
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        if send_error is not None and message["type"] == "http.response.body":
+            raise send_error
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
+    scope.update(scope_extra or {})
+    await mw(scope, receive, send)
+    return sent
+
+
+async def streams_two_chunks(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"one", "more_body": True})
+    await send({"type": "http.response.body", "body": b"two"})
+
+
+@pytest.mark.anyio
+async def test_send_failing_with_oserror_is_a_disconnect_not_an_error():
+    records: list[Captured] = []
+    await call_raw(RequestLogMiddleware(streams_two_chunks, record=records.append), send_error=BrokenPipeError())
+    assert [(r.response_status, r.exception) for r in records] == [(499, None)]
+
+
+@pytest.mark.anyio
+async def test_cancellation_is_recorded_once_and_propagates():
+    records: list[Captured] = []
+
+    async def cancelled(scope, receive, send):
+        raise asyncio.CancelledError()
+
+    with pytest.raises(asyncio.CancelledError):
+        await call_raw(RequestLogMiddleware(cancelled, record=records.append))
+    assert [r.response_status for r in records] == [499]
+
+
 def test_client_ip_rules():
     peer = ("10.0.0.2", 1234)
     xff = [("x-forwarded-for", "6.6.6.6, 198.51.100.7")]
@@ -421,7 +465,7 @@ def live() -> Iterator[tuple[str, list[Captured], threading.Event, threading.Eve
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning", ws="none"))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning", ws="none", timeout_graceful_shutdown=5))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     wait_until(lambda: server.started)
