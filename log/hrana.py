@@ -29,11 +29,19 @@ class HranaError(Exception):
 
     retryable = False
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.status = status
+        self.retry_after = retry_after  # seconds, from a 429/503 Retry-After header
 
 
 class TransportError(HranaError):
@@ -246,7 +254,14 @@ def transaction_outcomes(response: dict[str, Any], nstatements: int) -> list[Stm
     return [stmt_outcome(r) for r in step_results[1 : nstatements + 1]]
 
 
-def error_from_http(status: int, body: bytes, content_type: str = "") -> HttpStatusError:
+_HINTS = {
+    401: " (check TURSO_AUTH_TOKEN)",
+    403: " (check TURSO_AUTH_TOKEN's permissions)",
+    404: " (check TURSO_DATABASE_URL)",
+}
+
+
+def error_from_http(status: int, body: bytes, retry_after: str | None = None) -> HttpStatusError:
     """An HTTP error body may be a Hrana Error, {"error": ...}, or any text/HTML from a proxy."""
     message, code = "", None
     try:
@@ -265,5 +280,15 @@ def error_from_http(status: int, body: bytes, content_type: str = "") -> HttpSta
         text = body[:200].decode("utf-8", "replace").strip()
         message = " ".join(text.split()) or "(empty body)"
     return HttpStatusError(
-        f"HTTP {status}: {message}", code=code if isinstance(code, str) else None, status=status
+        f"HTTP {status}: {message}{_HINTS.get(status, '')}",
+        code=code if isinstance(code, str) else None,
+        status=status,
+        retry_after=_seconds(retry_after),
     )
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # an HTTP-date: fall back to our own backoff
