@@ -55,7 +55,7 @@ class HttpStatusError(HranaError):
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]
-        if self.code in RETRYABLE_CODES:
+        if retryable_code(self.code):
             return True
         return self.status == 429 or (self.status or 0) >= 500
 
@@ -65,11 +65,16 @@ class StatementError(HranaError):
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]
-        return self.code in RETRYABLE_CODES
+        return retryable_code(self.code)
 
 
-# Codes worth a fresh attempt: the stream expired, or the database was momentarily locked.
-RETRYABLE_CODES = frozenset({"STREAM_EXPIRED", "SQLITE_BUSY", "SQLITE_LOCKED"})
+# Codes worth a fresh attempt: the stream expired, or the database was momentarily locked
+# (servers may send extended codes such as SQLITE_BUSY_SNAPSHOT, hence the prefixes).
+RETRYABLE_CODE_PREFIXES = ("STREAM_EXPIRED", "SQLITE_BUSY", "SQLITE_LOCKED")
+
+
+def retryable_code(code: str | None) -> bool:
+    return code is not None and code.startswith(RETRYABLE_CODE_PREFIXES)
 
 
 # -- values -------------------------------------------------------------------------------

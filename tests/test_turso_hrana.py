@@ -146,3 +146,12 @@ def test_http_errors_are_parsed_defensively(status: int, body: bytes, message: s
 def test_retry_after_header_is_kept() -> None:
     assert hrana.error_from_http(429, b"", "2").retry_after == 2.0
     assert hrana.error_from_http(429, b"", "Wed, 21 Oct 2015 07:28:00 GMT").retry_after is None
+
+
+@pytest.mark.parametrize(
+    ("code", "retryable"),
+    [("SQLITE_BUSY", True), ("SQLITE_BUSY_SNAPSHOT", True), ("SQLITE_LOCKED", True),
+     ("STREAM_EXPIRED", True), ("SQLITE_CONSTRAINT_NOTNULL", False), (None, False)],
+)
+def test_in_band_retryable_codes(code: str | None, retryable: bool) -> None:
+    assert StatementError("x", code=code).retryable is retryable
