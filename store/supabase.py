@@ -185,10 +185,10 @@ class SupabaseStore:
         except AuthInvalidJwtError as e:
             # Expired despite the cookie's clock (skew): refreshing may still save the session.
             return await self._refresh(refresh) if "expired" in e.message else None
-        except (AuthRetryableError, AuthUnknownError, httpx.HTTPError) as e:
+        except GoTrueError as e:
+            return self._signed_out_unless_unavailable(e)
+        except httpx.HTTPError as e:
             raise StoreUnavailable(UNAVAILABLE) from e
-        except GoTrueError:
-            return None
         user = user_from_claims(dict(claims["claims"]) if claims else {}, session.user)
         if user is None:
             return None
@@ -201,11 +201,19 @@ class SupabaseStore:
     async def _refresh_now(self, refresh_token: str) -> Session | None:
         try:
             response = await self._gotrue().refresh_session(refresh_token)
-        except (AuthRetryableError, AuthUnknownError, httpx.HTTPError) as e:
+        except GoTrueError as e:
+            # Revoked, reused or unknown refresh token: signed out. An outage is not.
+            return self._signed_out_unless_unavailable(e)
+        except httpx.HTTPError as e:
             raise StoreUnavailable(UNAVAILABLE) from e
-        except GoTrueError:
-            return None  # revoked, reused or unknown refresh token: signed out
         return self._session(response.session) if response.session else None
+
+    @staticmethod
+    def _signed_out_unless_unavailable(error: GoTrueError) -> None:
+        mapped = _map_gotrue(error)
+        if isinstance(mapped, StoreUnavailable):
+            raise mapped from None
+        return None
 
     async def log_out(self, session: Session) -> None:
         """Revokes this session (scope local: the user's other devices stay signed in).

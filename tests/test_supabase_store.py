@@ -407,8 +407,19 @@ async def test_two_users_concurrently_never_see_each_others_items(
     for u in users:
         assert seen[u.user.id] and all(name.startswith(u.user.id) for name in seen[u.user.id])
         assert (await store.list_items(u, "", 1, 100)).total == 15
-    # The shared client holds nothing of theirs.
+    # The shared client holds nothing of theirs, and the long-lived verifier never signed in.
     assert "authorization" not in http.headers and len(http.cookies) == 0
+    assert await store._verifier.get_session() is None
+
+
+def test_the_standin_postgrest_leaves_ownership_to_postgresql() -> None:
+    import inspect
+
+    from tests import supabase_standin
+
+    postgrest_side = inspect.getsource(supabase_standin.parse_query) + inspect.getsource(
+        supabase_standin.Standin.items) + inspect.getsource(supabase_standin.Query)
+    assert "user_id" not in postgrest_side and "\"sub\"" not in postgrest_side
 
 
 # -- RLS decides, and PostgREST errors map
