@@ -281,6 +281,8 @@ class SupabaseStore:
         row = {"name": data.name, "description": data.description, "quantity": data.quantity}
         response = await self._rest(
             session, lambda t: t.insert(row).select(*ITEM_COLUMNS).execute())
+        if not response.data:  # inserted but not readable back: the policies disagree
+            raise PermissionError("the new item is not visible to its owner")
         return row_to_item(response.data[0])
 
     async def update_item(self, session: Session, item_id: int, data: ItemInput) -> Item | None:

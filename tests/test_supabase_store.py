@@ -160,20 +160,31 @@ async def test_search_treats_wildcards_and_filter_syntax_literally(
     assert len(await found("")) == len(names) + 1
 
 
+@pytest.fixture(scope="module")
+def search_user() -> dict[str, Session]:
+    return {}
+
+
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(q=st.text(st.characters(min_codepoint=32, max_codepoint=126, blacklist_characters="*"),
                  min_size=1, max_size=6))
 async def test_search_matches_exactly_the_rows_containing_the_text(
-    store: SupabaseStore, standin: Standin, q: str
+    store: SupabaseStore, standin: Standin, search_user: dict[str, Session], q: str
 ) -> None:
-    s = await signed_up(store, standin)
+    # One user across examples (signing up each time is the slow part), so earlier examples'
+    # rows are there too: every hit must contain the text, and every new row containing it
+    # must be a hit.
+    if "s" not in search_user:
+        search_user["s"] = await signed_up(store, standin)
+    s = search_user["s"]
     names = [f"pre{q}post", "unrelated", q.upper() + "!", "%_\\,()\"."]
-    for n in names:
-        await store.create_item(s, thing(n))
-    got = sorted(i.name for i in (await store.list_items(s, q, 1, 50)).items)
+    made = {(await store.create_item(s, thing(n))).id: n for n in names}
+    page = await store.list_items(s, q, 1, 1000)
     needle = q.strip().lower()
-    assert got == sorted(n for n in names if needle in n.lower())
+    assert all(needle in i.name.lower() for i in page.items)
+    hits = {i.id for i in page.items}
+    assert {i for i, n in made.items() if needle in n.lower()} == hits & made.keys()
 
 
 async def test_pages_count_exactly_and_past_the_end_is_empty(store: SupabaseStore,
@@ -332,11 +343,21 @@ async def test_expired_jwt_at_postgrest_is_refreshed_and_retried_once(
     assert standin.state.refresh_grants == before + 1
 
 
-async def test_concurrent_resumes_refresh_exactly_once(standin: Standin,
-                                                       http: httpx.AsyncClient) -> None:
-    # A margin longer than the token's life: every resume sees "about to expire".
-    store = make_store(standin, http, refresh_margin=2 * standin.config.access_ttl)
-    s = await signed_up(store, standin)
+async def signed_up_expiring_in(seconds: int, store: SupabaseStore,
+                                 standin: Standin) -> Session:
+    clock = standin.config.clock
+    assert isinstance(clock, SkewClock)
+    clock.offset = seconds - standin.config.access_ttl
+    try:
+        return await signed_up(store, standin)
+    finally:
+        clock.offset = 0
+
+
+async def test_concurrent_resumes_refresh_exactly_once(store: SupabaseStore,
+                                                       standin: Standin) -> None:
+    s = await signed_up_expiring_in(30, store, standin)  # inside the 60 s refresh margin
+    assert 0 < int(s.tokens["expires_at"]) - time.time() <= 30
     before = standin.state.refresh_grants
     results: list[Session | None] = []
 
@@ -353,23 +374,24 @@ async def test_concurrent_resumes_refresh_exactly_once(standin: Standin,
     # Within the memory window the old cookie still maps to the same new session.
     assert await store.resume(s) == results[0]
     assert standin.state.refresh_grants == before + 1
+    # The new token is good for an hour: resuming it changes nothing.
+    assert await store.resume(results[0]) is results[0]
 
 
 async def test_reusing_a_rotated_refresh_token_late_revokes_the_session(
     standin: Standin, http: httpx.AsyncClient
 ) -> None:
     now = [0.0]
-    store = make_store(standin, http, refresh_margin=2 * standin.config.access_ttl,
-                       monotonic=lambda: now[0])
-    s = await signed_up(store, standin)
+    store = make_store(standin, http, monotonic=lambda: now[0])
+    s = await signed_up_expiring_in(30, store, standin)
     renewed = await store.resume(s)
-    assert renewed is not None
+    assert renewed is not None and renewed != s
     now[0] += 11  # the adapter forgets the old token's result...
     standin.config.reuse_interval = 0  # ...and GoTrue's reuse grace period is over
     try:
         assert await store.resume(s) is None  # theft signal: the session family is revoked
-        now[0] += 11
-        assert await store.resume(renewed) is None
+        forced = make_store(standin, http, refresh_margin=2 * standin.config.access_ttl)
+        assert await forced.resume(renewed) is None
     finally:
         standin.config.reuse_interval = 10.0
 
