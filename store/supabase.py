@@ -22,7 +22,7 @@ call close() on them: GoTrue's close() would close the shared httpx client.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -70,6 +70,21 @@ def _map_gotrue(error: GoTrueError) -> Exception:
     reasons = error.reasons if isinstance(error, AuthWeakPasswordError) else None
     status = getattr(error, "status", 400)
     return auth_failure(error.code, status, error.message, reasons)
+
+
+def parse_admin_emails(raw: str) -> frozenset[str]:
+    """ADMIN_EMAILS as written in the environment: comma or whitespace separated."""
+    return normalize_admin_emails(raw.replace(",", " ").split())
+
+
+def store_from_env(env: Mapping[str, str], http: httpx.AsyncClient) -> SupabaseStore | None:
+    """The Supabase store when SUPABASE_URL and SUPABASE_ANON_KEY are both set, else None
+    (the app then uses its embedded default)."""
+    url, key = env.get("SUPABASE_URL", "").strip(), env.get("SUPABASE_ANON_KEY", "").strip()
+    if not (url and key):
+        return None
+    return SupabaseStore(url, key, http,
+                         admin_emails=parse_admin_emails(env.get("ADMIN_EMAILS", "")))
 
 
 class SupabaseStore:

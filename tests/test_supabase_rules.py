@@ -8,7 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import httpx
+
 from store.base import AuthError, StoreUnavailable, User
+from store.supabase import SupabaseStore, parse_admin_emails, store_from_env
 from store.supabase_flight import SingleFlight
 from store.supabase_rules import (
     PastLastPage,
@@ -232,3 +235,18 @@ def test_a_caller_going_away_does_not_cancel_the_shared_work() -> None:
         assert leaving.cancelled()
 
     run(main())
+
+
+def test_store_is_chosen_only_when_url_and_key_are_both_set() -> None:
+    async def main() -> None:
+        async with httpx.AsyncClient() as http:
+            assert store_from_env({}, http) is None
+            assert store_from_env({"SUPABASE_URL": "https://x.supabase.co"}, http) is None
+            assert store_from_env({"SUPABASE_ANON_KEY": "k", "SUPABASE_URL": " "}, http) is None
+            chosen = store_from_env({"SUPABASE_URL": "https://x.supabase.co",
+                                     "SUPABASE_ANON_KEY": "k"}, http)
+            assert isinstance(chosen, SupabaseStore)
+
+    run(main())
+    assert parse_admin_emails("A@x.test, b@x.test\nc@x.test,,") == frozenset(
+        {"a@x.test", "b@x.test", "c@x.test"})
