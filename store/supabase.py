@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import httpx
 from postgrest import APIError, AsyncPostgrestClient
-from postgrest.types import CountMethod
+from postgrest.types import CountMethod, ReturnMethod
 from supabase_auth import AsyncGoTrueClient
 from supabase_auth.errors import (
     AuthApiError,
@@ -299,6 +299,22 @@ class SupabaseStore:
         if not response.data:  # inserted but not readable back: the policies disagree
             raise PermissionError("the new item is not visible to its owner")
         return row_to_item(response.data[0])
+
+    async def create_items(self, session: Session, rows: list[ItemInput],
+                           progress: Callable[[int], None] | None = None) -> int:
+        """Bulk import, all or nothing: PostgREST runs one request as one statement in one
+        transaction, so every row lands or none does. For the same reason progress can only
+        be reported once, when the rows are in."""
+        if not rows:
+            return 0
+        payload = [{"name": r.name, "description": r.description, "quantity": r.quantity}
+                   for r in rows]
+        response = await self._rest(session, lambda t: t.insert(
+            payload, count=CountMethod.exact, returning=ReturnMethod.minimal).execute())
+        done = response.count if response.count is not None else len(rows)
+        if progress is not None:
+            progress(done)
+        return done
 
     async def update_item(self, session: Session, item_id: int, data: ItemInput) -> Item | None:
         row = {"name": data.name, "description": data.description, "quantity": data.quantity}

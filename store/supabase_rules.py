@@ -4,6 +4,7 @@ token-expiry arithmetic and error classification. No I/O here; store/supabase.py
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timezone
 
 import msgspec
 
@@ -51,8 +52,19 @@ def page_range(page: int, per_page: int) -> tuple[int, int, int]:
     return page, start, start + per_page - 1
 
 
+def utc_text(timestamp: str) -> str:
+    """PostgREST's timestamptz ("2026-11-27T08:54:21.73652+00:00", in the database session's
+    time zone) as the embedded store writes timestamps: UTC, "2026-11-27 08:54:21.736"."""
+    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
 def row_to_item(row: dict) -> Item:
-    return msgspec.convert(row, Item)
+    item = msgspec.convert(row, Item)
+    return msgspec.structs.replace(item, created_at=utc_text(item.created_at),
+                                   updated_at=utc_text(item.updated_at))
 
 
 # -- sessions

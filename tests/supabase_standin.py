@@ -532,7 +532,8 @@ class Query:
             return JSONResponse(rows, status_code=206 if partial else 200, headers=headers)
         status = 201 if self.method == "POST" else 200
         if not self.representation:
-            return Response(status_code=201 if self.method == "POST" else 204)
+            counted = {"content-range": f"*/{len(rows)}"} if self.count else {}
+            return Response(status_code=201 if self.method == "POST" else 204, headers=counted)
         return JSONResponse(rows, status_code=status)
 
 

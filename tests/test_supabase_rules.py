@@ -23,8 +23,10 @@ from store.supabase_rules import (
     page_range,
     refresh_key,
     rest_failure,
+    row_to_item,
     search_filter,
     user_from_claims,
+    utc_text,
 )
 from tests.supabase_standin import split_logic, unquote
 
@@ -250,3 +252,20 @@ def test_store_is_chosen_only_when_url_and_key_are_both_set() -> None:
     run(main())
     assert parse_admin_emails("A@x.test, b@x.test\nc@x.test,,") == frozenset(
         {"a@x.test", "b@x.test", "c@x.test"})
+
+
+@pytest.mark.parametrize("given_,expected", [
+    ("2026-11-27T08:54:21.73652+00:00", "2026-11-27 08:54:21.736"),
+    ("2026-11-27T10:54:21+02:00", "2026-11-27 08:54:21.000"),
+    ("2026-11-27T08:54:21.5Z", "2026-11-27 08:54:21.500"),
+])
+def test_timestamps_read_like_the_embedded_store_writes_them(given_: str, expected: str) -> None:
+    assert utc_text(given_) == expected
+
+
+def test_rows_become_items() -> None:
+    item = row_to_item({"id": 3, "name": "n", "description": "", "quantity": 0,
+                        "created_at": "2026-01-02T03:04:05+00:00",
+                        "updated_at": "2026-01-02T03:04:06.25+00:00"})
+    assert (item.id, item.created_at, item.updated_at) == (
+        3, "2026-01-02 03:04:05.000", "2026-01-02 03:04:06.250")

@@ -200,6 +200,23 @@ async def test_pages_count_exactly_and_past_the_end_is_empty(store: SupabaseStor
     assert (await store.list_items(s, "", 0, 10)).page == 1
 
 
+async def test_bulk_import_is_all_or_nothing(store: SupabaseStore, standin: Standin) -> None:
+    s = await signed_up(store, standin)
+    seen: list[int] = []
+    rows = [thing(f"bulk {n}", "imported", n) for n in range(300)]
+    assert await store.create_items(s, rows, seen.append) == 300
+    assert seen == [300]
+    page = await store.list_items(s, "bulk", 1, 5)
+    assert page.total == 300 and page.items[0].name == "bulk 299"
+    broken = [thing("fine"), thing("x" * 201), thing("also fine")]
+    with pytest.raises(ValueError):
+        await store.create_items(s, broken)
+    assert (await store.list_items(s, "fine", 1, 5)).total == 0
+    assert await store.create_items(s, []) == 0
+    other = await signed_up(store, standin)
+    assert (await store.list_items(other, "bulk", 1, 5)).total == 0
+
+
 # -- auth errors
 
 
