@@ -193,6 +193,10 @@ class SupabaseStore:
             return None
         if not access or not refresh:
             return None
+        # Refreshed moments ago (by a concurrent request, or by an item call whose JWT had
+        # expired): hand over that result so this response's cookie carries the new tokens.
+        if (recent := self._flights.remembered(refresh_key(refresh))) is not None:
+            return recent
         if needs_refresh(expires_at, self._clock(), self._refresh_margin):
             return await self._refresh(refresh)
         try:

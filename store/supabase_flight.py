@@ -48,6 +48,14 @@ class SingleFlight(Generic[T]):
         # other callers are waiting for.
         return await asyncio.shield(flight.task)
 
+    def remembered(self, key: str) -> T | None:
+        """The result of a finished, successful run for `key` still in memory, else None."""
+        self._forget_stale(self._clock())
+        flight = self._flights.get(key)
+        if flight is None or flight.finished_at is None:
+            return None
+        return flight.task.result()
+
     def _landed(self, key: str, task: asyncio.Task[T]) -> None:
         flight = self._flights.get(key)
         if flight is None or flight.task is not task:

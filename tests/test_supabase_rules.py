@@ -186,6 +186,7 @@ def test_concurrent_callers_share_one_run_and_later_callers_get_the_memory() -> 
         await asyncio.sleep(0)
         gate.set()
         assert await asyncio.gather(*waiters) == [1] * 20
+        assert flight.remembered("k") == 1 and flight.remembered("other") is None
         clock.now = 10
         assert await flight.run("k", work) == 1  # remembered
         clock.now = 10.5
@@ -209,7 +210,7 @@ def test_failures_reach_every_waiter_and_are_not_remembered() -> None:
         results = await asyncio.gather(*(flight.run("k", failing) for _ in range(3)),
                                        return_exceptions=True)
         assert all(isinstance(r, StoreUnavailable) for r in results) and len(attempts) == 1
-        assert len(flight) == 0
+        assert len(flight) == 0 and flight.remembered("k") is None
 
         async def ok() -> int:
             return 7

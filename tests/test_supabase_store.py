@@ -358,6 +358,11 @@ async def test_expired_jwt_at_postgrest_is_refreshed_and_retried_once(
     assert standin.state.refresh_grants == before + 1
     assert (await store.list_items(skewed, "retried", 1, 10)).items == [made]  # remembered
     assert standin.state.refresh_grants == before + 1
+    # The next request's resume hands over the refreshed session, so the cookie catches up.
+    caught_up = await store.resume(skewed)
+    assert caught_up is not None and caught_up.tokens["access_token"] != s.tokens["access_token"]
+    assert await store.resume(caught_up) is caught_up
+    assert standin.state.refresh_grants == before + 1
 
 
 async def signed_up_expiring_in(seconds: int, store: SupabaseStore,
