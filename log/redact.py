@@ -1,0 +1,141 @@
+"""Redaction: secrets (passwords, tokens, cookies, auth headers) never reach a log sink.
+
+Pure functions driven by a frozen RedactionPolicy. A value is replaced by "[REDACTED]" when its
+name is sensitive:
+  * headers: the name is in `header_names` (exact, case-insensitive) OR matches a key pattern
+    (so x-auth-token or x-session-id are caught without listing them);
+  * JSON object keys, query and form field names: a key pattern matches anywhere in the name,
+    case-insensitively. The whole value is replaced, whatever its type or depth.
+Over-redaction (e.g. "author" matches "auth") is the accepted price of never leaking.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import unquote_plus
+
+import msgspec
+
+REDACTED = "[REDACTED]"
+
+DEFAULT_HEADER_NAMES: frozenset[str] = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "x-csrf-token",
+        "x-xsrf-token",
+        "csrf-token",
+    }
+)
+
+DEFAULT_KEY_PATTERNS: tuple[str, ...] = (
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "api[-_]?key",
+    "auth",
+    "credential",
+    "session",
+    "cookie",
+    "csrf",
+    "xsrf",
+    "jwt",
+    "private[-_]?key",
+    "credit[-_ ]?card",
+    "card[-_]?number",
+    "cvv",
+    "ssn",
+)
+
+
+class RedactionPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    enabled: bool = True
+    header_names: frozenset[str] = DEFAULT_HEADER_NAMES
+    key_patterns: tuple[str, ...] = DEFAULT_KEY_PATTERNS
+    # Built once from key_patterns in __post_init__; never pass it yourself.
+    key_regex: re.Pattern[str] | None = None
+
+    def __post_init__(self) -> None:
+        joined = "|".join(f"(?:{p})" for p in self.key_patterns) or r"(?!)"  # (?!) never matches
+        msgspec.structs.force_setattr(self, "key_regex", re.compile(joined, re.IGNORECASE))
+        msgspec.structs.force_setattr(self, "header_names", frozenset(h.lower() for h in self.header_names))
+
+    def with_extra(self, patterns: Iterable[str]) -> RedactionPolicy:
+        """A copy with more key patterns (e.g. from LOG_REDACT_EXTRA="ssn_last4,iban")."""
+        extra = tuple(p.strip() for p in patterns if p.strip())
+        return RedactionPolicy(
+            enabled=self.enabled, header_names=self.header_names, key_patterns=self.key_patterns + extra
+        )
+
+
+def key_is_sensitive(key: str, policy: RedactionPolicy) -> bool:
+    assert policy.key_regex is not None
+    return policy.enabled and policy.key_regex.search(key) is not None
+
+
+def header_is_sensitive(name: str, policy: RedactionPolicy) -> bool:
+    return policy.enabled and (name.lower() in policy.header_names or key_is_sensitive(name, policy))
+
+
+def group_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str | list[str]]:
+    """[(k, v), ...] -> {k: v} with repeated keys kept, in order, as a list."""
+    out: dict[str, str | list[str]] = {}
+    for key, value in pairs:
+        if key not in out:
+            out[key] = value
+        else:
+            prev = out[key]
+            out[key] = [*prev, value] if isinstance(prev, list) else [prev, value]
+    return out
+
+
+def redact_headers(headers: Iterable[tuple[str, str]], policy: RedactionPolicy) -> dict[str, str | list[str]]:
+    return group_pairs((n, REDACTED if header_is_sensitive(n, policy) else v) for n, v in headers)
+
+
+def redact_pairs(pairs: Iterable[tuple[str, str]], policy: RedactionPolicy) -> list[tuple[str, str]]:
+    return [(k, REDACTED if key_is_sensitive(k, policy) else v) for k, v in pairs]
+
+
+def redact_json(value: Any, policy: RedactionPolicy) -> Any:
+    """A redacted copy of a parsed JSON value (dicts and lists at any depth)."""
+    if not policy.enabled:
+        return value
+    # Iterative, so hostile deeply nested bodies cannot hit the recursion limit.
+    root: list[Any] = [value]
+    stack: list[tuple[Any, Any]] = [(root, 0)]  # (container, index/key) whose slot needs copying
+    while stack:
+        parent, slot = stack.pop()
+        item = parent[slot]
+        if isinstance(item, dict):
+            copy = {}
+            for k, v in item.items():
+                copy[k] = REDACTED if key_is_sensitive(str(k), policy) else v
+                if isinstance(v, (dict, list)) and copy[k] is v:
+                    stack.append((copy, k))
+            parent[slot] = copy
+        elif isinstance(item, list):
+            copy_list = list(item)
+            stack.extend((copy_list, i) for i, v in enumerate(copy_list) if isinstance(v, (dict, list)))
+            parent[slot] = copy_list
+    return root[0]
+
+
+def redact_query_string(query: str, policy: RedactionPolicy) -> str:
+    """Replace sensitive values in a raw query string, keeping everything else byte-for-byte."""
+    if not query or not policy.enabled:
+        return query
+    parts = []
+    for part in query.split("&"):
+        raw_key, sep, _ = part.partition("=")
+        if key_is_sensitive(unquote_plus(raw_key), policy):
+            part = f"{raw_key}={REDACTED}"
+        parts.append(part)
+    return "&".join(parts)
