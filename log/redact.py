@@ -139,3 +139,63 @@ def redact_query_string(query: str, policy: RedactionPolicy) -> str:
             part = f"{raw_key}={REDACTED}"
         parts.append(part)
     return "&".join(parts)
+
+
+# Tokens of JSON-ish text: strings (possibly unterminated), punctuation, scalars, whitespace.
+# Every character matches some alternative, so the tokens re-join to the exact input.
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|[:{}\[\],]|[^"\s:{}\[\],]+|\s+', re.DOTALL)
+_QUOTED_REDACTED = msgspec.json.encode(REDACTED).decode()
+
+
+def _key_text(token: str) -> str:
+    try:
+        return msgspec.json.decode(token, type=str)
+    except msgspec.DecodeError:  # unterminated or bad escapes: judge the raw characters
+        return token.strip('"')
+
+
+def redact_json_text(text: str, policy: RedactionPolicy) -> str:
+    """Redact JSON text that did not parse (truncated at the capture cap, or malformed).
+
+    Lexical: after any `"sensitive key" :` the next value (string, scalar, or a whole {...}/[...]
+    up to its matching bracket or the end of the text) becomes "[REDACTED]".
+    """
+    if not policy.enabled:
+        return text
+    tokens = _JSON_TOKEN.findall(text)
+    out: list[str] = []
+    i, n = 0, len(tokens)
+    last_key: str | None = None  # the previous non-space token, if it was a string
+    while i < n:
+        tok = tokens[i]
+        i += 1
+        out.append(tok)
+        if tok.isspace():
+            continue
+        if tok == ":" and last_key is not None and key_is_sensitive(_key_text(last_key), policy):
+            while i < n and tokens[i].isspace():
+                out.append(tokens[i])
+                i += 1
+            i = _skip_value(tokens, i)
+            out.append(_QUOTED_REDACTED)
+        last_key = tok if tok.startswith('"') else None
+    return "".join(out)
+
+
+def _skip_value(tokens: list[str], i: int) -> int:
+    """Index just past the JSON value starting at tokens[i] (or len(tokens) if it is cut off)."""
+    if i >= len(tokens):
+        return i
+    if tokens[i] not in ("{", "["):
+        return i + 1 if tokens[i] not in (",", "}", "]") else i
+    depth = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        i += 1
+        if tok in ("{", "["):
+            depth += 1
+        elif tok in ("}", "]"):
+            depth -= 1
+            if depth == 0:
+                break
+    return i
