@@ -211,6 +211,7 @@ def read_rows(log_dir: str | os.PathLike[str], table: str, *, on_error: OnError 
     if not Path(log_dir).is_dir():
         return iter(())
     streams = [
-        (row for path in files for row in _rows_in(path, table, on_error)) for files in csv_files(log_dir, table).values()
+        (row for path in files for row in _rows_in(path, table, on_error))
+        for files in csv_files(log_dir, table).values()
     ]
     return heapq.merge(*streams, key=lambda row: row.id)

@@ -27,6 +27,11 @@ def body(data: bytes, content_type: str | None = "application/json", *, total: i
     return None if text is None else msgspec.json.decode(text)
 
 
+def summary_of(media: str, data: bytes, size: int) -> dict:
+    digest = hashlib.sha256(data).hexdigest()
+    return {"summary": {"content_type": media, "size": size, "sha256": digest, "captured_bytes": len(data)}}
+
+
 def test_empty_body_is_null():
     assert body(b"") is None
     assert body(b"", "text/plain", is_response=True) is None
@@ -91,7 +96,8 @@ def test_text_kept_and_truncation_marked():
 
 
 @pytest.mark.parametrize(
-    ("status", "mode", "kept"), [(200, "summary", False), (302, "summary", False), (200, "full", True), (404, "summary", True), (500, "summary", True)]
+    ("status", "mode", "kept"),
+    [(200, "summary", False), (302, "summary", False), (200, "full", True), (404, "summary", True), (500, "summary", True)],
 )
 def test_html_responses_summarised_unless_full_or_error(status, mode, kept):
     page = b"<html><title>x</title></html>"
@@ -99,14 +105,14 @@ def test_html_responses_summarised_unless_full_or_error(status, mode, kept):
     if kept:
         assert out == page.decode()
     else:
-        assert out == {"summary": {"content_type": "text/html", "size": len(page), "sha256": hashlib.sha256(page).hexdigest(), "captured_bytes": len(page)}}
+        assert out == summary_of("text/html", page, len(page))
 
 
 @pytest.mark.parametrize("ct", ["multipart/form-data; boundary=x", "application/octet-stream", "image/png", None])
 def test_binary_and_multipart_summarised_never_raw(ct):
     data = b"\x89PNG password=hunter2 \x00\x01"
     out = body(data, ct, total=500)
-    assert out == {"summary": {"content_type": (ct or "").split(";")[0], "size": 500, "sha256": hashlib.sha256(data).hexdigest(), "captured_bytes": len(data)}}
+    assert out == summary_of((ct or "").split(";")[0], data, 500)
 
 
 def test_nesting_too_deep_for_msgspec_still_redacted():

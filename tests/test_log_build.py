@@ -64,9 +64,13 @@ def test_build_api_log_full_row():
 
 def test_empty_bodies_are_null_and_no_query_means_bare_path():
     row = build_api_log(
-        captured(method="GET", query_string="", request_body=b"", request_body_size=0, response_body=b"", response_body_size=0),
-        row_id=1, policy=POLICY, body_cap=1024,
-    )  # fmt: skip
+        captured(
+            method="GET", query_string="", request_body=b"", request_body_size=0, response_body=b"", response_body_size=0
+        ),
+        row_id=1,
+        policy=POLICY,
+        body_cap=1024,
+    )
     assert (row.endpoint, row.request_body, row.response_body) == ("/login", None, None)
 
 
@@ -74,7 +78,8 @@ def test_error_html_kept_and_body_cap_applied():
     page = b"<h1>Server error</h1>" * 10
     c = captured(response_status=500, response_body=page, response_body_size=len(page))
     row = build_api_log(c, row_id=1, policy=POLICY, body_cap=21, html_mode="summary")
-    assert msgspec.json.decode(row.response_body) == {"truncated": True, "size": len(page), "kept": 21, "text": "<h1>Server error</h1>"}
+    expected = {"truncated": True, "size": len(page), "kept": 21, "text": "<h1>Server error</h1>"}
+    assert msgspec.json.decode(row.response_body) == expected
 
 
 def test_exception_row():
@@ -82,15 +87,25 @@ def test_exception_row():
     c = captured(response_status=500, exception="ValueError: boom", stack_trace="Traceback...\nValueError: boom")
     row = build_exception_row(c, row_id=7)
     assert row is not None
-    assert (row.id, row.trace_id, row.task_name, row.step_name, row.status) == (7, TRACE, "http_request", "unhandled_exception", "FAILED")
-    assert (row.error_message, row.stack_trace, row.execution_order) == ("ValueError: boom", "Traceback...\nValueError: boom", 0)
-    assert msgspec.json.decode(row.input_data) == {"method": "POST", "endpoint": f"/login?next=%2Fhome&token={REDACTED}"}
+    assert (row.id, row.trace_id, row.task_name, row.step_name, row.status) == (
+        7, TRACE, "http_request", "unhandled_exception", "FAILED"
+    )  # fmt: skip
+    assert (row.error_message, row.stack_trace, row.execution_order) == (
+        "ValueError: boom", "Traceback...\nValueError: boom", 0
+    )  # fmt: skip
+    endpoint = f"/login?next=%2Fhome&token={REDACTED}"
+    assert msgspec.json.decode(row.input_data) == {"method": "POST", "endpoint": endpoint}
     assert row.created_at == "2025-11-27 08:00:00.262"  # received + duration
 
 
 @pytest.mark.parametrize(
     ("epoch", "text"),
-    [(0, "1970-01-01 00:00:00.000"), (0.123, "1970-01-01 00:00:00.123"), (1_764_230_400.9996, "2025-11-27 08:00:01.000"), (1_764_230_400.001, "2025-11-27 08:00:00.001")],
+    [
+        (0, "1970-01-01 00:00:00.000"),
+        (0.123, "1970-01-01 00:00:00.123"),
+        (1_764_230_400.9996, "2025-11-27 08:00:01.000"),
+        (1_764_230_400.001, "2025-11-27 08:00:00.001"),
+    ],
 )
 def test_format_utc_examples(epoch, text):
     assert format_utc(epoch) == text

@@ -11,7 +11,9 @@ from log.csv_codec import NULL, decode_cell, encode_cell, encode_rows, header_li
 from log.rows import ApiLog, TaskProgressLog, columns
 
 plain_text = st.text(st.characters(blacklist_categories=("Cs",)))  # any unicode but lone surrogates
-tricky = st.sampled_from(["=", "+", "-", "@", "\t", "\r", "'", "''", "\\", "\\N", "\n", '"', ",", "\r\n", "\u2028", "\x85", "\0", " "])
+tricky = st.sampled_from(
+    ["=", "+", "-", "@", "\t", "\r", "'", "''", "\\", "\\N", "\n", '"', ",", "\r\n", "\u2028", "\x85", "\0", " "]
+)
 texts = st.one_of(plain_text, st.lists(tricky | plain_text, max_size=6).map("".join), st.just(""), st.just("\\N"))
 int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 

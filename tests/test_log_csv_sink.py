@@ -91,7 +91,8 @@ async def test_rotation_never_deletes_unacked_rows_until_hard_cap(tmp_path):
     for i in range(1, 6):
         await sink.write("api_logs", [api(i, "y" * 150)])  # one row per file
     # Nothing acked: rotated files pile up past keep=1, up to hard_keep=3, and nothing is lost yet.
-    assert sorted(p.name for p in tmp_path.glob("api_logs*")) == ["api_logs.1.csv", "api_logs.2.csv", "api_logs.3.csv", "api_logs.csv"]
+    names = sorted(p.name for p in tmp_path.glob("api_logs*"))
+    assert names == ["api_logs.1.csv", "api_logs.2.csv", "api_logs.3.csv", "api_logs.csv"]
     assert sink.rows_lost_to_rotation == 1  # row 1: the hard cap forced it out, and it is counted
     assert [r.id for r in read_rows(tmp_path, "api_logs")] == [2, 3, 4, 5]
     acked_up_to["api_logs"] = 3  # remote sinks now hold rows <= 3

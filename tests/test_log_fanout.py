@@ -120,7 +120,8 @@ async def test_batch_grouped_by_table_in_order():
         fan.emit(row)
     clock.now = 1
     await fan.flush_due()
-    assert [(t, [r.id for r in rows]) for t, rows in sink.batches] == [("api_logs", [1, 3, 5]), ("task_progress_logs", [2, 4])]
+    written = [(t, [r.id for r in rows]) for t, rows in sink.batches]
+    assert written == [("api_logs", [1, 3, 5]), ("task_progress_logs", [2, 4])]
 
 
 @pytest.mark.anyio
