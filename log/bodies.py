@@ -31,7 +31,14 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-from log.redact import RedactionPolicy, group_pairs, redact_json, redact_json_text, redact_pairs
+from log.redact import (
+    RedactionPolicy,
+    group_pairs,
+    may_hold_sensitive_key,
+    redact_json,
+    redact_json_text,
+    redact_pairs,
+)
 
 HtmlMode = Literal["summary", "full"]
 _encoder = msgspec.json.Encoder()
@@ -108,7 +115,10 @@ def _body_value(
         if not truncated:
             try:
                 # Encoded here (as Raw) so nesting too deep for msgspec falls back to the text path.
-                return msgspec.Raw(_encoder.encode(redact_json(msgspec.json.decode(data), policy)))
+                value = msgspec.json.decode(data)
+                if may_hold_sensitive_key(data.decode(charset, errors="replace"), policy):
+                    return msgspec.Raw(_encoder.encode(redact_json(value, policy)))
+                return msgspec.Raw(data.strip())  # valid JSON with nothing to redact: keep as is
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 pass
         text = redact_json_text(data.decode(charset, errors="replace"), policy)

@@ -59,12 +59,17 @@ class RedactionPolicy(msgspec.Struct, frozen=True, kw_only=True):
     enabled: bool = True
     header_names: frozenset[str] = DEFAULT_HEADER_NAMES
     key_patterns: tuple[str, ...] = DEFAULT_KEY_PATTERNS
-    # Built once from key_patterns in __post_init__; never pass it yourself.
+    # Built once from key_patterns in __post_init__; never pass them yourself.
     key_regex: re.Pattern[str] | None = None
+    # Case-sensitive twin for searching lower-cased ASCII text: re.IGNORECASE over a whole body is
+    # ~15x slower. None when a pattern has upper-case characters (lower-casing could break it).
+    lower_regex: re.Pattern[str] | None = None
 
     def __post_init__(self) -> None:
         joined = "|".join(f"(?:{p})" for p in self.key_patterns) or r"(?!)"  # (?!) never matches
         msgspec.structs.force_setattr(self, "key_regex", re.compile(joined, re.IGNORECASE))
+        lower = re.compile(joined) if all(p == p.lower() for p in self.key_patterns) else None
+        msgspec.structs.force_setattr(self, "lower_regex", lower)
         msgspec.structs.force_setattr(self, "header_names", frozenset(h.lower() for h in self.header_names))
 
     def with_extra(self, patterns: Iterable[str]) -> RedactionPolicy:
@@ -108,6 +113,9 @@ def redact_json(value: Any, policy: RedactionPolicy) -> Any:
     """A redacted copy of a parsed JSON value (dicts and lists at any depth)."""
     if not policy.enabled:
         return value
+    assert policy.key_regex is not None
+    search = policy.key_regex.search
+    verdicts: dict[Any, bool] = {}  # lists of objects repeat the same keys: judge each once
     # Iterative, so hostile deeply nested bodies cannot hit the recursion limit.
     root: list[Any] = [value]
     stack: list[tuple[Any, Any]] = [(root, 0)]  # (container, index/key) whose slot needs copying
@@ -117,15 +125,33 @@ def redact_json(value: Any, policy: RedactionPolicy) -> Any:
         if isinstance(item, dict):
             copy = {}
             for k, v in item.items():
-                copy[k] = REDACTED if key_is_sensitive(str(k), policy) else v
-                if isinstance(v, (dict, list)) and copy[k] is v:
-                    stack.append((copy, k))
+                sensitive = verdicts.get(k)
+                if sensitive is None:
+                    sensitive = verdicts[k] = search(str(k)) is not None
+                if sensitive:
+                    copy[k] = REDACTED
+                else:
+                    copy[k] = v
+                    if isinstance(v, (dict, list)):
+                        stack.append((copy, k))
             parent[slot] = copy
         elif isinstance(item, list):
             copy_list = list(item)
             stack.extend((copy_list, i) for i, v in enumerate(copy_list) if isinstance(v, (dict, list)))
             parent[slot] = copy_list
     return root[0]
+
+
+def may_hold_sensitive_key(text: str, policy: RedactionPolicy) -> bool:
+    """False only if no key in this JSON text can be sensitive: then redact_json can be skipped."""
+    assert policy.key_regex is not None
+    if not policy.enabled:
+        return False
+    if "\\u" in text:  # a key spelled with escapes ("p\\u0061ssword") hides from a text search
+        return True
+    if policy.lower_regex is not None and text.isascii():  # non-ASCII: leave case folding to re
+        return policy.lower_regex.search(text.lower()) is not None
+    return policy.key_regex.search(text) is not None
 
 
 def redact_query_string(query: str, policy: RedactionPolicy) -> str:
@@ -160,8 +186,8 @@ def redact_json_text(text: str, policy: RedactionPolicy) -> str:
     Lexical: after any `"sensitive key" :` the next value (string, scalar, or a whole {...}/[...]
     up to its matching bracket or the end of the text) becomes "[REDACTED]".
     """
-    if not policy.enabled:
-        return text
+    if not may_hold_sensitive_key(text, policy):
+        return text  # fast path: no sensitive word anywhere, so no sensitive key either
     tokens = _JSON_TOKEN.findall(text)
     out: list[str] = []
     i, n = 0, len(tokens)

@@ -61,6 +61,19 @@ def test_cap_enforced_even_if_more_bytes_were_captured():
     assert body(b'"abcdef"', cap=3) == {"truncated": True, "size": 8, "kept": 3, "text": '"ab'}
 
 
+def test_keys_hidden_by_unicode_escapes_are_still_redacted():
+    assert body(b'{"p\\u0061ssword": "hunter2", "a": 1}') == {"password": REDACTED, "a": 1}
+    cut = body(b'{"p\\u0061ssword": "hunter2", "a": 1}'[:25], total=40)
+    assert cut["text"] == '{"p\\u0061ssword": "[REDACTED]"'
+
+
+def test_json_without_sensitive_words_is_kept_verbatim():
+    assert body_to_json(
+        content_type="application/json", data=b' {"a": [1, 2.50]}\n', total_size=17, cap=100, policy=POLICY,
+        is_response=True,
+    ) == '{"a": [1, 2.50]}'  # fmt: skip
+
+
 def test_unparseable_json_becomes_redacted_string():
     assert body(b'{"token": "abc", oops}') == '{"token": "[REDACTED]", oops}'
 

@@ -7,6 +7,7 @@ from log.redact import (
     REDACTED,
     RedactionPolicy,
     group_pairs,
+    may_hold_sensitive_key,
     redact_headers,
     redact_json,
     redact_pairs,
@@ -60,6 +61,22 @@ def test_secret_in_json_never_in_output(planted):
     out = msgspec.json.encode(redact_json(value, POLICY)).decode()
     assert secret not in out
     assert REDACTED in out
+
+
+@given(json_with_planted_secret(), st.text(max_size=5), st.booleans())
+def test_fast_path_never_skips_a_body_that_needs_redaction(planted, unicode_noise, ensure_ascii_escape):
+    _, value = planted
+    value = [unicode_noise, value]  # non-ASCII text elsewhere must not hide the key
+    text = msgspec.json.encode(value).decode()
+    if ensure_ascii_escape:  # the same JSON with every non-ASCII char (and some keys) escaped
+        text = text.encode("ascii", "backslashreplace").decode().replace("a", "\\u0061")
+    assert may_hold_sensitive_key(text, POLICY)
+    assert may_hold_sensitive_key(text, RedactionPolicy(key_patterns=("PASSWORD", *POLICY.key_patterns)))
+
+
+def test_fast_path_skips_innocent_text():
+    assert not may_hold_sensitive_key('{"items": [{"a": 1}], "name": "widget"}', POLICY)
+    assert not may_hold_sensitive_key('{"password": 1}', RedactionPolicy(enabled=False))
 
 
 @given(st.lists(st.tuples(innocent_keys, st.text(max_size=5)), max_size=4), sensitive_header_names(), secrets)
