@@ -14,6 +14,7 @@ past which the oldest is deleted anyway and its rows counted in rows_lost_to_rot
 
 from __future__ import annotations
 
+import csv
 import heapq
 import os
 import re
@@ -24,7 +25,7 @@ from typing import BinaryIO
 
 import anyio.to_thread
 
-from log.csv_codec import encode_rows, header_line, read_csv
+from log.csv_codec import decode_row, encode_rows, header_line
 from log.rows import TABLES, LogRow
 from log.sink import SinkError, WriteResult
 
@@ -173,14 +174,22 @@ class CsvSink:
 
 
 def _rows_in(path: Path, table: str, on_error: OnError | None) -> Iterator[LogRow]:
-    """Rows of one file; a torn line or a file with another header is skipped (and reported)."""
+    """Rows of one file; a torn line or a file with another header is skipped (and reported).
+
+    Each physical line is parsed on its own (rows never span lines), so a torn line with an open
+    quote cannot swallow the good rows after it.
+    """
+    row_type = TABLES[table]
     try:
         with path.open(encoding="utf-8", errors="replace", newline="") as f:
-            header = f.readline()
+            if f.readline() != header_line(row_type):
+                if on_error is not None:
+                    on_error(path, ValueError(f"{path.name}: header is not the {table} columns"))
+                return
             for line in f:
                 try:
-                    yield from read_csv([header, line], TABLES[table])
-                except (ValueError, TypeError) as exc:
+                    yield decode_row(row_type, next(csv.reader([line])))
+                except (ValueError, TypeError, csv.Error) as exc:
                     if on_error is not None:
                         on_error(path, exc)
     except OSError as exc:

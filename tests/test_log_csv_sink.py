@@ -62,6 +62,29 @@ async def test_reopen_keeps_rows_and_repairs_torn_last_line(tmp_path):
 
 
 @pytest.mark.anyio
+async def test_torn_line_with_open_quote_does_not_swallow_later_rows(tmp_path):
+    sink = CsvSink(tmp_path)
+    await sink.open()
+    with (tmp_path / "api_logs.csv").open("ab") as f:
+        f.write(b'2,t2,GET,"/torn, quote never closed')
+    await CsvSink(tmp_path).open()
+    await sink.write("api_logs", [api(3), api(4)])
+    assert [r.id for r in read_rows(tmp_path, "api_logs")] == [3, 4]
+
+
+@pytest.mark.anyio
+async def test_file_with_another_header_is_moved_aside_not_mixed(tmp_path):
+    (tmp_path / "api_logs.csv").write_text("id,old_column\r\n1,x\r\n")
+    sink = CsvSink(tmp_path)
+    await sink.open()
+    await sink.write("api_logs", [api(2)])
+    assert (tmp_path / "api_logs.1.csv").read_text() == "id,old_column\n1,x\n"  # kept, untouched
+    errors: list[Exception] = []
+    assert [r.id for r in read_rows(tmp_path, "api_logs", on_error=lambda p, e: errors.append(e))] == [2]
+    assert len(errors) == 1 and "header" in str(errors[0])
+
+
+@pytest.mark.anyio
 async def test_rotation_keeps_newest_files_and_deletes_acked(tmp_path):
     asked: list[tuple[str, int]] = []
 
