@@ -204,7 +204,8 @@ async def test_slow_sink_never_delays_emit_or_other_sinks():
     for i in range(1000):
         fan.emit(api(i))  # synchronous: returns without awaiting any sink
     await until(lambda: fast.ids() == list(range(1000)))
-    assert slow.in_write == 1 and slow.ids() == []
+    await until(lambda: slow.in_write == 1)
+    assert slow.ids() == []
     stats = await fan.aclose(deadline=0.05)  # the stuck write is cancelled at the deadline
     assert stats["sinks"]["turso"]["unflushed"] == 1000
     assert stats["sinks"]["csv"]["written"] == 1000 and stats["sinks"]["csv"]["unflushed"] == 0
@@ -260,6 +261,30 @@ async def test_overload_defers_to_csv_and_guards_csv_rotation():
     assert not fan.csv_can_delete("api_logs", 10)  # deferred rows live only in the CSV files
     fan.clear_deferred("turso")
     assert fan.csv_can_delete("api_logs", 14)
+
+
+@pytest.mark.anyio
+async def test_real_csv_rotation_waits_for_the_remote_sink(tmp_path):
+    clock, remote = FakeClock(), FailingSink("turso")
+    csv = CsvSink(tmp_path, max_bytes=600, keep=1, hard_keep=50)
+    fan = FanOut([csv, remote], batch_size=2, clock=clock, report=lambda m: None)
+    csv.can_delete = fan.csv_can_delete  # the wiring app.py does
+    for i in range(20):
+        fan.emit(api(i))
+        await fan.flush_due()  # every write of 2 rows may rotate; the remote keeps failing
+    assert [r.id for r in read_rows(tmp_path, "api_logs")] == list(range(20))  # nothing deleted
+    assert len(list(tmp_path.glob("api_logs*.csv"))) > 2
+    remote.failures = 0
+    for i in range(20, 40):
+        clock.now += 100
+        fan.emit(api(i))
+        await fan.flush_due()
+    clock.now += 100
+    await fan.flush_due()  # the odd last row, due by time
+    assert remote.ids() == list(range(40))
+    ids = [r.id for r in read_rows(tmp_path, "api_logs")]
+    assert ids == list(range(40 - len(ids), 40)) and len(ids) < 40  # acked files could go
+    assert len(list(tmp_path.glob("api_logs*.csv"))) == 2 and csv.rows_lost_to_rotation == 0
 
 
 def test_overload_without_durable_copy_counts_drops():
