@@ -13,6 +13,8 @@ Decisions recorded here:
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -99,13 +101,22 @@ def build_exception_row(c: Captured, *, row_id: int, policy: RedactionPolicy | N
     )
 
 
+def redact_value(value: Any, policy: RedactionPolicy) -> Any:
+    """Any Python value -> a redacted JSON-ready copy. Unknown types become their str()."""
+    # to_builtins first so Structs/dataclasses become dicts that redaction can see into.
+    return redact_json(msgspec.to_builtins(value, enc_hook=str, str_keys=True), policy)
+
+
+def redactor(policy: RedactionPolicy) -> Callable[[object], object]:
+    """The `redact` callable log/tasks.py's TaskFactory (and TaskTracker) take."""
+    return functools.partial(redact_value, policy=policy)
+
+
 def json_text(value: Any, policy: RedactionPolicy) -> str | None:
     """Any Python value -> redacted JSON text (None stays SQL NULL). Never raises on odd types."""
     if value is None:
         return None
-    # to_builtins first so Structs/dataclasses become dicts that redaction can see into.
-    builtins = msgspec.to_builtins(value, enc_hook=repr, str_keys=True)
-    return _encoder.encode(redact_json(builtins, policy)).decode()
+    return _encoder.encode(redact_value(value, policy)).decode()
 
 
 def task_row(

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from log.build import build_api_log, build_exception_row, endpoint_of, format_utc, json_text, task_row
+from log.build import build_api_log, build_exception_row, endpoint_of, format_utc, json_text, redactor, task_row
 from log.captured import Captured
 from log.redact import REDACTED, RedactionPolicy
 
@@ -121,7 +121,7 @@ def test_format_utc_exact_ms(ms):
 
 def test_task_row_redacts_and_encodes_any_value():
     class Thing:
-        def __repr__(self) -> str:
+        def __str__(self) -> str:
             return "Thing()"
 
     row = task_row(
@@ -135,6 +135,19 @@ def test_task_row_redacts_and_encodes_any_value():
     assert json_text(None, POLICY) is None
     with pytest.raises(ValueError):
         task_row(row_id=1, trace_id=TRACE, task_name="t", step_name="s", status="DONE", at=0, policy=POLICY)
+
+
+def test_redactor_for_task_tracker():
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Login:
+        email: str
+        password: str
+
+    redact = redactor(POLICY)
+    assert redact({"user": Login("a@b.c", "hunter2"), "n": 1}) == {"user": {"email": "a@b.c", "password": REDACTED}, "n": 1}
+    assert redact(None) is None
 
 
 def test_endpoint_of():
