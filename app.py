@@ -21,43 +21,82 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from handlers import auth, health, items
-from handlers._web import render
+import httpx
+
+from handlers import auth, health, imports, items
+from handlers._web import redirect, render
 from handlers.ratelimit import LoginLimits
+from log.middleware import RequestLogMiddleware
+from log.pipeline import LogPipeline
 from middleware.csrf import CsrfMiddleware
+from middleware.flush import FlushAfterRequestMiddleware
 from middleware.security_headers import SecurityHeadersMiddleware
 from middleware.session import SessionMiddleware
 from middleware.size_limit import SizeLimitMiddleware
+from middleware.session import set_session
 from settings import Settings
+from store.base import AuthError, StoreUnavailable
 from store.sqlite import SqliteStore
+from store.supabase import SupabaseStore
 
 VIEWS = Path(__file__).parent / "views"
 logger = logging.getLogger("app")
 
 
-def open_store(settings: Settings):
-    return SqliteStore(settings.data_dir / "app.db")
+def open_store(settings: Settings, http: httpx.AsyncClient) -> tuple[str, SqliteStore | SupabaseStore]:
+    if settings.supabase_url and settings.supabase_anon_key:
+        store = SupabaseStore(
+            settings.supabase_url, settings.supabase_anon_key, http, admin_emails=settings.admin_emails
+        )
+        return "supabase", store
+    return "sqlite", SqliteStore(settings.data_dir / "app.db")
 
 
-def make_lifespan(settings: Settings):
+def make_lifespan(settings: Settings, logs: LogPipeline):
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict]:
         for warning in settings.warnings:
             logger.warning(warning)
-        store = open_store(settings)
+        # One HTTP client for every outbound call (Supabase, Turso); it carries no user state.
+        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
+        backend, store = open_store(settings, http)
+        await logs.open(http)
         try:
             yield {
                 "settings": settings,
                 "store": store,
                 "templates": Jinja2Blocks(directory=VIEWS),
                 "login_limits": LoginLimits(clock=time.monotonic),
-                "backend": "sqlite",
-                "demo_mode": settings.on_cloud_run and not settings.supabase_url,
+                "backend": backend,
+                "demo_mode": settings.on_cloud_run and backend == "sqlite",
+                "logs": logs,
+                "log_db": logs.log_db,
+                "tasks": logs.tasks,
             }
         finally:
+            await logs.aclose(deadline=8.0)
             await store.close()
+            await http.aclose()
 
     return lifespan
+
+
+def user_id_of(scope) -> str | None:
+    user = scope.get("state", {}).get("user")
+    return user.id if user is not None else None
+
+
+async def store_unavailable(request: Request, exc: Exception) -> Response:
+    return render(request, "error.html", {"message": "The data service is unreachable right now. Please try again shortly."}, status=503, block="error")
+
+
+async def forbidden(request: Request, exc: Exception) -> Response:
+    return render(request, "error.html", {"message": "You are not allowed to do that."}, status=403, block="error")
+
+
+async def session_expired(request: Request, exc: Exception) -> Response:
+    set_session(request, None)
+    return redirect(request, "/login")
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -74,13 +113,24 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     settings = settings.with_secret_key()
+    logs = LogPipeline(settings)
     routes = [
+        *imports.routes,
         *items.routes,
         *auth.routes,
         *health.routes,
         Mount("/static", StaticFiles(directory=VIEWS / "static"), name="static"),
     ]
     middleware = [
+        # Outermost, so that 413s and crashes get their row too.
+        Middleware(
+            RequestLogMiddleware,
+            record=logs.record,
+            body_cap=settings.log_body_max_bytes,
+            exclude_prefixes=settings.log_exclude_prefixes,
+            trusted_proxy=settings.trusted_proxy,
+            user_id_of=user_id_of,
+        ),
         Middleware(
             SizeLimitMiddleware,
             max_bytes=settings.max_request_bytes,
@@ -95,11 +145,18 @@ def create_app(settings: Settings) -> Starlette:
         ),
         Middleware(CsrfMiddleware),
     ]
+    if settings.log_flush == "request":
+        middleware.insert(1, Middleware(FlushAfterRequestMiddleware, flush=logs.flush_due))
     return Starlette(
         routes=routes,
         middleware=middleware,
-        lifespan=make_lifespan(settings),
-        exception_handlers={HTTPException: http_error},
+        lifespan=make_lifespan(settings, logs),
+        exception_handlers={
+            HTTPException: http_error,
+            StoreUnavailable: store_unavailable,
+            PermissionError: forbidden,
+            AuthError: session_expired,
+        },
     )
 
 

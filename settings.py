@@ -40,6 +40,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_csv_keep: int = 5
     log_exclude_prefixes: tuple[str, ...] = ("/static", "/health")
     log_flush: str = "background"
+    web_concurrency: int = 1
     turso_database_url: str = ""  # default: file:<data_dir>/logs.db
     turso_auth_token: str = ""
     import_throttle_ms: int = 0  # test-only: slows the import so progress can be observed
@@ -92,6 +93,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             log_csv_max_bytes=_int(get("LOG_CSV_MAX_BYTES"), 64 * MIB),
             log_csv_keep=_int(get("LOG_CSV_KEEP"), 5),
             log_flush=get("LOG_FLUSH", "background"),
+            web_concurrency=_int(get("WEB_CONCURRENCY"), 1),
             turso_database_url=get("TURSO_DATABASE_URL"),
             turso_auth_token=get("TURSO_AUTH_TOKEN"),
             import_throttle_ms=_int(get("IMPORT_THROTTLE_MS"), 0),

@@ -71,9 +71,11 @@ async def login(request: Request) -> Response:
 
 async def logout(request: Request) -> Response:
     session = current_session(request)
-    if session:
-        await request.state.store.log_out(session)
-    set_session(request, None)
+    try:
+        if session:
+            await request.state.store.log_out(session)
+    finally:
+        set_session(request, None)  # the cookie goes even if the backend cannot be reached
     return redirect(request, "/")
 
 

@@ -185,3 +185,13 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if reporter is not None and reporter.stats.get("skipped") and session.exitstatus == 0:
         reporter.write_line("FAILED: skipped tests are not allowed", red=True)
         session.exitstatus = 1
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    # Playwright's sync API keeps an event loop running in the main thread for the whole
+    # session once a browser starts; anyio tests cannot start theirs after that. So every test
+    # that drives the browser runs last.
+    for item in items:
+        if "page" in getattr(item, "fixturenames", ()) or "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
