@@ -79,17 +79,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             admin_emails=frozenset(
                 e.strip().lower() for e in get("ADMIN_EMAILS").split(",") if e.strip()
             ),
-            max_request_bytes=_int(get("MAX_REQUEST_BYTES"), MIB),
-            max_import_bytes=_int(get("MAX_IMPORT_BYTES"), 10 * MIB),
+            max_request_bytes=_int("MAX_REQUEST_BYTES", get("MAX_REQUEST_BYTES"), MIB),
+            max_import_bytes=_int("MAX_IMPORT_BYTES", get("MAX_IMPORT_BYTES"), 10 * MIB),
             on_cloud_run=on_cloud_run,
             https_only=_bool(get("HTTPS_ONLY"), on_cloud_run),
             trusted_proxy=_bool(get("TRUST_PROXY"), on_cloud_run),
             log_sinks=tuple(s.strip() for s in get("LOG_SINKS", sinks_default).split(",") if s.strip()),
             log_dir=Path(log_dir) if log_dir else None,
-            log_body_max_bytes=_int(get("LOG_BODY_MAX_BYTES"), 16 * 1024),
+            log_body_max_bytes=_int("LOG_BODY_MAX_BYTES", get("LOG_BODY_MAX_BYTES"), 16 * 1024),
             log_html_bodies=get("LOG_HTML_BODIES", "summary"),
-            log_csv_max_bytes=_int(get("LOG_CSV_MAX_BYTES"), 64 * MIB),
-            log_csv_keep=_int(get("LOG_CSV_KEEP"), 5),
+            log_csv_max_bytes=_int("LOG_CSV_MAX_BYTES", get("LOG_CSV_MAX_BYTES"), 64 * MIB),
+            log_csv_keep=_int("LOG_CSV_KEEP", get("LOG_CSV_KEEP"), 5),
             log_flush=get("LOG_FLUSH", "background"),
             turso_database_url=get("TURSO_DATABASE_URL"),
             turso_auth_token=get("TURSO_AUTH_TOKEN"),
@@ -138,11 +138,15 @@ def load_or_create_key(path: Path) -> str:
     return path.read_text().strip()
 
 
-def _int(value: str, default: int) -> int:
+def _int(name: str, value: str, default: int) -> int:
+    # Sizes and counts: a typo must stop start-up with the variable's name, not a traceback.
     try:
-        return int(value) if value else default
+        number = int(value) if value else default
     except ValueError:
-        raise SystemExit(f"expected an integer setting, got {value!r}") from None
+        number = -1
+    if number < 0:
+        raise SystemExit(f"{name} must be a whole number of at least 0, got {value!r}")
+    return number
 
 
 def _bool(value: str, default: bool) -> bool:
