@@ -81,12 +81,13 @@ def create_app(settings: Settings) -> Starlette:
         Mount("/static", StaticFiles(directory=VIEWS / "static"), name="static"),
     ]
     middleware = [
+        # Outermost, so responses made by the middleware below (413, 403, 503) get them too.
+        Middleware(SecurityHeadersMiddleware),
         Middleware(
             SizeLimitMiddleware,
             max_bytes=settings.max_request_bytes,
             overrides={"/items/import": settings.max_import_bytes},
         ),
-        Middleware(SecurityHeadersMiddleware),
         Middleware(
             SessionMiddleware,
             secret_key=settings.secret_key,
