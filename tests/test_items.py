@@ -306,6 +306,7 @@ async def test_not_found_htmx_fragment_and_full_page(alice: AppClient):
     assert frag.status_code == 404 and frag.text.lstrip().startswith('<div class="alert')
     full = await alice.get("/items/12345")
     assert full.status_code == 404 and is_full_page(full.text)
+    assert frag.headers["vary"] == full.headers["vary"] == "HX-Request"
     unknown = await alice.get("/no/such/page")
     assert unknown.status_code == 404 and 'id="not-found"' in unknown.text
 
@@ -385,7 +386,7 @@ async def test_pages(alice: AppClient):
     second = await names("2")
     assert second == [f"item {n:02}" for n in range(4, -1, -1)]
     assert set(first).isdisjoint(second)
-    for bad in ["0", "-1", "abc", "", "1e3", "99999999"]:
+    for bad in ["0", "-1", "abc", "", "1e3", "99999999", "²", "①", "١"]:
         assert await names(bad) == first
     assert await names("3") == []
     nav = (await alice.get("/items", params={"q": "item"})).text
