@@ -6,11 +6,17 @@ import json
 import re
 from pathlib import Path
 
+import httpx
 import pytest
+from anyio.from_thread import start_blocking_portal
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markupsafe import escape
 from starlette.routing import Match, Route
 
 from app import create_app
 from handlers.items import PER_PAGE
+from store.validate import validate_item
 from tests.conftest import AppClient
 from tests.conftest import test_settings as make_settings
 
@@ -404,3 +410,53 @@ async def test_health_json(make_client):
     body = response.json()
     assert body["status"] == "ok" and body["backend"] == "sqlite"
     assert "logs" in body
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["q=%00", "q=%ff%fe", "q=" + "%25" * 500, "q=%5C", "page=%00", "page=%ff", "q=a&q=b&page=2&page=x", "q=%E2%80%AE"],
+)
+async def test_odd_query_strings_are_not_server_errors(alice: AppClient, query: str):
+    await create(alice, "Lamp")
+    for headers in ({}, {"HX-Request": "true"}):
+        response = await alice.get(f"/items?{query}", headers=headers)
+        assert response.status_code == 200, query
+
+
+# arbitrary form input over HTTP --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def portal_client(tmp_path_factory):
+    """One signed-in client on one app for every hypothesis example (a blocking portal runs
+    the event loop in a thread, so the sync @given test can drive the async client)."""
+    with start_blocking_portal(backend="asyncio") as portal:
+        app = create_app(make_settings(tmp_path_factory.mktemp("fuzz")))
+        with portal.wrap_async_context_manager(app.router.lifespan_context(app)) as state:
+
+            async def asgi(scope, receive, send):
+                scope["state"] = dict(state)
+                await app(scope, receive, send)
+
+            client = AppClient(transport=httpx.ASGITransport(asgi), base_url="http://testserver")
+            assert portal.call(client.signup, "fuzz@example.com").status_code == 303
+            yield portal, client
+            portal.call(client.aclose)
+
+
+form_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=260)
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=form_text, description=st.one_of(form_text, st.just("d" * 2001)), quantity=st.one_of(form_text, st.integers().map(str)))
+def test_arbitrary_item_forms_are_200_or_422(portal_client, name: str, description: str, quantity: str):
+    portal, client = portal_client
+    form = {"name": name, "description": description, "quantity": quantity}
+    expected, errors = validate_item(form)
+    response = portal.call(lambda: client.post("/items", data=form, headers=client.htmx()))
+    if expected is None:
+        assert response.status_code == 422
+        assert set(re.findall(r'data-error-for="(\w+)"', response.text)) == set(errors)
+    else:
+        assert response.status_code == 200
+        assert str(escape(expected.name)) in response.text
