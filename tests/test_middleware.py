@@ -318,3 +318,106 @@ async def test_account_deleted_elsewhere_signs_the_session_out(user: AppClient, 
     page = await user.get("/")
     assert "mw@example.com" not in page.text and 'href="/signup"' in page.text
     assert page.headers.get_list("set-cookie")  # the dead session is cleared from the cookie
+
+
+# the middleware alone, around tiny ASGI apps ---------------------------------------------------
+
+
+async def echo_app(scope, receive, send) -> None:
+    """Replies with the body it read, so a test can see what reached the app."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def with_state(app, **state):
+    async def wrapped(scope, receive, send):
+        scope["state"] = dict(state)
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+def asgi_client(app) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver")
+
+
+@pytest.mark.anyio
+async def test_csrf_replays_the_form_body_unchanged():
+    from middleware.csrf import CsrfMiddleware
+
+    app = with_state(CsrfMiddleware(echo_app), csrf_token="tok")
+    body = b"a=1&csrf_token=tok&b=" + b"z" * 100_000
+
+    async def chunked() -> AsyncIterator[bytes]:
+        for i in range(0, len(body), 4096):
+            yield body[i : i + 4096]
+
+    async with asgi_client(app) as client:
+        response = await client.post("/", content=chunked(), headers=FORM)
+        assert response.status_code == 200 and response.content == body
+        bad = await client.post("/", content=b"csrf_token=nope", headers=FORM)
+        assert bad.status_code == 403
+    # No session token at all (the session middleware did not run): nothing can match it.
+    async with asgi_client(with_state(CsrfMiddleware(echo_app))) as client:
+        assert (await client.post("/", headers={"X-CSRF-Token": ""})).status_code == 403
+
+
+class RecordingStore:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.resumed = []
+
+    async def resume(self, session):
+        self.resumed.append(session)
+        if self.error:
+            raise self.error
+        return session
+
+
+@pytest.mark.anyio
+async def test_session_store_unavailable_is_a_friendly_503():
+    from middleware.session import SessionMiddleware
+    from store.base import Session, StoreUnavailable, User
+
+    store = RecordingStore(StoreUnavailable())
+    middleware = SessionMiddleware(echo_app, secret_key="k", max_age=60)
+    cookie = middleware.cookie_header({"scheme": "http"}, "tok", Session(user=User(id="1", email="a@b.co")))
+    app = with_state(middleware, store=store)
+    async with asgi_client(app) as client:
+        response = await client.get("/", headers={"Cookie": cookie.split(";")[0]})
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
+    assert "unreachable" in response.text
+    assert [s.user.id for s in store.resumed] == ["1"]
+
+
+@pytest.mark.anyio
+async def test_size_limit_after_response_started_is_not_a_second_response():
+    from middleware.size_limit import BodyTooLarge, SizeLimitMiddleware
+
+    async def streams_then_reads(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        while (await receive()).get("more_body"):
+            pass
+
+    app = SizeLimitMiddleware(streams_then_reads, max_bytes=10)
+    async with asgi_client(app) as client:
+        with pytest.raises(BodyTooLarge):
+            await client.post("/", content=chunks(100))
+
+
+@pytest.mark.anyio
+async def test_size_limit_override_is_per_exact_path():
+    from middleware.size_limit import SizeLimitMiddleware
+
+    app = SizeLimitMiddleware(echo_app, max_bytes=10, overrides={"/big": 100})
+    async with asgi_client(app) as client:
+        assert (await client.post("/big", content=b"x" * 100)).status_code == 200
+        assert (await client.post("/big", content=b"x" * 101)).status_code == 413
+        assert (await client.post("/big/x", content=b"x" * 11)).status_code == 413
+        assert (await client.post("/", content=b"x" * 10)).status_code == 200
