@@ -183,3 +183,29 @@ def test_key_race_between_processes(tmp_path: Path):
     keys = {out.strip() for out, _ in results}
     assert keys == {path.read_text().strip()}
     assert sorted(os.listdir(path.parent)) == ["secret_key"]
+
+
+@pytest.mark.parametrize("content", ["", "\n", "   "])
+def test_empty_key_file_is_refused_not_used(tmp_path: Path, content: str):
+    # An empty key would sign every session with "": anyone could forge cookies.
+    path = tmp_path / "secret_key"
+    path.write_text(content)
+    with pytest.raises(SystemExit, match="secret_key"):
+        load_or_create_key(path)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_warnings_are_logged_at_start_up(tmp_path: Path, caplog):
+    s = from_env({"SECRET_KEY": "'quoted'", "DATA_DIR": str(tmp_path)})
+    app = create_app(s)
+    with caplog.at_level("WARNING", logger="app"):
+        async with app.router.lifespan_context(app):
+            pass
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("SECRET_KEY was wrapped in quotes" in m for m in messages)
+    assert all("quoted" not in m.replace("SECRET_KEY was wrapped in quotes", "") for m in messages)
