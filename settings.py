@@ -122,7 +122,7 @@ def load_or_create_key(path: Path) -> str:
     (our key) or fails because another process won first (its complete key). Never a torn read."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
-        return path.read_text().strip()
+        return _read_key(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -135,7 +135,15 @@ def load_or_create_key(path: Path) -> str:
         pass
     finally:
         tmp.unlink()
-    return path.read_text().strip()
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> str:
+    key = path.read_text().strip()
+    if not key:
+        # Never sign sessions with an empty key (anyone could forge them); we never write one.
+        raise SystemExit(f"{path} is empty: delete it to generate a new key, or set SECRET_KEY.")
+    return key
 
 
 def _int(name: str, value: str, default: int) -> int:
