@@ -42,6 +42,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_flush: str = "background"
     turso_database_url: str = ""  # default: file:<data_dir>/logs.db
     turso_auth_token: str = ""
+    import_throttle_ms: int = 0  # test-only: slows the import so progress can be observed
     supabase_url: str = ""
     supabase_anon_key: str = ""
     warnings: tuple[str, ...] = ()
@@ -93,6 +94,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             log_flush=get("LOG_FLUSH", "background"),
             turso_database_url=get("TURSO_DATABASE_URL"),
             turso_auth_token=get("TURSO_AUTH_TOKEN"),
+            import_throttle_ms=_int("IMPORT_THROTTLE_MS", get("IMPORT_THROTTLE_MS"), 0),
             supabase_url=get("SUPABASE_URL"),
             supabase_anon_key=get("SUPABASE_ANON_KEY"),
             warnings=tuple(warnings),

@@ -12,8 +12,7 @@ from starlette.routing import Mount, Route
 
 from app import create_app
 from middleware.size_limit import human_size
-from tests.conftest import AppClient
-from tests.conftest import test_settings as make_settings
+from tests.conftest import AppClient, make_settings
 
 MIB = 1024 * 1024
 UNSAFE = ["POST", "PUT", "PATCH", "DELETE"]

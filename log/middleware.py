@@ -1,0 +1,274 @@
+"""Capture every HTTP exchange as one `Captured` and hand it to a `record` callback.
+
+Pure ASGI (no BaseHTTPMiddleware), so streaming responses keep streaming and the request body
+is only read when the app reads it: receive/send are wrapped, every message is passed on as is
+(only `http.response.start` gets an added `x-trace-id` header) and the first `body_cap` bytes
+of each body are copied on the way through.
+
+Exactly one `record()` call per http request, whatever happens:
+- normal response: its status;
+- client gone (http.disconnect seen before the response completed, or send raised OSError /
+  ClientDisconnect): 499, nothing re-raised (there is nobody to answer);
+- app raised before starting the response: we send a plain 500 ourselves and record 500 with
+  the exception text and traceback; not re-raised, so the server does not log it a second time;
+- app raised after starting the response: recorded (500 if the body was cut short, else the
+  sent status) with the exception, then re-raised so the server closes the connection.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from log.captured import Captured
+from log.trace import trace_id_from_headers
+
+TRACE_HEADER = b"x-trace-id"
+_DISCONNECTS = (OSError, ClientDisconnect)
+_500_BODY = b"Internal Server Error"
+
+
+def _no_user(scope: Scope) -> str | None:
+    return None
+
+
+def _uuid4() -> str:
+    return str(uuid.uuid4())
+
+
+def decode_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw]
+
+
+def is_excluded(path: str, prefixes: Sequence[str]) -> bool:
+    """Segment-wise prefix match: "/static" excludes "/static" and "/static/x", not "/staticky"."""
+    stems = [p.rstrip("/") for p in prefixes]
+    return any(path == s or path.startswith(s + "/") for s in stems)
+
+
+def client_ip(
+    scope_client: Sequence[Any] | None, headers: Sequence[tuple[str, str]], trusted_proxy: bool
+) -> str | None:
+    """The caller's IP address.
+
+    Behind a trusted front end (Cloud Run / Google front end) the client IP is the entry the
+    front end APPENDED to X-Forwarded-For, i.e. the right-most one; everything to its left came
+    from the client and can be forged, so it is never used. When several X-Forwarded-For
+    headers arrive they are one list in order. A right-most entry that is not an IP address
+    (misconfiguration) falls back to the socket peer rather than logging junk.
+    """
+    peer = str(scope_client[0]) if scope_client else None
+    if not trusted_proxy:
+        return peer
+    entries = [e.strip() for k, v in headers if k == "x-forwarded-for" for e in v.split(",")]
+    entries = [e for e in entries if e]
+    if not entries:
+        return peer
+    try:
+        return str(ipaddress.ip_address(entries[-1]))
+    except ValueError:
+        return peer
+
+
+class _Body:
+    """First `cap` bytes of a stream of chunks, plus the total size."""
+
+    __slots__ = ("cap", "data", "size")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.data = bytearray()
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        room = self.cap - len(self.data)
+        if room > 0:
+            self.data += chunk[:room]
+
+
+class _Exchange:
+    """Mutable state of one request while it is in flight."""
+
+    def __init__(self, cap: int) -> None:
+        self.request = _Body(cap)
+        self.response = _Body(cap)
+        self.status: int | None = None
+        self.response_headers: list[tuple[str, str]] = []
+        self.started = False
+        self.complete = False
+        self.disconnected = False
+        self.expect_trailers = False
+        self.completed_at: float | None = None
+
+
+class RequestLogMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        record: Callable[[Captured], None],
+        body_cap: int = 16384,
+        exclude_prefixes: tuple[str, ...] = ("/static", "/health"),
+        trusted_proxy: bool = False,
+        user_id_of: Callable[[Scope], str | None] = _no_user,
+        clock: Callable[[], float] = time.time,
+        perf: Callable[[], float] = time.perf_counter,
+        new_uuid: Callable[[], str] = _uuid4,
+    ) -> None:
+        self.app = app
+        self.record = record
+        self.body_cap = body_cap
+        self.exclude_prefixes = exclude_prefixes
+        self.trusted_proxy = trusted_proxy
+        self.user_id_of = user_id_of
+        self.clock = clock
+        self.perf = perf
+        self.new_uuid = new_uuid
+        self.record_errors = 0  # record() / user_id_of() failures, swallowed so requests never fail
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received_at, t0 = self.clock(), self.perf()
+        headers = decode_headers(scope.get("headers", []))
+        trace_id = trace_id_from_headers(headers, self.new_uuid)
+        # Handlers and templates read it from request.state; keep an existing state dict
+        # (uvicorn puts lifespan state there).
+        scope.setdefault("state", {})["trace_id"] = trace_id
+        ex = _Exchange(self.body_cap)
+
+        async def receive_wrapper() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                ex.request.add(message.get("body", b""))
+            elif message["type"] == "http.disconnect" and not ex.complete:
+                ex.disconnected = True
+            return message
+
+        async def send_wrapper(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                raw = [(k, v) for k, v in message.get("headers", []) if k.lower() != TRACE_HEADER]
+                raw.append((TRACE_HEADER, trace_id.encode("ascii")))
+                message = {**message, "headers": raw}
+                ex.started, ex.status = True, message["status"]
+                ex.response_headers = decode_headers(raw)
+                ex.expect_trailers = bool(message.get("trailers", False))
+            elif kind == "http.response.body":
+                ex.response.add(message.get("body", b""))
+                if not message.get("more_body", False) and not ex.expect_trailers:
+                    self._complete(ex)
+            elif kind == "http.response.trailers" and not message.get("more_trailers", False):
+                self._complete(ex)
+            elif kind == "http.response.pathsend":
+                self._complete(ex)
+            try:
+                await send(message)
+            except _DISCONNECTS:
+                ex.disconnected = True
+                raise
+
+        if is_excluded(scope.get("path", ""), self.exclude_prefixes):
+            await self.app(scope, receive, send_wrapper)
+            return
+
+        error: BaseException | None = None
+        try:
+            await self.app(scope, receive_wrapper, send_wrapper)
+            if not ex.started and not ex.disconnected:
+                await self._send_500(send_wrapper, ex)
+        except Exception as exc:
+            # OSError only means "client gone" when it came out of send (the wrapper noted
+            # that); a handler's own FileNotFoundError is an application error.
+            gone = ex.disconnected or isinstance(exc, ClientDisconnect)
+            ex.disconnected = gone
+            if not (gone and isinstance(exc, _DISCONNECTS)):
+                error = exc  # an app error, even if the client has also left meanwhile
+            if gone:
+                pass  # nobody to answer and nothing for the server to log
+            elif ex.started:
+                raise
+            else:
+                await self._send_500(send_wrapper, ex)
+        except BaseException as exc:  # cancelled by the server: still one record, then propagate
+            error = exc
+            ex.disconnected = ex.disconnected or not ex.complete
+            raise
+        finally:
+            self._record(scope, ex, error, headers, trace_id, received_at, t0)
+
+    async def _send_500(self, send: Send, ex: _Exchange) -> None:
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
+        try:
+            await send({"type": "http.response.start", "status": 500, "headers": headers})
+            await send({"type": "http.response.body", "body": _500_BODY, "more_body": False})
+        except _DISCONNECTS:
+            ex.disconnected = True
+
+    def _complete(self, ex: _Exchange) -> None:
+        # Marked before the final send is awaited, so a disconnect that the server reports
+        # once the response is out is not mistaken for the client leaving early.
+        ex.complete = True
+        ex.completed_at = self.perf()
+
+    def _status(self, ex: _Exchange, error: BaseException | None) -> int:
+        if ex.disconnected:
+            return 499
+        if error is not None and not ex.complete:
+            return 500  # includes responses that started but were cut short by the error
+        return ex.status if ex.status is not None else 500
+
+    def _record(
+        self,
+        scope: Scope,
+        ex: _Exchange,
+        error: BaseException | None,
+        headers: list[tuple[str, str]],
+        trace_id: str,
+        received_at: float,
+        t0: float,
+    ) -> None:
+        # Duration is what the client waited for: until the last byte was handed to the server
+        # (background tasks that run after that are not counted).
+        end = ex.completed_at if ex.completed_at is not None and not ex.disconnected else self.perf()
+        try:
+            user_id = self.user_id_of(scope)  # after the app ran: auth middleware has set it
+        except Exception:
+            self.record_errors += 1
+            user_id = None
+        exception = stack = None
+        if error is not None:
+            exception = f"{type(error).__name__}: {error}"
+            stack = "".join(traceback.format_exception(error))
+        captured = Captured(
+            received_at=received_at,
+            duration_ms=max(0, round((end - t0) * 1000)),
+            method=scope.get("method", ""),
+            path=scope.get("path", ""),
+            query_string=scope.get("query_string", b"").decode("latin-1"),
+            request_headers=headers,
+            request_body=bytes(ex.request.data),
+            request_body_size=ex.request.size,
+            response_status=self._status(ex, error),
+            response_headers=ex.response_headers,
+            response_body=bytes(ex.response.data),
+            response_body_size=ex.response.size,
+            client_ip=client_ip(scope.get("client"), headers, self.trusted_proxy),
+            user_id=user_id,
+            trace_id=trace_id,
+            exception=exception,
+            stack_trace=stack,
+        )
+        try:
+            self.record(captured)
+        except Exception:
+            self.record_errors += 1

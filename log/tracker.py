@@ -1,0 +1,155 @@
+"""Explicit step tracking for multi-step work: one TaskTracker per task run.
+
+    tracker = TaskTracker(trace_id, "import_csv", emit=fanout.emit, next_id=ids.next)
+    async with tracker.step("Validation", input={"rows": 10}) as step:
+        step.progress({"checked": 5})
+        step.output = {"valid": 10}
+
+writes START, IN_PROGRESS, SUCCESS rows (or FAILED with the error and traceback, and the
+exception propagates). `execution_order` counts every row of the run, 1, 2, 3, ... so rows
+sort into the order they happened even when created_at ties. A plain `with` works the same
+for synchronous code.
+
+Logging must never break the task: emit() and redact() failures are counted in
+`emit_errors` / `redact_errors`, and JSON encoding falls back to str() for unknown types.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import msgspec
+
+from log.rows import TaskProgressLog
+
+START, IN_PROGRESS, SUCCESS, FAILED = "START", "IN_PROGRESS", "SUCCESS", "FAILED"
+
+_encoder = msgspec.json.Encoder(enc_hook=str, order="sorted")
+_REDACT_FAILED = '"[redaction failed]"'  # never fall back to the unredacted value
+
+
+def _format_utc(ts: float) -> str:
+    """UTC "YYYY-MM-DD HH:MM:SS.fff", the format SQLite's STRFTIME('%Y-%m-%d %H:%M:%f') uses."""
+    seconds, millis = divmod(round(ts * 1000), 1000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S.") + f"{millis:03d}"
+
+
+def encode_json(value: object) -> str:
+    """JSON text for any value; unknown types become their str(), nothing raises."""
+    try:
+        return _encoder.encode(value).decode()
+    except Exception:  # unsupported dict keys, str() itself failing, recursion
+        try:
+            return _encoder.encode(str(value)).decode()
+        except Exception:
+            return _encoder.encode(f"<unencodable {type(value).__name__}>").decode()
+
+
+def error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _identity(value: object) -> object:
+    return value
+
+
+class TaskTracker:
+    def __init__(
+        self,
+        trace_id: str,
+        task_name: str,
+        *,
+        emit: Callable[[TaskProgressLog], None],
+        next_id: Callable[[], int],
+        clock: Callable[[], float] = time.time,
+        redact: Callable[[object], object] = _identity,
+    ) -> None:
+        self.trace_id = trace_id
+        self.task_name = task_name
+        self._emit = emit
+        self._next_id = next_id
+        self._clock = clock
+        self._redact = redact
+        self._order = 0
+        self.emit_errors = 0
+        self.redact_errors = 0
+
+    def step(self, name: str, input: object = None) -> Step:
+        """A context manager (async or sync) that logs one step of this task run."""
+        return Step(self, name, input)
+
+    def _json(self, value: object) -> str | None:
+        if value is None:
+            return None
+        try:
+            redacted = self._redact(value)
+        except Exception:
+            self.redact_errors += 1
+            return _REDACT_FAILED
+        return encode_json(redacted)
+
+    def _write(self, step: str, status: str, **fields: Any) -> None:
+        self._order += 1
+        row = TaskProgressLog(
+            id=self._next_id(),
+            trace_id=self.trace_id,
+            task_name=self.task_name,
+            step_name=step,
+            status=status,
+            input_data=self._json(fields.get("input")),
+            output_data=self._json(fields.get("output")),
+            error_message=fields.get("error_message"),
+            stack_trace=fields.get("stack_trace"),
+            execution_order=self._order,
+            created_at=_format_utc(self._clock()),
+        )
+        try:
+            self._emit(row)
+        except Exception:
+            self.emit_errors += 1
+
+
+class Step:
+    """One step in flight. Set `output` before the block ends; call `progress()` any time."""
+
+    def __init__(self, tracker: TaskTracker, name: str, input: object) -> None:
+        self._tracker = tracker
+        self.name = name
+        self.input = input
+        self.output: object = None
+
+    def progress(self, data: object) -> None:
+        """An IN_PROGRESS row carrying `data` as its output_data."""
+        self._tracker._write(self.name, IN_PROGRESS, output=data)
+
+    def __enter__(self) -> Step:
+        self._tracker._write(self.name, START, input=self.input)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        if exc is None:
+            self._tracker._write(self.name, SUCCESS, output=self.output)
+        else:
+            self._tracker._write(
+                self.name,
+                FAILED,
+                output=self.output,
+                error_message=error_text(exc),
+                stack_trace="".join(traceback.format_exception(exc)),
+            )
+        return False  # never swallow: the caller's exception propagates unchanged
+
+    async def __aenter__(self) -> Step:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        return self.__exit__(exc_type, exc, tb)

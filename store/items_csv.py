@@ -1,0 +1,115 @@
+"""Items ⇄ CSV for bulk import and export. Pure: bytes in, values out."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+
+import msgspec
+
+from store.base import Item, ItemInput
+from store.validate import validate_item
+
+MAX_ROWS = 100_000
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class Rejected(msgspec.Struct, frozen=True):
+    line: int
+    reason: str
+
+
+class ParsedImport(msgspec.Struct, frozen=True):
+    valid: list[ItemInput]
+    rejected: list[Rejected]
+    error: str | None = None  # the whole file is unusable (no header, too many rows)
+
+
+def parse_import(data: bytes, *, max_rows: int = MAX_ROWS) -> ParsedImport:
+    """Parse `name,description,quantity` CSV (UTF-8, optional BOM, header row required)."""
+    valid: list[ItemInput] = []
+    rejected: list[Rejected] = []
+    for result in iter_import(data, max_rows=max_rows):
+        if isinstance(result, str):
+            return ParsedImport([], [], error=result)
+        (valid if isinstance(result, ItemInput) else rejected).append(result)
+    return ParsedImport(valid, rejected)
+
+
+def count_lines(data: bytes) -> int:
+    """Upper bound of the data rows, for progress bars (quoted newlines make it an estimate)."""
+    return max(0, data.count(b"\n") - 1 + (not data.endswith(b"\n")))
+
+
+def iter_import(data: bytes, *, max_rows: int = MAX_ROWS) -> Iterator[ItemInput | Rejected | str]:
+    """Yield each row as an ItemInput or a Rejected, or a single str when the whole file is
+    unusable. Undecodable bytes are kept as surrogates so that only the records holding them
+    are rejected ("bad encoding"), with the line each record starts on."""
+    text = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="surrogateescape")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        yield "The file is empty."
+        return
+    except csv.Error as err:
+        yield f"Not a CSV file: {err}."
+        return
+    if "name" not in header:
+        yield "The first row must be a header with a 'name' column."
+        return
+    if count_lines(data) > max_rows + 1000:  # cheap early refusal; exact check below
+        yield f"Too many rows: the limit is {max_rows:,}."
+        return
+    columns = {name: header.index(name) for name in ("name", "description", "quantity") if name in header}
+    rows = 0
+    start = reader.line_num + 1
+    try:
+        for record in reader:
+            line, start = start, reader.line_num + 1
+            if not any(cell.strip() for cell in record):
+                continue  # blank lines are not rows
+            rows += 1
+            if rows > max_rows:
+                yield f"Too many rows: the limit is {max_rows:,}."
+                return
+            reason, item = _check(record, columns)
+            yield Rejected(line=line, reason=reason) if item is None else item
+    except csv.Error as err:
+        yield Rejected(line=start, reason=f"Unreadable CSV from here on: {err}.")
+
+
+def _check(record: list[str], columns: dict[str, int]) -> tuple[str, ItemInput | None]:
+    if any(_has_surrogates(cell) for cell in record):
+        return "Bad encoding: the row is not valid UTF-8.", None
+    form = {name: record[i] if i < len(record) else "" for name, i in columns.items()}
+    item, errors = validate_item(form)
+    return " ".join(errors.values()), item
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def safe_cell(value: object) -> str:
+    """Spreadsheet-safe text: a cell that would start a formula gets a leading apostrophe."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def export_rows(items: Iterable[Item], *, header: bool = True) -> Iterator[str]:
+    """CSV text chunks (header first unless header=False) for the user's items, formula-safe."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    if header:
+        writer.writerow(["name", "description", "quantity", "created_at", "updated_at"])
+    for item in items:
+        writer.writerow(
+            [safe_cell(v) for v in (item.name, item.description, item.quantity, item.created_at, item.updated_at)]
+        )
+        if buffer.tell() > 64 * 1024:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()

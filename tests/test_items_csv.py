@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import csv
+import io
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from store.base import Item
+from store.items_csv import export_rows, parse_import, safe_cell
+
+
+def test_valid_rows_with_bom_and_any_column_order() -> None:
+    data = "\ufeffquantity,name,description\r\n3,Apple,red\r\n0,Pear,\r\n".encode()
+    parsed = parse_import(data)
+    assert parsed.error is None and parsed.rejected == []
+    assert [(i.name, i.description, i.quantity) for i in parsed.valid] == [("Apple", "red", 3), ("Pear", "", 0)]
+
+
+def test_bad_rows_are_rejected_with_line_numbers_and_reasons() -> None:
+    data = (
+        b"name,description,quantity\n"
+        b"Good,,1\n"  # line 2
+        b",no name,1\n"  # line 3
+        b"Bad qty,,abc\n"  # line 4
+        b'"multi\nline",desc,2\n'  # lines 5-6: valid, spans two lines
+        b"Neg,,-1\n"  # line 7
+        + b"x" * 201 + b",,1\n"  # line 8
+        b"Bad \xff bytes,,1\n"  # line 9
+    )
+    parsed = parse_import(data)
+    assert [i.name for i in parsed.valid] == ["Good", "multi\nline"]
+    assert [(r.line, r.reason.split(":")[0].split(" ")[0]) for r in parsed.rejected] == [
+        (3, "Name"),
+        (4, "Quantity"),
+        (7, "Quantity"),
+        (8, "Name"),
+        (9, "Bad"),
+    ]
+    assert "negative" in parsed.rejected[2].reason
+    assert "200" in parsed.rejected[3].reason
+
+
+def test_whole_file_errors() -> None:
+    assert parse_import(b"").error == "The file is empty."
+    assert "header" in (parse_import(b"foo,bar\n1,2\n").error or "")
+    too_many = b"name\n" + b"a\n" * 11
+    assert "Too many rows" in (parse_import(too_many, max_rows=10).error or "")
+
+
+@given(st.binary(max_size=2000))
+def test_parse_never_raises(data: bytes) -> None:
+    parsed = parse_import(b"name,description,quantity\n" + data)
+    assert parsed.error is None or isinstance(parsed.error, str)
+    for item in parsed.valid:
+        assert 1 <= len(item.name) <= 200 and item.quantity >= 0
+
+
+@given(st.text())
+def test_safe_cell_never_starts_a_formula(text: str) -> None:
+    cell = safe_cell(text)
+    assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+    assert cell.removeprefix("'") == text or cell == text
+
+
+def test_export_is_formula_safe_csv() -> None:
+    items = [Item(id=1, name="=HYPERLINK(\"x\")", description="-2+3", quantity=4, created_at="c", updated_at="u")]
+    rows = list(csv.reader(io.StringIO("".join(export_rows(items)))))
+    assert rows[0] == ["name", "description", "quantity", "created_at", "updated_at"]
+    assert rows[1][:3] == ["'=HYPERLINK(\"x\")", "'-2+3", "4"]
