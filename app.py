@@ -122,7 +122,10 @@ def create_app(settings: Settings) -> Starlette:
         Mount("/static", StaticFiles(directory=VIEWS / "static"), name="static"),
     ]
     middleware = [
-        # Outermost, so that 413s and crashes get their row too.
+        # Outermost, so responses made by the middleware below (413, 403, 503, crash 500s)
+        # carry them too.
+        Middleware(SecurityHeadersMiddleware),
+        # Next, so that 413s and crashes get their log row too.
         Middleware(
             RequestLogMiddleware,
             record=logs.record,
@@ -136,7 +139,6 @@ def create_app(settings: Settings) -> Starlette:
             max_bytes=settings.max_request_bytes,
             overrides={"/items/import": settings.max_import_bytes},
         ),
-        Middleware(SecurityHeadersMiddleware),
         Middleware(
             SessionMiddleware,
             secret_key=settings.secret_key,
