@@ -50,7 +50,7 @@ class LogPipeline:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.enabled = bool(settings.log_sinks)
-        self.policy = RedactionPolicy()
+        self.policy = RedactionPolicy().with_extra(settings.log_redact_extra)
         self.ids = SnowflakeIds(0, _now_ms)
         self.fanout: FanOut | None = None
         self.log_db: LogDatabase | None = None
