@@ -36,6 +36,7 @@ from log.redact import (
     group_pairs,
     may_hold_sensitive_key,
     redact_json,
+    redact_html,
     redact_json_text,
     redact_pairs,
 )
@@ -133,5 +134,7 @@ def _body_value(
         if media == "text/html" and not keep_html:
             return summary(media, data, total_size)
         text = data.decode(charset, errors="replace")
+        if media == "text/html":
+            text = redact_html(text, policy)
         return marker("text", text) if truncated else text
     return summary(media, data, total_size)
