@@ -182,6 +182,8 @@ async def csv_sink_rate(n: int, log_dir: Path) -> tuple[float, float]:
 
 
 def main() -> None:
+    # A SIGTERM (timeout, Ctrl-C in CI) must still stop the server via the finally blocks.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="one short round (seconds, not minutes)")
     parser.add_argument("--rounds", type=int, default=3)

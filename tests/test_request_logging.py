@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import re
 import socket
@@ -302,6 +303,30 @@ async def test_every_request_is_one_row_in_csv_and_db_identical(tmp_path: Path) 
     assert "Traceback" in tasks[0].stack_trace and "in boom" in tasks[0].stack_trace
     assert db_rows(settings, "task_progress_logs") == csv_rows(settings, "task_progress_logs")
 
+    # each kind of body is logged the way log/bodies.py promises
+    def row_for(method: str, path: str, status: int) -> ApiLog:
+        (m,) = [m for m in expected if (m.method, m.path, m.status) == (method, path, status)]
+        return by_trace[m.got_trace]
+
+    def body(text: str | None):
+        return msgspec.json.decode(text) if text is not None else None
+
+    echo_bodies = [body(by_trace[m.got_trace].request_body) for m in expected if m.path == "/echo"]
+    assert echo_bodies[0]["profile"]["prefs"] == {"password": "[REDACTED]", "color": "VISIBLE-JSON-COLOR"}
+    assert echo_bodies[1]["summary"] == {"content_type": "application/octet-stream", "size": 1024,
+                                         "sha256": hashlib.sha256(bytes(range(256)) * 4).hexdigest(),
+                                         "captured_bytes": 1024}
+    multipart = body(row_for("POST", "/items", 303).request_body)
+    assert multipart["summary"]["content_type"] == "multipart/form-data"
+    forms = [body(by_trace[m.got_trace].request_body) for m in expected if (m.method, m.path, m.status) == ("POST", "/items", 200)]
+    assert forms == [
+        {"name": "VISIBLE-FORM-NAME", "quantity": "2", "description": "", "password": "[REDACTED]"},
+        {"name": "\ufffd" * 3, "quantity": "1", "description": ""},  # invalid UTF-8: replaced, not an error
+    ]
+    assert row_for("GET", "/boom", 500).response_body == '"Internal Server Error"'
+    assert "VISIBLE-FORM-NAME" in body(row_for("GET", "/items/export.csv", 200).response_body)
+    assert all(isinstance(r.duration_ms, int) and r.duration_ms >= 0 for r in rows)
+
     # the query secret is scrubbed in the endpoint, the rest of the query kept
     q_row = next(r for r in rows if "access_token" in r.endpoint)
     assert q_row.endpoint == "/items?q=VISIBLE-QUERY-Q&access_token=[REDACTED]"
@@ -435,7 +460,7 @@ async def test_a_hanging_log_database_holds_up_no_request(tmp_path: Path) -> Non
         settings = make_settings(tmp_path / "app", log_sinks=("csv", "turso"), turso_database_url=remote.url)
         settings.data_dir.mkdir()
         async with serving(settings) as (client, state):
-            server.inject("delay", times=1, delay=3.0)
+            server.inject("delay", times=1, delay=5.0)  # longer than the requests below take
             before = server.pipeline_requests
             assert (await client.get("/")).status_code == 200
             deadline = time.monotonic() + 10
