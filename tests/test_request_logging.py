@@ -32,7 +32,7 @@ from starlette.routing import Route
 from app import create_app
 from log.csv_sink import read_rows
 from log.ids import EPOCH_MS
-from log.rows import TABLES, ApiLog, TaskProgressLog, columns
+from log.rows import TABLES, ApiLog, columns
 from settings import Settings
 from tests.conftest import ROOT, AppClient, free_port, make_settings
 from tests.hrana_server import HranaServer, running
