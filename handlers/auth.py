@@ -1,4 +1,4 @@
-"""Sign up, log in, log out."""
+"""Sign up, confirm the email address (Supabase backend), log in, log out."""
 
 from __future__ import annotations
 
@@ -73,6 +73,23 @@ async def login(request: Request) -> Response:
     return redirect(request, "/")
 
 
+async def confirm_email(request: Request) -> Response:
+    """The link in Supabase's "Confirm signup" email (template: {{ .SiteURL }}/auth/confirm?
+    token_hash={{ .TokenHash }}&type=email). Verifying it signs the user in. Only a store that
+    confirms addresses has verify_email; on the embedded store the route does not exist."""
+    verify = getattr(request.state.store, "verify_email", None)
+    if verify is None:
+        return render(request, "not_found.html", status=404, block="not_found")
+    token_hash = request.query_params.get("token_hash", "")
+    kind = request.query_params.get("type", "")
+    try:
+        session = await verify(token_hash, kind)  # StoreUnavailable: the app's 503 page
+    except AuthError as err:
+        return render(request, "error.html", {"message": str(err)}, status=400, block="error")
+    set_session(request, session)
+    return redirect(request, "/")
+
+
 async def logout(request: Request) -> Response:
     session = current_session(request)
     try:
@@ -89,4 +106,5 @@ routes = [
     Route("/login", login_page, methods=["GET"]),
     Route("/login", login, methods=["POST"]),
     Route("/logout", logout, methods=["POST"]),
+    Route("/auth/confirm", confirm_email, methods=["GET"]),
 ]
