@@ -11,7 +11,7 @@ from starlette.routing import Route
 from log.middleware import client_ip
 from handlers._web import current_session, form_dict, redirect, render
 from middleware.session import set_session
-from store.base import AuthError
+from store.base import AuthError, RateLimited
 from store.validate import validate_credentials
 
 
@@ -39,6 +39,8 @@ async def signup(request: Request) -> Response:
         return _form_page(request, "signup", email=email, errors=errors, status=422)
     try:
         session = await request.state.store.sign_up(email, password)
+    except RateLimited as err:
+        return _form_page(request, "signup", email=email, errors={"form": str(err)}, status=429)
     except AuthError as err:
         return _form_page(request, "signup", email=email, errors={"form": str(err)}, status=422)
     if session is None:  # the backend wants the email confirmed first
@@ -65,6 +67,9 @@ async def login(request: Request) -> Response:
         return _form_page(request, "login", email=email, errors={"form": message}, status=429)
     try:
         session = await request.state.store.log_in(email, password)
+    except RateLimited as err:
+        # The auth service's own limit: not a wrong password, so not counted as a failure here.
+        return _form_page(request, "login", email=email, errors={"form": str(err)}, status=429)
     except AuthError as err:
         limits.failed(ip, email)
         return _form_page(request, "login", email=email, errors={"form": str(err)}, status=401)
