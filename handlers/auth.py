@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from log.middleware import client_ip
-from handlers._web import current_session, form_dict, redirect, render
+from handlers._web import current_session, form_dict, is_htmx, redirect, render
 from middleware.session import set_session
 from store.base import AuthError, RateLimited
 from store.validate import validate_credentials
@@ -44,7 +44,12 @@ async def signup(request: Request) -> Response:
     except AuthError as err:
         return _form_page(request, "signup", email=email, errors={"form": str(err)}, status=422)
     if session is None:  # the backend wants the email confirmed first
-        return render(request, "check_email.html", {"email": email})
+        response = render(request, "check_email.html", {"email": email}, block="check_email")
+        if is_htmx(request):
+            # The form asked to swap only itself; the message takes the whole page instead.
+            response.headers["HX-Retarget"] = "main"
+            response.headers["HX-Reswap"] = "innerHTML"
+        return response
     set_session(request, session)
     return redirect(request, "/")
 

@@ -218,6 +218,16 @@ async def test_sign_up_then_confirm_link_signs_in(client: AppClient, standin: St
     assert (await login(client, email)).status_code == 303  # confirmed for good
 
 
+async def test_htmx_sign_up_replaces_the_page_with_check_your_email(client: AppClient) -> None:
+    await client.refresh_csrf()
+    email = new_email()
+    page = await client.post("/signup", data={"email": email, "password": PASSWORD},
+                             headers=client.htmx())
+    assert page.status_code == 200 and 'id="check-email"' in page.text and email in page.text
+    assert "<html" not in page.text and 'id="auth-form"' not in page.text  # a fragment
+    assert page.headers["hx-retarget"] == "main" and page.headers["hx-reswap"] == "innerHTML"
+
+
 async def test_confirm_link_via_htmx_redirects_with_header(client: AppClient,
                                                            standin: Standin) -> None:
     email = new_email()
