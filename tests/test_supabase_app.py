@@ -451,6 +451,24 @@ async def test_invalid_session_clears_cookie_and_redirects_to_login(
             assert set_session_payload(response)["s"] is None, label  # the tokens are gone
 
 
+async def test_token_rejected_mid_request_ends_the_session(make_app, standin: Standin) -> None:
+    """resume() passed the session, but PostgREST still calls the token expired after a refresh
+    (here: the auth server's clock runs two hours behind): the app's AuthError handler clears
+    the cookie and sends the user to /login instead of showing an error."""
+    running = await make_app()
+    for headers in ({}, {"HX-Request": "true"}):
+        client = running.client()
+        await sign_up_confirmed(client, standin, skew=-7200)  # already expired
+        with skewed(standin, -7200):  # and so is every token the refresh hands out
+            response = await client.get("/items", headers=headers)
+        if headers:
+            assert response.status_code == 204 and response.headers["hx-redirect"] == "/login"
+        else:
+            assert response.status_code == 303 and response.headers["location"] == "/login"
+        assert set_session_payload(response)["s"] is None
+        assert response.headers["cache-control"].startswith("private")
+
+
 # -- concurrency
 
 
