@@ -357,11 +357,15 @@ async def test_supabase_unreachable_is_a_friendly_503(make_app) -> None:
         probe = running.client()
         probe.cookies.set("session", cookie)
         pages[f"cookie needing {label}"] = await probe.get("/items")
+        pages[f"htmx, cookie needing {label}"] = await probe.get(
+            "/items", headers={"HX-Request": "true"})
     for label, page in pages.items():
         assert page.status_code == 503, label
         assert "unreachable" in alert(page) or "unavailable" in alert(page), label
         assert "Traceback" not in page.text and "httpx" not in page.text, label
-    assert "<html" in pages["login"].text and "<html" not in pages["htmx login"].text
+    for full, fragment in [("login", "htmx login"),
+                           ("cookie needing verify", "htmx, cookie needing verify")]:
+        assert "<html" in pages[full].text and "<html" not in pages[fragment].text
 
 
 # -- the session cookie
