@@ -168,7 +168,7 @@ class LogPipeline:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewal
         if self.lease is not None and self.log_db is not None:
-            with contextlib.suppress(Exception), anyio.fail_after(2):
+            with contextlib.suppress(Exception), anyio.fail_after(1):  # within Cloud Run's 10 s, see app.py
                 await release_worker_id(self.log_db, self.lease)
         if self.log_db is not None:
             await self.log_db.aclose()
