@@ -27,6 +27,7 @@ _PLAIN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # uvicorn's loggers do not propagate to the root logger; they are reformatted by name.
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error")
 MASK = "***"
+QUIET_LOGGERS = ("httpx", "httpcore")
 
 
 class CloudJsonFormatter(logging.Formatter):
@@ -76,6 +77,9 @@ def configure(*, cloud_run: bool, stream: IO[str] | None = None, level: int = lo
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # httpx logs every outbound request at INFO (each Turso batch, each Supabase call): noise.
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
     if cloud_run:
         for name in UVICORN_LOGGERS:
             logger = logging.getLogger(name)

@@ -27,7 +27,7 @@ def anyio_backend() -> str:
 @pytest.fixture
 def clean_logging() -> Iterator[None]:
     """configure() is process-wide: put the root and uvicorn loggers back afterwards."""
-    names = ["", *diagnostics.UVICORN_LOGGERS]
+    names = ["", *diagnostics.UVICORN_LOGGERS, *diagnostics.QUIET_LOGGERS]
     saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level, logging.getLogger(n).propagate) for n in names}
     yield
     for n, (handlers, level, propagate) in saved.items():
@@ -68,6 +68,7 @@ def test_configure_cloud_run_writes_json_lines_and_replaces_itself(clean_logging
     diagnostics.configure(cloud_run=True, stream=out)  # replaces, does not add
     logging.getLogger("log.pipeline").warning("log sink %s stopped", "turso")
     logging.getLogger("uvicorn.error").info("Started server process")
+    logging.getLogger("httpx").info("HTTP Request: POST https://db.turso.io/v2/pipeline")  # too chatty
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [(line["severity"], line["logger"]) for line in lines] == [
         ("WARNING", "log.pipeline"), ("INFO", "uvicorn.error"),
