@@ -139,7 +139,7 @@ def summary_line(summary: dict[str, Any]) -> str:
 
 
 DEMO_WARNING = (
-    "DEMO MODE: running on Cloud Run without Supabase (SUPABASE_URL / SUPABASE_ANON_KEY not set). "
+    "DEMO MODE: running on Cloud Run without Supabase (SUPABASE_URL and SUPABASE_ANON_KEY are not both set). "
     "Accounts and items live in this instance's SQLite file under DATA_DIR and vanish when the "
     "instance stops; instances do not share them. Set both variables for real use."
 )
