@@ -243,3 +243,247 @@ async def test_progress_endpoint_follows_the_task_rows(open_app):
 )
 def test_progress_from_row(row, expected) -> None:
     assert progress_from_row(row) == expected
+
+
+# rejected rows, strict mode -------------------------------------------------------------------
+
+
+class RecordingStore:
+    """The real store, with every create_items call recorded (and optionally failing)."""
+
+    def __init__(self, store, fail: Exception | None = None) -> None:
+        self.store = store
+        self.fail = fail
+        self.imports: list[list[ItemInput]] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)
+
+    async def create_items(self, session: Session, rows: list[ItemInput], progress=None) -> int:
+        self.imports.append(list(rows))
+        if self.fail is not None:
+            if progress is not None:
+                progress(min(1, len(rows)))
+            raise self.fail
+        return await self.store.create_items(session, rows, progress=progress)
+
+
+BAD_FILE = (
+    b"name,description,quantity\n"
+    b"Good one,fine,1\n"  # line 2
+    b",no name,1\n"  # line 3: missing name
+    b"Bad qty,,abc\n"  # line 4: bad quantity
+    b'"Two\nlines",spans,2\n'  # lines 5-6: valid
+    + b"L" * 201 + b",too long,1\n"  # line 7
+    b"Broken \xff\xfe bytes,,1\n"  # line 8: bad encoding
+    b"Good two,,7\n"  # line 9
+)
+
+
+async def test_non_strict_import_commits_the_valid_rows_and_lists_the_rest(open_app):
+    app = await open_app(**LOGGING)
+    recorder = app.state["store"] = RecordingStore(app.state["store"])
+    alice = await app.client("alice@example.com")
+    response, trace_id = await upload(alice, BAD_FILE)
+    assert response.status_code == 200, response.text
+    assert "Imported 3 items." in response.text
+    assert "4 rejected rows" in response.text
+    assert rejected_lines(response.text) == [3, 4, 7, 8]
+    reasons = dict(re.findall(r'<td data-line="(\d+)">\d+</td><td>([^<]*)</td>', response.text))
+    assert reasons["3"] == "Name is required."
+    assert reasons["4"] == "Quantity must be a whole number."
+    assert "at most 200 characters" in reasons["7"]
+    assert "not valid UTF-8" in reasons["8"]
+    assert [[r.name for r in rows] for rows in recorder.imports] == [["Good one", "Two\nlines", "Good two"]]
+    assert sorted(await item_names(alice)) == ["Good one", "Good two", "Two\nlines"]
+
+    rows = await app.settled_task_rows(trace_id, is_commit_end)
+    validation_end = next(r for r in rows if r.step_name == "Validation" and r.status == "SUCCESS")
+    assert output(validation_end) == {"valid": 3, "rejected": 4}
+
+
+async def test_strict_import_with_a_bad_row_commits_nothing(open_app):
+    app = await open_app(**LOGGING)
+    recorder = app.state["store"] = RecordingStore(app.state["store"])
+    alice = await app.client("alice@example.com")
+    response, trace_id = await upload(alice, BAD_FILE, strict=True)
+    assert response.status_code == 200, response.text
+    assert "Nothing imported: 4 rows invalid and strict mode was on." in response.text
+    assert rejected_lines(response.text) == [3, 4, 7, 8]
+    assert all(rows == [] for rows in recorder.imports)
+    assert await item_names(alice) == []
+
+    rows = await app.settled_task_rows(trace_id, is_commit_end)
+    transform = next(r for r in rows if r.step_name == "Transform" and r.status == "SUCCESS")
+    assert output(transform) == {"rows": 0, "strict_refused": True}
+    assert output(rows[-1]) == {"imported": 0}
+
+
+async def test_strict_import_of_a_clean_file_commits_everything(open_app):
+    app = await open_app()
+    alice = await app.client("alice@example.com")
+    response, _ = await upload(alice, csv_bytes(many_rows(25)), strict=True)
+    assert response.status_code == 200, response.text
+    assert "Imported 25 items." in response.text and "rejected-rows" not in response.text
+    assert len(await item_names(alice)) == 25
+
+
+async def test_bom_and_no_bom_import_the_same_names(open_app):
+    app = await open_app()
+    alice = await app.client("alice@example.com")
+    rows = [("Café ☕", "naïve", "2"), ("Ünïcödé", "", "0")]
+    for bom in (True, False):
+        response, _ = await upload(alice, csv_bytes(rows, bom=bom))
+        assert response.status_code == 200 and "Imported 2 items." in response.text
+    assert sorted(await item_names(alice)) == sorted(["Café ☕", "Ünïcödé"] * 2)
+
+
+async def test_a_failed_commit_leaves_no_rows_behind(open_app):
+    """The real SQLite transaction: a row the database refuses mid-import rolls back the rest."""
+    app = await open_app()
+    alice = await app.client("alice@example.com")
+    real = app.state["store"]
+
+    class PoisonedRows(RecordingStore):
+        async def create_items(self, session, rows, progress=None):
+            # A name the validator allows but the items table's CHECK refuses, after 6000 good rows.
+            return await real.create_items(session, [*rows, ItemInput(name="", description="", quantity=1)], progress)
+
+    app.state["store"] = PoisonedRows(real)
+    response, _ = await upload(alice, csv_bytes(many_rows(6000)))
+    assert response.status_code == 500
+    app.state["store"] = real
+    assert await item_names(alice) == []
+
+
+# failures: whole-file refusals, size limits, a failing step ----------------------------------
+
+
+async def test_over_10_mb_is_refused_with_413(open_app):
+    app = await open_app(**LOGGING)
+    recorder = app.state["store"] = RecordingStore(app.state["store"])
+    alice = await app.client("alice@example.com")
+    line = b"A name that fills the line,some description text here,1\n"
+    data = b"name,description,quantity\n" + line * (10 * 1024 * 1024 // len(line) + 1)
+    assert len(data) > 10 * 1024 * 1024
+    response, trace_id = await upload(alice, data)
+    assert response.status_code == 413
+    assert "Request too large: the limit for this page is 10 MiB." in response.text
+    assert recorder.imports == []
+    assert (await app.api_row(trace_id)).response_status == 413
+    assert await app.task_rows(trace_id) == []
+
+
+async def test_exactly_100_000_rows_just_under_10_mb_are_accepted(open_app):
+    app = await open_app()
+    alice = await app.client("alice@example.com")
+    data = b"name,description,quantity\n" + b"".join(b"%096d,,1\n" % i for i in range(100_000))
+    assert 9.5 * 1024 * 1024 < len(data) + 1000 < 10 * 1024 * 1024  # the multipart envelope fits too
+    response, _ = await upload(alice, data)
+    assert response.status_code == 200, response.text[:300]
+    assert "Imported 100,000 items." in response.text
+
+
+async def test_more_than_100_000_rows_is_a_clear_422(open_app):
+    app = await open_app(**LOGGING)
+    recorder = app.state["store"] = RecordingStore(app.state["store"])
+    alice = await app.client("alice@example.com")
+    response, trace_id = await upload(alice, b"name\n" + b"a\n" * 100_001)
+    assert response.status_code == 422
+    assert 'data-error-for="file">Too many rows: the limit is 100,000.<' in response.text
+    assert 'id="import-form"' in response.text  # the form comes back, ready for another file
+    assert recorder.imports == []
+    # The trace says why: Validation failed, nothing after it ran.
+    rows = await app.settled_task_rows(trace_id, lambda r: r.status == "FAILED")
+    assert steps(rows)[0] == ("Validation", "START") and steps(rows)[-1] == ("Validation", "FAILED")
+    assert rows[-1].error_message == "FileRejected: Too many rows: the limit is 100,000."
+    progress = await alice.get(f"/items/import/progress?trace_id={trace_id}", headers=alice.htmx())
+    assert progress.status_code == 286 and "Validation failed" in progress.text
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (None, "Choose a CSV file to import."),
+        (b"", "Choose a CSV file to import."),
+        (b"\n", "The first row must be a header with a &#39;name&#39; column."),
+        (b"title,qty\nLamp,1\n", "The first row must be a header with a &#39;name&#39; column."),
+    ],
+)
+async def test_no_file_or_no_header_is_a_422(open_app, data, message):
+    app = await open_app()
+    recorder = app.state["store"] = RecordingStore(app.state["store"])
+    alice = await app.client("alice@example.com")
+    response, _ = await upload(alice, data)
+    assert response.status_code == 422
+    assert f'data-error-for="file">{message}<' in response.text
+    assert recorder.imports == []
+
+
+async def test_a_failing_commit_is_a_clear_500_and_a_failed_step_with_its_traceback(open_app):
+    app = await open_app(**LOGGING)
+    app.state["store"] = RecordingStore(app.state["store"], fail=RuntimeError("disk on fire"))
+    alice = await app.client("alice@example.com")
+    response, trace_id = await upload(alice, csv_bytes(many_rows(20)))
+    assert response.status_code == 500
+    assert "Traceback" not in response.text and "disk on fire" not in response.text
+    assert 'id="error-message"' in response.text
+    assert f"The import failed and no items were saved. Reference: {trace_id}" in response.text
+
+    rows = await app.settled_task_rows(trace_id, is_commit_end)
+    failed = rows[-1]
+    assert (failed.step_name, failed.status) == ("DB_Commit", "FAILED")
+    assert failed.error_message == "RuntimeError: disk on fire"
+    assert failed.stack_trace and "Traceback" in failed.stack_trace and "create_items" in failed.stack_trace
+    assert ("Validation", "SUCCESS") in steps(rows) and ("Transform", "SUCCESS") in steps(rows)
+    assert (await app.api_row(trace_id)).response_status == 500
+    assert await app.csv_task_rows(trace_id, len(rows)) == rows
+
+    progress = await alice.get(f"/items/import/progress?trace_id={trace_id}", headers=alice.htmx())
+    assert progress.status_code == 286
+    assert "progress-error" in progress.text and "DB_Commit failed" in progress.text
+
+
+async def test_a_failing_commit_without_htmx_is_a_full_error_page(open_app):
+    app = await open_app()
+    app.state["store"] = RecordingStore(app.state["store"], fail=RuntimeError("disk on fire"))
+    alice = await app.client("alice@example.com")
+    response = await alice.post(
+        "/items/import", data={"csrf_token": alice.csrf},
+        files={"file": ("a.csv", b"name\nLamp\n", "text/csv")},
+    )
+    assert response.status_code == 500
+    assert response.text.lstrip().lower().startswith("<!doctype html>")
+    assert "The import failed and no items were saved." in response.text and "Traceback" not in response.text
+
+
+# logging off ------------------------------------------------------------------------------------
+
+
+async def test_import_works_with_logging_off_and_progress_is_indeterminate(open_app):
+    app = await open_app(log_sinks=())
+    alice = await app.client("alice@example.com")
+    response, trace_id = await upload(alice, csv_bytes(many_rows(7000)))
+    assert response.status_code == 200 and "Imported 7,000 items." in response.text
+    assert len(await item_names(alice)) == 7000
+    progress = await alice.get(f"/items/import/progress?trace_id={trace_id}", headers=alice.htmx())
+    assert progress.status_code == 200
+    assert "<progress" in progress.text and "data-percent" not in progress.text and "value=" not in progress.text
+    assert not any(app.settings.logs_path.glob("*.csv")) if app.settings.logs_path.exists() else True
+
+
+class UnreachableLogDb:
+    async def select(self, sql: str, args=()) -> list[dict]:
+        raise httpx.ConnectError("log database unreachable")
+
+
+@pytest.mark.parametrize("sinks", [("csv",), ("csv", "turso")])
+async def test_progress_is_indeterminate_when_the_log_db_has_no_answer(open_app, sinks):
+    app = await open_app(log_sinks=sinks)
+    if "turso" in sinks:
+        app.state["log_db"] = UnreachableLogDb()
+    alice = await app.client("alice@example.com")
+    response, trace_id = await upload(alice, csv_bytes(many_rows(3)))
+    assert response.status_code == 200
+    progress = await alice.get(f"/items/import/progress?trace_id={trace_id}", headers=alice.htmx())
+    assert progress.status_code == 200 and "data-percent" not in progress.text
