@@ -184,6 +184,8 @@ async def test_import_logs_every_step_to_csv_and_log_db(open_app):
     assert response.status_code == 200, response.text
     assert "Imported 12,000 items." in response.text
     assert response.headers["x-trace-id"] == trace_id
+    # The form that comes back carries a new trace id: the next import is a trace of its own.
+    assert 'X-Trace-ID": "' in response.text and trace_id not in response.text
 
     rows = await app.settled_task_rows(trace_id, is_commit_end)
     assert {r.task_name for r in rows} == {"Bulk_Import"}
@@ -487,3 +489,87 @@ async def test_progress_is_indeterminate_when_the_log_db_has_no_answer(open_app,
     assert response.status_code == 200
     progress = await alice.get(f"/items/import/progress?trace_id={trace_id}", headers=alice.htmx())
     assert progress.status_code == 200 and "data-percent" not in progress.text
+
+
+# export -----------------------------------------------------------------------------------------
+
+
+async def export(client: AppClient) -> tuple[httpx.Response, list[list[str]]]:
+    response = await client.get("/items/export.csv")
+    return response, list(csv.reader(io.StringIO(response.text, newline="")))
+
+
+async def test_export_is_the_users_items_only_with_formula_safe_cells(open_app):
+    app = await open_app()
+    alice = await app.client("alice@example.com")
+    bob = await app.client("bob@example.com")
+    rows = [("=HYPERLINK(\"http://evil\")", "+1", "3"), ("@SUM(A1)", "-2+3", "0"), ("Plain, \"quoted\"\nname", "é ☕", "12")]
+    assert (await upload(alice, csv_bytes(rows)))[0].status_code == 200
+    assert (await upload(bob, csv_bytes([("Bob's secret", "", "1")])))[0].status_code == 200
+
+    response, table = await export(alice)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
+    assert response.headers["content-disposition"] == 'attachment; filename="items.csv"'
+    assert table[0] == ["name", "description", "quantity", "created_at", "updated_at"]
+    assert sorted(r[:3] for r in table[1:]) == sorted([
+        ["'=HYPERLINK(\"http://evil\")", "'+1", "3"],
+        ["'@SUM(A1)", "'-2+3", "0"],
+        ["Plain, \"quoted\"\nname", "é ☕", "12"],
+    ])
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", r[3]) for r in table[1:])
+    assert "Bob" not in response.text
+
+    _, bobs = await export(bob)
+    assert [r[:3] for r in bobs[1:]] == [["Bob's secret", "", "1"]]
+
+
+async def test_export_spans_pages_and_reimports(open_app):
+    app = await open_app()
+    alice = await app.client("alice@example.com")
+    assert (await upload(alice, csv_bytes(many_rows(2500))))[0].status_code == 200
+    response, table = await export(alice)
+    assert table.count(table[0]) == 1  # one header, even across the 1000-item pages
+    assert len(table) == 2501 and len({r[0] for r in table[1:]}) == 2500
+
+    # The export is itself a valid import (extra columns are ignored).
+    bob = await app.client("bob@example.com")
+    again, _ = await upload(bob, response.content)
+    assert "Imported 2,500 items." in again.text
+    _, copy = await export(bob)
+    assert sorted(r[:3] for r in copy[1:]) == sorted(r[:3] for r in table[1:])
+
+
+async def test_empty_export_is_just_the_header(open_app):
+    app = await open_app()
+    alice = await app.client("alice@example.com")
+    response, table = await export(alice)
+    assert response.status_code == 200 and table == [["name", "description", "quantity", "created_at", "updated_at"]]
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/items/import"), ("GET", "/items/export.csv")])
+async def test_signed_out_users_go_to_login(open_app, method, path):
+    app = await open_app()
+    client = await app.client()
+    response = await client.request(method, path)
+    assert response.status_code == 303 and response.headers["location"] == "/login"
+
+
+async def test_signed_out_import_post_goes_to_login_and_stores_nothing(open_app):
+    app = await open_app()
+    recorder = app.state["store"] = RecordingStore(app.state["store"])
+    client = await app.client()
+    await client.refresh_csrf()
+    response, _ = await upload(client, b"name\nLamp\n")
+    assert response.status_code == 204 and response.headers["hx-redirect"] == "/login"
+    assert recorder.imports == []
+
+
+async def test_import_page_gives_each_form_a_fresh_trace_id_that_its_bar_polls(open_app):
+    app = await open_app()
+    alice = await app.client("alice@example.com")
+    pattern = re.compile(r'hx-headers=\'\{"X-Trace-ID": "([0-9a-f-]{36})"\}\'')
+    pages = [(await alice.get("/items/import")).text for _ in range(2)]
+    ids = [pattern.findall(page) for page in pages]
+    assert [len(found) for found in ids] == [1, 1] and ids[0] != ids[1]
+    assert f'hx-get="/items/import/progress?trace_id={ids[0][0]}"' in pages[0]
