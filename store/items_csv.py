@@ -56,6 +56,11 @@ def iter_import(data: bytes, *, max_rows: int = MAX_ROWS) -> Iterator[ItemInput 
     except csv.Error as err:
         yield f"Not a CSV file: {err}."
         return
+    if any(_has_surrogates(h) or "\x00" in h for h in header):
+        # UTF-16 (Excel's "Unicode text") or a legacy code page: say so, rather than
+        # claiming the header is missing.
+        yield "The file is not UTF-8 text: save it as \"CSV UTF-8\" and try again."
+        return
     if "name" not in header:
         yield "The first row must be a header with a 'name' column."
         return
