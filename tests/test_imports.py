@@ -573,3 +573,23 @@ async def test_import_page_gives_each_form_a_fresh_trace_id_that_its_bar_polls(o
     ids = [pattern.findall(page) for page in pages]
     assert [len(found) for found in ids] == [1, 1] and ids[0] != ids[1]
     assert f'hx-get="/items/import/progress?trace_id={ids[0][0]}"' in pages[0]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "cp1252"])
+async def test_a_file_that_is_not_utf8_says_so(open_app, encoding):
+    app = await open_app()
+    alice = await app.client("alice@example.com")
+    header = "nàme,description,quantity" if encoding == "cp1252" else "name,description,quantity"
+    response, _ = await upload(alice, f"{header}\r\nCafé,crème,1\r\n".encode(encoding))
+    assert response.status_code == 422
+    assert "The file is not UTF-8 text: save it as &#34;CSV UTF-8&#34; and try again." in response.text
+
+
+async def test_a_latin1_row_in_a_utf8_file_is_rejected_alone(open_app):
+    app = await open_app()
+    alice = await app.client("alice@example.com")
+    data = "name,description,quantity\r\nCafé,ok,1\r\n".encode() + "Crème,bad,2\r\n".encode("latin-1") + b"Tea,,3\r\n"
+    response, _ = await upload(alice, data)
+    assert response.status_code == 200 and "Imported 2 items." in response.text
+    assert rejected_lines(response.text) == [3]
+    assert sorted(await item_names(alice)) == ["Café", "Tea"]
