@@ -593,3 +593,23 @@ async def test_a_latin1_row_in_a_utf8_file_is_rejected_alone(open_app):
     assert response.status_code == 200 and "Imported 2 items." in response.text
     assert rejected_lines(response.text) == [3]
     assert sorted(await item_names(alice)) == ["Café", "Tea"]
+
+
+async def test_a_long_rejection_list_is_cut_at_200_with_the_total(open_app):
+    app = await open_app()
+    alice = await app.client("alice@example.com")
+    rows = [("Fine", "", "1")] + [("", "no name", "1")] * 250
+    response, _ = await upload(alice, csv_bytes(rows))
+    assert response.status_code == 200
+    assert "Imported 1 item." in response.text and "250 rejected rows" in response.text
+    assert rejected_lines(response.text) == list(range(3, 203))
+    assert "Showing the first 200." in response.text
+
+
+async def test_a_header_only_file_imports_nothing_and_says_so(open_app):
+    app = await open_app()
+    recorder = app.state["store"] = RecordingStore(app.state["store"])
+    alice = await app.client("alice@example.com")
+    response, _ = await upload(alice, b"name,description,quantity\r\n\r\n")
+    assert response.status_code == 200 and "Imported 0 items." in response.text
+    assert recorder.imports == [[]]
