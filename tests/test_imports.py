@@ -191,12 +191,12 @@ async def test_import_logs_every_step_to_csv_and_log_db(open_app):
     assert {r.task_name for r in rows} == {"Bulk_Import"}
     assert collapse(steps(rows)) == [
         ("Validation", "START"), ("Validation", "IN_PROGRESS"), ("Validation", "SUCCESS"),
-        ("Transform", "START"), ("Transform", "SUCCESS"),
+        ("Transform", "START"), ("Transform", "IN_PROGRESS"), ("Transform", "SUCCESS"),
         ("DB_Commit", "START"), ("DB_Commit", "IN_PROGRESS"), ("DB_Commit", "SUCCESS"),
     ]
     assert [r.execution_order for r in rows] == list(range(1, len(rows) + 1))
     validation = [output(r) for r in rows if r.step_name == "Validation" and r.status == "IN_PROGRESS"]
-    assert validation == [{"done": 5000, "total": 12_000}, {"done": 10_000, "total": 12_000}]
+    assert validation == [{"done": 5000, "total": 12_000}, {"done": 10_000, "total": 12_000}, {"done": 12_000, "total": 12_000}]
     commit = [output(r) for r in rows if r.step_name == "DB_Commit" and r.status == "IN_PROGRESS"]
     assert commit == [{"done": 5000, "total": 12_000}, {"done": 10_000, "total": 12_000}, {"done": 12_000, "total": 12_000}]
     assert output(rows[-1]) == {"imported": 12_000}
@@ -302,6 +302,12 @@ async def test_non_strict_import_commits_the_valid_rows_and_lists_the_rest(open_
     rows = await app.settled_task_rows(trace_id, is_commit_end)
     validation_end = next(r for r in rows if r.step_name == "Validation" and r.status == "SUCCESS")
     assert output(validation_end) == {"valid": 3, "rejected": 4}
+    # Even a small file's trace has every step's counts.
+    assert [(r.step_name, output(r)) for r in rows if r.status == "IN_PROGRESS"] == [
+        ("Validation", {"done": 7, "total": 7}),
+        ("Transform", {"done": 3, "total": 3}),
+        ("DB_Commit", {"done": 3, "total": 3}),
+    ]
 
 
 async def test_strict_import_with_a_bad_row_commits_nothing(open_app):
