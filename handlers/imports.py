@@ -41,6 +41,12 @@ class Progress(msgspec.Struct, frozen=True):
     label: str
     done: bool = False
     failed: bool = False
+    poll: bool = True  # False: no task rows will ever show up here, so polling is pointless
+
+
+# Logging off (or no log DB to read): the bar stays indeterminate until the upload's response
+# replaces it, and it stops polling at once instead of asking every 300 ms for nothing.
+NO_PROGRESS = Progress(None, "Importing…", poll=False)
 
 
 def progress_from_row(row: dict | None) -> Progress:
@@ -159,8 +165,9 @@ async def import_progress(request: Request) -> Response:
         trace_id = str(uuid.UUID(trace_id))
     except ValueError:
         return Response("<p role=\"alert\">Unknown import.</p>", status_code=400, media_type="text/html")
-    row = None
-    if current_session(request) is not None and _task_rows_in_log_db(request):
+    if current_session(request) is None or not _task_rows_in_log_db(request):
+        progress = NO_PROGRESS
+    else:
         try:
             rows = await request.state.log_db.select(
                 "SELECT step_name, status, output_data FROM task_progress_logs"
@@ -169,13 +176,12 @@ async def import_progress(request: Request) -> Response:
             )
         except Exception as exc:
             # The bar is a nicety polled every 300 ms: an unreachable log database must not
-            # turn it into a stream of 500s. The bar goes indeterminate instead.
+            # turn it into a stream of 500s. The bar goes indeterminate and keeps asking.
             logger.warning("import progress unavailable: %s", exc)
             rows = []
-        row = rows[0] if rows else None
-    progress = progress_from_row(row)
-    # 286 tells htmx to stop polling: the import has finished.
-    status = 286 if progress.done else 200
+        progress = progress_from_row(rows[0] if rows else None)
+    # 286 tells htmx to stop polling: the import has finished, or there is nothing to follow.
+    status = 286 if progress.done or not progress.poll else 200
     return render(
         request, "import.html", {"progress": progress, "import_trace_id": trace_id},
         status=status, block="import_progress", partial=True,
