@@ -42,6 +42,13 @@ def import_server(tmp_path_factory) -> Iterator[LiveServer]:
     stop_server(server)
 
 
+@pytest.fixture
+def unlogged_server(tmp_path_factory) -> Iterator[LiveServer]:
+    server = start_server(tmp_path_factory.mktemp("unlogged"), {"IMPORT_THROTTLE_MS": "150", "LOG_SINKS": ""})
+    yield server
+    stop_server(server)
+
+
 def csv_file(name: str, text: str) -> dict:
     return {"name": name, "mimeType": "text/csv", "buffer": text.encode()}
 
@@ -130,3 +137,23 @@ def test_rejected_rows_show_their_line_numbers(page: Page, import_server: LiveSe
     expect(page.locator("#import-result")).to_contain_text("Nothing imported: 3 rows invalid")
     page.goto(f"{url}/items")
     expect(page.get_by_text("2 items")).to_be_visible()
+
+
+def test_with_logging_off_the_bar_is_indeterminate_until_the_summary(page: Page, unlogged_server: LiveServer) -> None:
+    url = unlogged_server.url
+    sign_up(page, url, "quiet@example.com")
+    page.goto(f"{url}/items/import")
+    page.locator("#import-form input[name=file]").set_input_files(csv_file("widgets.csv", big_csv(ROWS)))
+    page.get_by_role("button", name="Import").click()
+    # One check in the page, so the summary replacing the bar cannot slip in between.
+    page.wait_for_function(
+        """() => {
+          const box = document.querySelector("#import-progress");
+          const bar = box && box.querySelector("progress");
+          return bar && !bar.hasAttribute("value") && !bar.hasAttribute("data-percent")
+            && box.textContent.includes("Importing…");
+        }""",
+        polling=50,
+    )
+    expect(page.locator("#import-result")).to_contain_text(f"Imported {ROWS:,} items.", timeout=60_000)
+    assert not (unlogged_server.data_dir / "logs").exists()
