@@ -263,21 +263,23 @@ class AutoReplay:
         if not self.fanout.replay_ready(self.name):
             return False
         ranges, mark = self.fanout.take_deferred(self.name)
-        waited = 0.0
-        while not self.fanout.durable_reached(mark):
-            if waited >= self.csv_wait:
-                self.fanout.finish_replay(self.name, ranges, ok=False)
+        ok = False
+        try:  # whatever happens (failure, cancellation at shutdown), unfinished ranges stay deferred
+            waited = 0.0
+            while not self.fanout.durable_reached(mark):
+                if waited >= self.csv_wait:
+                    return False
+                await self._sleep(0.05)
+                waited += 0.05
+            try:
+                counts = await replay_ranges(self.log_dir, self.sink, ranges, batch_size=self.batch_size)
+            except SinkError as exc:
+                self.failed_rounds += 1
+                self._report(f"log replay into {self.name} failed, will retry: {exc}")
                 return False
-            await self._sleep(0.05)
-            waited += 0.05
-        try:
-            counts = await replay_ranges(self.log_dir, self.sink, ranges, batch_size=self.batch_size)
-        except SinkError as exc:
-            self.failed_rounds += 1
-            self.fanout.finish_replay(self.name, ranges, ok=False)
-            self._report(f"log replay into {self.name} failed, will retry: {exc}")
-            return False
-        self.fanout.finish_replay(self.name, ranges, ok=True)
+            ok = True
+        finally:
+            self.fanout.finish_replay(self.name, ranges, ok=ok)
         self.rounds += 1
         for field in SyncCounts.__struct_fields__:
             setattr(self.counts, field, getattr(self.counts, field) + getattr(counts, field))

@@ -401,3 +401,57 @@ def test_progress_bar_writes_one_line_per_table() -> None:
     bar("b", 1, 1)
     bar.end()
     assert out.getvalue().count("\n") == 2 and out.getvalue().count("\r") == 3
+
+
+class Switchable:
+    """A sink that fails while `down` is set."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.down, self.ids = name, False, []
+
+    async def open(self) -> None: ...
+
+    async def write(self, table, rows):
+        from log.sink import SinkError, WriteResult
+
+        if self.down:
+            raise SinkError("down", retryable=True)
+        self.ids += [r.id for r in rows]
+        return WriteResult(len(rows))
+
+    async def close(self) -> None: ...
+
+
+@pytest.mark.anyio
+async def test_rows_deferred_during_a_replay_are_not_forgotten_and_guard_rotation() -> None:
+    now = [0.0]
+    csv, turso = Switchable("csv"), Switchable("turso")
+    turso.down = True
+    fan = FanOut([csv, turso], max_queue=2, batch_size=1, clock=lambda: now[0], report=lambda m: None)
+
+    async def emit(i: int) -> None:
+        fan.emit(api(i))
+        now[0] += 100.0  # past any backoff
+        await fan.flush_due()
+
+    for i in range(5):  # CSV takes all; turso keeps 2 rows and defers 3 to CSV
+        await emit(i)
+    assert csv.ids == [0, 1, 2, 3, 4] and not fan.replay_ready("turso")  # it is failing
+    turso.down = False
+    now[0] += 100.0
+    await fan.flush_due()
+    assert turso.ids == [0, 1] and fan.replay_ready("turso")  # written again, room to spare
+    ranges, mark = fan.take_deferred("turso")
+    assert ranges == {"api_logs": (2, 4)} and not fan.replay_ready("turso")
+    assert fan.durable_reached(mark)  # the CSV lane has written every accepted row
+    assert not fan.csv_can_delete("api_logs", 3)  # being replayed: its CSV files must stay
+    assert fan.stats()["sinks"]["turso"]["deferred_from_id"] == {"api_logs": 2}
+    turso.down = True
+    for i in (5, 6, 7, 8):  # deferred while the replay runs (7 and 8 overflow the lane)
+        await emit(i)
+    fan.finish_replay("turso", ranges, ok=True)
+    assert fan.stats()["sinks"]["turso"]["deferred_from_id"] == {"api_logs": 7}
+    assert fan.csv_can_delete("api_logs", 4) and not fan.csv_can_delete("api_logs", 7)
+    ranges2, _ = fan.take_deferred("turso")
+    fan.finish_replay("turso", ranges2, ok=False)  # a failed round defers its range again
+    assert fan.take_deferred("turso")[0] == {"api_logs": (7, 8)}
