@@ -6,23 +6,28 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cli import CHECKPOINT_NAME, main
 from log.csv_sink import CsvSink, read_rows
-from log.export import parse_when
+from log.export import export_table, parse_when
 from log.fanout import FanOut
 from log.replay import (
     RESUME_MARGIN_IDS, AutoReplay, Frontier, load_checkpoint, progress_line, save_checkpoint, sync_csv,
 )
 from log.rows import ApiLog, LogRow, TaskProgressLog
-from log.turso import HttpLogDatabase, RetryPolicy, open_log_database
+from log.turso import FileLogDatabase, HttpLogDatabase, RetryPolicy, open_log_database
 from log.turso_sink import TursoSink
 from settings import Settings
 from tests.hrana_server import HranaServer, Running, running
@@ -455,3 +460,57 @@ async def test_rows_deferred_during_a_replay_are_not_forgotten_and_guard_rotatio
     ranges2, _ = fan.take_deferred("turso")
     fan.finish_replay("turso", ranges2, ok=False)  # a failed round defers its range again
     assert fan.take_deferred("turso")[0] == {"api_logs": (7, 8)}
+
+
+# -- round trip and the real command line ---------------------------------------------------------
+
+texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
+stamps = st.datetimes().map(lambda d: d.strftime("%Y-%m-%d %H:%M:%S.") + f"{d.microsecond // 1000:03d}")
+api_rows = st.lists(
+    st.builds(
+        ApiLog, id=st.integers(-(2**63), 2**63 - 1), trace_id=texts, method=texts, endpoint=texts,
+        request_header=st.none() | texts, request_body=st.none() | texts, response_status=st.none() | st.integers(0, 999),
+        response_body=st.none() | texts, duration_ms=st.none() | st.integers(0, 10**9),
+        ip_address=st.none() | texts, user_id=st.none() | texts, created_at=stamps,
+    ),
+    max_size=12, unique_by=lambda r: r.id,
+)
+
+
+@given(rows=api_rows)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_csv_to_database_to_csv_round_trip(rows: list[ApiLog], tmp_path_factory: pytest.TempPathFactory) -> None:
+    tmp = tmp_path_factory.mktemp("rt")
+
+    async def run() -> list[LogRow]:
+        await write_csv(tmp / "logs", {"": rows})
+        db = FileLogDatabase(str(tmp / "logs.db"))
+        try:
+            sink = TursoSink(db)
+            await sink.open()
+            results = await sync_csv(tmp / "logs", sink)
+            assert results["api_logs"].inserted == len(rows)
+            await export_table(db, "api_logs", tmp / "out", page_size=5)
+            return await db.fetch_rows(ApiLog, "1 ORDER BY id")
+        finally:
+            db.close()
+
+    in_db = anyio.run(run)
+    assert in_db == sorted(rows, key=lambda r: r.id)
+    assert list(read_rows(tmp / "out", "api_logs")) == in_db
+
+
+def test_sync_and_export_as_modules_with_settings_from_the_environment(server: Running, tmp_path: Path) -> None:
+    anyio.run(write_csv, tmp_path / "logs", {"": [api(i) for i in range(25)]})
+    env = {k: v for k, v in os.environ.items() if k != "K_SERVICE"}
+    env.update(DATA_DIR=str(tmp_path), TURSO_DATABASE_URL=server.url, TURSO_AUTH_TOKEN=TOKEN)
+    root = Path(__file__).resolve().parent.parent
+    sync = subprocess.run([sys.executable, "-m", "cli", "logs", "sync"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert sync.returncode == 0, sync.stderr
+    assert summary_counts(sync.stdout, "api_logs")["inserted"] == 25 and "25/25" in sync.stderr
+    export = subprocess.run([sys.executable, "-m", "cli", "logs", "export", "--since", "2026-11-27"], cwd=root,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert export.returncode == 0, export.stderr
+    assert list(read_rows(tmp_path / "logs-export", "api_logs")) == [api(i) for i in range(25)]
+    assert TOKEN not in sync.stdout + sync.stderr + export.stdout + export.stderr
