@@ -113,7 +113,11 @@ class LogPipeline:
         assert self.fanout is not None
         sinks = {sink.name: sink for sink in self._built}
         if "csv" in sinks and "turso" in sinks:
-            self.replay = AutoReplay(self.fanout, sinks["turso"], self.settings.logs_path)
+            csv = sinks["csv"]
+            self.replay = AutoReplay(
+                self.fanout, sinks["turso"], self.settings.logs_path,
+                rotations=lambda: getattr(csv, "files_rotated", 0),
+            )
             self._replaying = asyncio.create_task(self.replay.run(), name="log-replay-turso")
 
     def _sinks(self) -> list[Sink]:
