@@ -41,6 +41,10 @@ class SyncCounts(msgspec.Struct):
     failed: int = 0
     conflicts: int = 0
 
+    def add(self, other: SyncCounts) -> None:
+        for field in self.__struct_fields__:
+            setattr(self, field, getattr(self, field) + getattr(other, field))
+
     def summary(self) -> str:
         return (
             f"read {self.read}, already present {self.already_present}, inserted {self.inserted}, "
@@ -243,8 +247,10 @@ class AutoReplay:
         batch_size: int = 500,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         report: Callable[[str], None] = logger.warning,
+        rotations: Callable[[], int] = lambda: 0,
     ) -> None:
         self.fanout, self.sink, self.log_dir, self.name = fanout, sink, Path(log_dir), name
+        self._rotations = rotations  # the CSV sink's files_rotated: a rotation mid-read may hide rows
         self.interval, self.csv_wait, self.batch_size = interval, csv_wait, batch_size
         self._sleep, self._report = sleep, report
         self.rounds = self.failed_rounds = 0
@@ -272,17 +278,23 @@ class AutoReplay:
                 await self._sleep(0.05)
                 waited += 0.05
             try:
-                counts = await replay_ranges(self.log_dir, self.sink, ranges, batch_size=self.batch_size)
+                counts = SyncCounts()
+                for _ in range(3):  # files renamed under the reader: read again (idempotent)
+                    before = self._rotations()
+                    counts.add(await replay_ranges(self.log_dir, self.sink, ranges, batch_size=self.batch_size))
+                    if self._rotations() == before:
+                        ok = True
+                        break
             except SinkError as exc:
                 self.failed_rounds += 1
                 self._report(f"log replay into {self.name} failed, will retry: {exc}")
                 return False
-            ok = True
+            if not ok:
+                return False
         finally:
             self.fanout.finish_replay(self.name, ranges, ok=ok)
         self.rounds += 1
-        for field in SyncCounts.__struct_fields__:
-            setattr(self.counts, field, getattr(self.counts, field) + getattr(counts, field))
+        self.counts.add(counts)
         if counts.conflicts:
             self._report(f"log replay into {self.name}: {counts.conflicts} ids already held other content")
         logger.info("log replay into %s: %s", self.name, counts.summary())

@@ -386,6 +386,19 @@ async def test_auto_replay_waits_for_the_csv_copy_and_keeps_ranges_after_a_failu
 
 
 @pytest.mark.anyio
+async def test_auto_replay_reads_again_when_the_csv_files_rotated_meanwhile(tmp_path: Path) -> None:
+    await write_csv(tmp_path, {"": [api(i) for i in range(30)]})
+    reads = iter([0, 1, 1, 1])  # the files rotated during the first read, not the second
+    sink, fan = FlakySink(failures=0), Deferrals({"api_logs": (0, 29)})
+    replay = AutoReplay(fan, sink, tmp_path, report=lambda m: None, rotations=lambda: next(reads))
+    assert await replay.tick() is True
+    assert replay.counts.read == 60 and replay.counts.inserted == 30 and replay.counts.already_present == 30
+    always_rotating = AutoReplay(Deferrals({"api_logs": (0, 29)}), sink, tmp_path, rotations=iter(range(99)).__next__)
+    assert await always_rotating.tick() is False  # gives up after 3 reads; the range stays deferred
+    assert always_rotating.fanout.ranges == {"api_logs": (0, 29)}
+
+
+@pytest.mark.anyio
 async def test_sync_csv_reports_progress_per_table(tmp_path: Path) -> None:
     await write_csv(tmp_path, sample())
     seen: list[tuple[str, int, int]] = []
