@@ -26,6 +26,7 @@ from log.csv_sink import CsvSink
 from log.fanout import FanOut
 from log.ids import SnowflakeIds
 from log.redact import RedactionPolicy
+from log.replay import AutoReplay
 from log.rows import LogRow
 from log.sink import Sink
 from log.stdout_sink import StdoutSink
@@ -60,7 +61,10 @@ class LogPipeline:
         self.lease: WorkerLease | None = None
         self.tasks = TaskFactory(emit=self.emit, next_id=self.next_id, redact=redactor(self.policy))
         self.record_errors = 0
+        self._built: list[Sink] = []
         self._renewal: asyncio.Task[None] | None = None
+        self.replay: AutoReplay | None = None
+        self._replaying: asyncio.Task[None] | None = None
 
     # called from the request path: must be cheap and never raise ------------------------
     def next_id(self) -> int:
@@ -98,8 +102,9 @@ class LogPipeline:
         if not self.enabled:
             return
         await self._lease_worker_id()
+        self._built = self._sinks()
         self.fanout = FanOut(
-            self._sinks(),
+            self._built,
             # Only the CSV files are a durable first copy: the sync command can replay them into
             # Turso. stdout is not (Cloud Logging cannot be read back by the app), so with CSV
             # off (Cloud Run's default "stdout,turso") no lane is durable and a row a full Turso
@@ -109,6 +114,19 @@ class LogPipeline:
         )
         if s.log_flush != "request":
             await self.fanout.start()
+            self._start_replay()
+
+    def _start_replay(self) -> None:
+        """Rows the Turso lane deferred to CSV (it was full) go to Turso once it writes again."""
+        assert self.fanout is not None
+        sinks = {sink.name: sink for sink in self._built}
+        if "csv" in sinks and "turso" in sinks:
+            csv = sinks["csv"]
+            self.replay = AutoReplay(
+                self.fanout, sinks["turso"], self.settings.logs_path,
+                rotations=lambda: getattr(csv, "files_rotated", 0),
+            )
+            self._replaying = asyncio.create_task(self.replay.run(), name="log-replay-turso")
 
     def _sinks(self) -> list[Sink]:
         s, sinks = self.settings, []
@@ -161,6 +179,10 @@ class LogPipeline:
 
     async def aclose(self, deadline: float = 8.0) -> dict[str, Any]:
         summary: dict[str, Any] = {}
+        if self._replaying is not None:  # what it did not replay stays in CSV for `logs sync`
+            self._replaying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replaying
         if self.fanout is not None:
             summary = await self.fanout.aclose(deadline=deadline)
         if self._renewal is not None:
@@ -182,4 +204,5 @@ class LogPipeline:
             "worker_id": self.ids.worker_id,
             "record_errors": self.record_errors,
             **self.fanout.stats(),
+            **({"replay": self.replay.stats()} if self.replay is not None else {}),
         }
