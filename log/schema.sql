@@ -1,0 +1,34 @@
+-- The two log tables (SQLite / Turso). Column order = log/rows.py field order = CSV order.
+-- id is assigned by the app (Snowflake), so no AUTOINCREMENT; user_id is TEXT (Supabase UUIDs).
+CREATE TABLE IF NOT EXISTS api_logs (
+    id INTEGER PRIMARY KEY,
+    trace_id TEXT NOT NULL,
+    method TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    request_header TEXT,
+    request_body TEXT,
+    response_status INTEGER,
+    response_body TEXT,
+    duration_ms INTEGER,
+    ip_address TEXT,
+    user_id TEXT,
+    created_at DATETIME DEFAULT (STRFTIME('%Y-%m-%d %H:%M:%f', 'NOW'))
+);
+CREATE INDEX IF NOT EXISTS idx_api_logs_trace_id ON api_logs(trace_id);
+CREATE INDEX IF NOT EXISTS idx_api_logs_created_at ON api_logs(created_at);
+CREATE INDEX IF NOT EXISTS idx_api_logs_status ON api_logs(response_status);
+CREATE TABLE IF NOT EXISTS task_progress_logs (
+    id INTEGER PRIMARY KEY,
+    trace_id TEXT NOT NULL,
+    task_name TEXT NOT NULL,
+    step_name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    input_data TEXT,
+    output_data TEXT,
+    error_message TEXT,
+    stack_trace TEXT,
+    execution_order INTEGER DEFAULT 0,
+    created_at DATETIME DEFAULT (STRFTIME('%Y-%m-%d %H:%M:%f', 'NOW'))
+);
+CREATE INDEX IF NOT EXISTS idx_task_progress_trace_id ON task_progress_logs(trace_id);
+CREATE INDEX IF NOT EXISTS idx_task_progress_created_at ON task_progress_logs(created_at);

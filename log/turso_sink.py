@@ -1,0 +1,121 @@
+"""TursoSink: log rows into the log database (Turso over HTTP, or a local SQLite file).
+
+One batch = one transaction = one HTTP request: for each chunk, SELECT the ids that already
+exist, then INSERT ... ON CONFLICT(id) DO NOTHING. Reading before writing inside the same
+transaction tells us exactly which rows were replays (same content: harmless) and which were
+conflicts (same id, different content: counted and logged, never silently dropped), so a retry
+after a lost response can never duplicate or half-apply a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from log import hrana
+from log.hrana import HranaError
+from log.rows import TABLES, LogRow, columns
+from log.sink import SinkError, WriteResult
+from log.turso import LogDatabase, Statement
+
+logger = logging.getLogger("log.turso")
+
+SCHEMA_PATH = Path(__file__).with_name("schema.sql")
+
+
+def schema_statements(text: str) -> list[str]:
+    """Split schema.sql into single statements (Hrana runs one statement per Stmt)."""
+    lines = [line.split("--", 1)[0] for line in text.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def write_statements(table: str, rows: Sequence[LogRow]) -> list[Statement]:
+    """Pairs of (SELECT existing ids, INSERT chunk), chunked under SQLite's parameter limit."""
+    cols = columns(TABLES[table])
+    out: list[Statement] = []
+    for chunk in hrana.chunks(rows, hrana.chunk_size(len(cols))):
+        out.append((hrana.select_by_ids_sql(table, cols, len(chunk)), [r.id for r in chunk]))
+        values = [getattr(r, c) for r in chunk for c in cols]
+        out.append((hrana.insert_sql(table, cols, len(chunk)), values))
+    return out
+
+
+class Classified(msgspec.Struct, frozen=True):
+    new: int
+    already_present: int
+    conflict_ids: list[int]
+
+
+def classify(rows: Sequence[LogRow], existing: dict[int, dict[str, Any]]) -> Classified:
+    """Compare the batch with what was already stored (and with earlier rows of the same batch)."""
+    seen: dict[int, LogRow] = {}
+    new = same = 0
+    conflicts: list[int] = []
+    for row in rows:
+        if row.id in seen:
+            before: LogRow | None = seen[row.id]
+        elif row.id in existing:
+            before = _as_row(type(row), existing[row.id])
+        else:
+            before = None
+        if before is None and row.id not in existing:
+            new += 1
+            seen[row.id] = row
+        elif before == row:
+            same += 1
+        else:
+            conflicts.append(row.id)
+    return Classified(new, same, conflicts)
+
+
+def _as_row(row_type: type[LogRow], stored: dict[str, Any]) -> LogRow | None:
+    try:
+        return msgspec.convert(stored, row_type)
+    except msgspec.ValidationError:
+        return None  # stored with other types: it cannot be equal, so it is a conflict
+
+
+class TursoSink:
+    name = "turso"
+
+    def __init__(self, db: LogDatabase, *, schema_sql: str | None = None) -> None:
+        self.db = db
+        self._schema = schema_sql if schema_sql is not None else SCHEMA_PATH.read_text()
+
+    def __repr__(self) -> str:
+        return f"TursoSink({self.db!r})"
+
+    async def open(self) -> None:
+        try:
+            await self.db.transaction([(sql, ()) for sql in schema_statements(self._schema)])
+        except HranaError as exc:
+            logger.error("turso sink disabled: cannot prepare tables at %r: %s", self.db, exc.message)
+            raise SinkError(f"turso: cannot prepare tables: {exc.message}", retryable=exc.retryable) from None
+
+    async def write(self, table: str, rows: Sequence[LogRow]) -> WriteResult:
+        if table not in TABLES:
+            raise SinkError(f"turso: unknown table {table!r}", retryable=False)
+        if not rows:
+            return WriteResult(inserted=0)
+        try:
+            outcomes = await self.db.transaction(write_statements(table, rows))
+        except HranaError as exc:
+            raise SinkError(f"turso: {table} batch not written: {exc.message}", retryable=exc.retryable) from None
+        existing = {r["id"]: r for o in outcomes[0::2] for r in o.rows}
+        inserted = sum(o.affected_row_count for o in outcomes[1::2])
+        result = classify(rows, existing)
+        if result.conflict_ids:
+            logger.warning(
+                "turso: %d %s rows kept their stored version, ids differ in content: %s",
+                len(result.conflict_ids), table, result.conflict_ids[:10],
+            )
+        if inserted != result.new:  # the database and our reading disagree: say so, trust the DB
+            logger.warning("turso: %s inserted %d rows, expected %d", table, inserted, result.new)
+        return WriteResult(inserted, result.already_present, len(result.conflict_ids))
+
+    async def close(self) -> None:
+        """Nothing to release: the HTTP client belongs to the app's lifespan."""
