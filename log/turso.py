@@ -11,6 +11,7 @@ import logging
 import random
 import sqlite3
 import threading
+from pathlib import Path
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -193,6 +194,7 @@ class FileLogDatabase(_TypedReads):
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)  # DATA_DIR may be fresh
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s
             )
@@ -240,6 +242,8 @@ class _statement_errors:
 
 def open_log_database(url: str, token: str | None, client: httpx.AsyncClient) -> LogDatabase:
     """`file:PATH` -> FileLogDatabase; libsql://, https://, http:// -> HttpLogDatabase."""
+    if url.startswith("file://"):
+        return FileLogDatabase(url[len("file://") :])
     if url.startswith("file:"):
         return FileLogDatabase(url[len("file:") :])
     return HttpLogDatabase(client, url, token)

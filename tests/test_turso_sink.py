@@ -155,3 +155,17 @@ def test_classify_counts_new_same_and_conflicts() -> None:
     stored = {1: msgspec.to_builtins(api_log(1)), 2: {**msgspec.to_builtins(api_log(2)), "duration_ms": "x"}}
     result = classify([api_log(1), api_log(2), api_log(3), api_log(3, method="PUT")], stored)
     assert (result.new, result.already_present, result.conflict_ids) == (1, 1, [2, 3])
+
+
+@pytest.mark.anyio
+async def test_file_url_forms_and_a_fresh_data_dir(tmp_path: Path, anyio_backend: str) -> None:
+    async with httpx.AsyncClient() as client:
+        for url in (f"file:{tmp_path}/a/b/logs.db", f"file://{tmp_path}/c/logs.db"):
+            db = open_log_database(url, None, client)
+            assert isinstance(db, FileLogDatabase)
+            sink = TursoSink(db)
+            await sink.open()
+            assert await sink.write("api_logs", [api_log(1)]) == WriteResult(inserted=1)
+            db.close()
+        assert (tmp_path / "a/b/logs.db").exists() and (tmp_path / "c/logs.db").exists()
+        assert isinstance(open_log_database("libsql://x.turso.io", "t", client), HttpLogDatabase)
