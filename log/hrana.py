@@ -55,7 +55,7 @@ class HttpStatusError(HranaError):
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]
-        if self.code in RETRYABLE_CODES:
+        if retryable_code(self.code):
             return True
         return self.status == 429 or (self.status or 0) >= 500
 
@@ -65,11 +65,21 @@ class StatementError(HranaError):
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]
-        return self.code in RETRYABLE_CODES
+        return retryable_code(self.code)
 
 
-# Codes worth a fresh attempt: the stream expired, or the database was momentarily locked.
-RETRYABLE_CODES = frozenset({"STREAM_EXPIRED", "SQLITE_BUSY", "SQLITE_LOCKED"})
+class EncodeError(HranaError, ValueError):
+    """A value with no Hrana encoding (NaN, inf, out-of-range int, unknown type): the batch can
+    never be sent as is, so retrying it is pointless."""
+
+
+# Codes worth a fresh attempt: the stream expired, or the database was momentarily locked
+# (servers may send extended codes such as SQLITE_BUSY_SNAPSHOT, hence the prefixes).
+RETRYABLE_CODE_PREFIXES = ("STREAM_EXPIRED", "SQLITE_BUSY", "SQLITE_LOCKED")
+
+
+def retryable_code(code: str | None) -> bool:
+    return code is not None and code.startswith(RETRYABLE_CODE_PREFIXES)
 
 
 # -- values -------------------------------------------------------------------------------
@@ -83,17 +93,17 @@ def encode_value(value: Any) -> dict[str, Any]:
         return {"type": "integer", "value": "1" if value else "0"}
     if isinstance(value, int):
         if not -(2**63) <= value < 2**63:
-            raise ValueError(f"integer out of SQLite's 64-bit range: {value}")
+            raise EncodeError(f"integer out of SQLite's 64-bit range: {value}")
         return {"type": "integer", "value": str(value)}  # string: JSON numbers lose precision
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"cannot send non-finite float {value!r}: JSON has no NaN/inf")
+            raise EncodeError(f"cannot send non-finite float {value!r}: JSON has no NaN/inf")
         return {"type": "float", "value": value}
     if isinstance(value, str):
         return {"type": "text", "value": value}
     if isinstance(value, bytes | bytearray | memoryview):
         return {"type": "blob", "base64": base64.b64encode(bytes(value)).decode("ascii")}
-    raise TypeError(f"no Hrana encoding for {type(value).__name__}")
+    raise EncodeError(f"no Hrana encoding for {type(value).__name__}")
 
 
 def decode_value(value: Any) -> Any:

@@ -1,5 +1,8 @@
--- The two log tables (SQLite / Turso). Column order = log/rows.py field order = CSV order.
--- id is assigned by the app (Snowflake), so no AUTOINCREMENT; user_id is TEXT (Supabase UUIDs).
+-- Log tables for SQLite / Turso (libSQL). Column order matches log/rows.py (the contract).
+-- ids are assigned by the app (Snowflake, log/ids.py), so CSV and DB rows share ids; no AUTOINCREMENT.
+-- user_id is TEXT (the seed had INTEGER): Supabase user ids are UUIDs.
+-- Idempotent: safe to run on every start.
+
 CREATE TABLE IF NOT EXISTS api_logs (
     id INTEGER PRIMARY KEY,
     trace_id TEXT NOT NULL,
@@ -14,9 +17,11 @@ CREATE TABLE IF NOT EXISTS api_logs (
     user_id TEXT,
     created_at DATETIME DEFAULT (STRFTIME('%Y-%m-%d %H:%M:%f', 'NOW'))
 );
-CREATE INDEX IF NOT EXISTS idx_api_logs_trace_id ON api_logs(trace_id);
-CREATE INDEX IF NOT EXISTS idx_api_logs_created_at ON api_logs(created_at);
-CREATE INDEX IF NOT EXISTS idx_api_logs_status ON api_logs(response_status);
+
+CREATE INDEX IF NOT EXISTS idx_api_logs_trace_id ON api_logs (trace_id);
+CREATE INDEX IF NOT EXISTS idx_api_logs_created_at ON api_logs (created_at);
+CREATE INDEX IF NOT EXISTS idx_api_logs_status ON api_logs (response_status);
+
 CREATE TABLE IF NOT EXISTS task_progress_logs (
     id INTEGER PRIMARY KEY,
     trace_id TEXT NOT NULL,
@@ -30,5 +35,6 @@ CREATE TABLE IF NOT EXISTS task_progress_logs (
     execution_order INTEGER DEFAULT 0,
     created_at DATETIME DEFAULT (STRFTIME('%Y-%m-%d %H:%M:%f', 'NOW'))
 );
-CREATE INDEX IF NOT EXISTS idx_task_progress_trace_id ON task_progress_logs(trace_id);
-CREATE INDEX IF NOT EXISTS idx_task_progress_created_at ON task_progress_logs(created_at);
+
+CREATE INDEX IF NOT EXISTS idx_task_progress_trace_id ON task_progress_logs (trace_id);
+CREATE INDEX IF NOT EXISTS idx_task_progress_created_at ON task_progress_logs (created_at);

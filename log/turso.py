@@ -11,8 +11,8 @@ import logging
 import random
 import sqlite3
 import threading
-from pathlib import Path
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -237,6 +237,8 @@ class _statement_errors:
         if isinstance(exc, sqlite3.Error):
             code = getattr(exc, "sqlite_errorname", None) or "SQLITE_ERROR"
             raise StatementError(f"SQLite error: {exc}", code=code) from None
+        if isinstance(exc, OverflowError):  # an int outside SQLite's 64 bits, as HTTP would refuse
+            raise hrana.EncodeError(f"cannot bind value: {exc}") from None
         return False
 
 

@@ -30,17 +30,11 @@ def test_encode_value(value: object, encoded: dict) -> None:
     assert hrana.encode_value(value) == encoded
 
 
-@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
-def test_non_finite_floats_are_rejected(bad: float) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 2**63, -(2**63) - 1, object(), [1]])
+def test_unencodable_values_are_rejected_for_good(bad: object) -> None:
+    with pytest.raises(hrana.EncodeError) as info:
         hrana.encode_value(bad)
-
-
-def test_out_of_range_int_and_unknown_types_are_rejected() -> None:
-    with pytest.raises(ValueError):
-        hrana.encode_value(2**63)
-    with pytest.raises(TypeError):
-        hrana.encode_value(object())
+    assert not info.value.retryable
 
 
 @given(st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.text(),
@@ -146,3 +140,12 @@ def test_http_errors_are_parsed_defensively(status: int, body: bytes, message: s
 def test_retry_after_header_is_kept() -> None:
     assert hrana.error_from_http(429, b"", "2").retry_after == 2.0
     assert hrana.error_from_http(429, b"", "Wed, 21 Oct 2015 07:28:00 GMT").retry_after is None
+
+
+@pytest.mark.parametrize(
+    ("code", "retryable"),
+    [("SQLITE_BUSY", True), ("SQLITE_BUSY_SNAPSHOT", True), ("SQLITE_LOCKED", True),
+     ("STREAM_EXPIRED", True), ("SQLITE_CONSTRAINT_NOTNULL", False), (None, False)],
+)
+def test_in_band_retryable_codes(code: str | None, retryable: bool) -> None:
+    assert StatementError("x", code=code).retryable is retryable

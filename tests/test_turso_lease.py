@@ -9,6 +9,7 @@ import anyio
 import httpx
 import pytest
 
+from log.hrana import TransportError
 from log.turso import FileLogDatabase, HttpLogDatabase, LogDatabase
 from log.worker_lease import (
     LeaseError,
@@ -112,3 +113,35 @@ async def test_keep_renewed_stops_when_the_lease_is_lost(make_db) -> None:
                        sleep=steal_after_second, on_lost=lost.append)
     assert [x.worker_id for x in lost] == [lease.worker_id]
     assert (await db.select("SELECT holder FROM log_worker_leases"))[0]["holder"] == "thief"
+
+
+class FlakyDb:
+    """A LogDatabase that fails its next `failures` transactions, then delegates."""
+
+    def __init__(self, db: LogDatabase, failures: int) -> None:
+        self.db, self.failures = db, failures
+
+    async def transaction(self, statements):  # type: ignore[no-untyped-def]
+        if self.failures:
+            self.failures -= 1
+            raise TransportError("connection refused")
+        return await self.db.transaction(statements)
+
+
+@pytest.mark.anyio
+async def test_keep_renewed_survives_a_failed_renewal(make_db) -> None:
+    db = make_db()
+    lease = await acquire_worker_id(db, "me", now=0.0, ttl=30)
+    flaky = FlakyDb(db, failures=1)
+    rounds: list[int] = []
+
+    async def sleep(_: float) -> None:
+        if len(rounds) == 3:  # after one failed and two good renewals, someone takes over
+            await db.transaction([("UPDATE log_worker_leases SET holder = 'other'", ())])
+        rounds.append(1)
+
+    lost: list[WorkerLease] = []
+    await keep_renewed(flaky, lease, ttl=30, interval=10, clock=lambda: 10.0 * len(rounds),  # type: ignore[arg-type]
+                       sleep=sleep, on_lost=lost.append)
+    assert len(rounds) == 4 and len(lost) == 1
+    assert (await db.select("SELECT expires_at FROM log_worker_leases"))[0]["expires_at"] == 60.0

@@ -130,6 +130,14 @@ async def test_failing_batch_is_never_half_applied(sink: TursoSink) -> None:
 
 
 @pytest.mark.anyio
+async def test_unencodable_row_is_a_non_retryable_error(sink: TursoSink) -> None:
+    with pytest.raises(SinkError) as info:
+        await sink.write("api_logs", [api_log(1), api_log(2**63)])
+    assert not info.value.retryable
+    assert await sink.db.select("SELECT count(*) AS n FROM api_logs") == [{"n": 0}]
+
+
+@pytest.mark.anyio
 async def test_unknown_table_and_empty_batch(sink: TursoSink) -> None:
     assert await sink.write("api_logs", []) == WriteResult(inserted=0)
     with pytest.raises(SinkError):
