@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 from jinja2_fragments.starlette import Jinja2Blocks
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -21,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from handlers import auth, health, items
+from handlers import auth, health, items, logs
 from handlers._web import render
 from handlers.ratelimit import LoginLimits
 from middleware.csrf import CsrfMiddleware
@@ -29,6 +30,8 @@ from middleware.security_headers import SecurityHeadersMiddleware
 from middleware.session import SessionMiddleware
 from middleware.size_limit import SizeLimitMiddleware
 from settings import Settings
+from log.queries import ROLLUPS_PATH, sql_statements
+from log.turso import open_log_database
 from store.sqlite import SqliteStore
 
 VIEWS = Path(__file__).parent / "views"
@@ -45,8 +48,14 @@ def make_lifespan(settings: Settings):
         for warning in settings.warnings:
             logger.warning(warning)
         store = open_store(settings)
+        # Log explorer (lead: fold into the log-sink wiring). Schema + rollups in one transaction.
+        http = httpx.AsyncClient()
+        log_db = open_log_database(settings.log_database_url, settings.turso_auth_token or None, http)
+        ddl = (Path(__file__).parent / "log" / "schema.sql").read_text() + ROLLUPS_PATH.read_text()
+        await log_db.transaction([(s, ()) for s in sql_statements(ddl)])
         try:
             yield {
+                "log_db": log_db,
                 "settings": settings,
                 "store": store,
                 "templates": Jinja2Blocks(directory=VIEWS),
@@ -56,6 +65,9 @@ def make_lifespan(settings: Settings):
             }
         finally:
             await store.close()
+            await http.aclose()
+            if hasattr(log_db, "close"):
+                log_db.close()
 
     return lifespan
 
@@ -76,6 +88,7 @@ def create_app(settings: Settings) -> Starlette:
     settings = settings.with_secret_key()
     routes = [
         *items.routes,
+        *logs.routes,
         *auth.routes,
         *health.routes,
         Mount("/static", StaticFiles(directory=VIEWS / "static"), name="static"),
