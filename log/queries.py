@@ -194,7 +194,7 @@ TRACE_STEPS_WHERE = "trace_id = ? ORDER BY created_at, execution_order, id"
 # and tests keep them equal: bucket_of (Python), bucket_sql (raw rows), log/rollups.sql (trigger).
 
 MAX_EXP = 31
-OVERFLOW_BUCKET = 8 * (MAX_EXP + 1 - 3)  # 232
+OVERFLOW_BUCKET = 16 + 8 * (MAX_EXP - 3)  # 240: just above the last regular bucket
 
 
 def bucket_of(duration_ms: int | None) -> int:
@@ -279,6 +279,41 @@ def _epoch_minutes(t: dt.datetime) -> int:
     return math.floor(t.timestamp() / 60)
 
 
+# (table, key column, seconds per unit), coarsest first.
+ROLLUP_LEVELS: tuple[tuple[str, str, int], ...] = (("api_latency_day", "day", 86_400), ("api_latency_hour", "hour", 3_600))
+
+Piece = tuple[str, Any, Any]  # ("raw", start, end) | (table, first unit, end unit)
+
+
+def cover(start: dt.datetime, end: dt.datetime, levels: Sequence[tuple[str, str, int]] = ROLLUP_LEVELS) -> list[Piece]:
+    """Split [start, end) into whole days, then whole hours, then raw rows at the edges:
+    few rollup rows for long ranges, exact boundaries everywhere."""
+    if start >= end:
+        return []
+    if not levels:
+        return [("raw", start, end)]
+    table, _col, seconds = levels[0]
+    lo = math.ceil(start.timestamp() / seconds)
+    hi = math.floor(end.timestamp() / seconds)
+    if lo >= hi:
+        return cover(start, end, levels[1:])
+    lo_t = dt.datetime.fromtimestamp(lo * seconds, UTC)
+    hi_t = dt.datetime.fromtimestamp(hi * seconds, UTC)
+    return [(table, lo, hi), *cover(start, lo_t, levels[1:]), *cover(hi_t, end, levels[1:])]
+
+
+def _part(piece: Piece) -> Query:
+    kind, lo, hi = piece
+    if kind == "raw":
+        return _raw_part(lo, hi)
+    column = next(col for table, col, _ in ROLLUP_LEVELS if table == kind)
+    return (
+        f"SELECT endpoint, status_class, bucket, SUM(n) AS n FROM {kind}"
+        f" WHERE {column} >= ? AND {column} < ? GROUP BY 1, 2, 3",
+        [lo, hi],
+    )
+
+
 def _raw_part(start: dt.datetime, end: dt.datetime) -> Query:
     return (
         f"SELECT {path_sql('endpoint')} AS endpoint, {status_class_sql('response_status')} AS status_class,"
@@ -291,8 +326,8 @@ def _raw_part(start: dt.datetime, end: dt.datetime) -> Query:
 def build_overview(filters: LogFilters, *, now: dt.datetime, oldest: dt.datetime | None = None) -> OverviewPlan:
     """Queries for the overview of filters' time range (other filters do not apply here).
 
-    Per-endpoint numbers are exact for the range: whole hours come from the hourly rollup,
-    the partial hours at either edge from api_logs itself (at most two hours of rows). The
+    Per-endpoint numbers are exact for the range: whole days and hours come from the rollups,
+    the partial hours at either edge from api_logs itself (under two hours of rows). The
     requests-per-bucket series has minute resolution (the first bar may start up to a minute
     early)."""
     start, end = time_window(filters, now)
@@ -308,25 +343,7 @@ def build_overview(filters: LogFilters, *, now: dt.datetime, oldest: dt.datetime
         " WHERE minute >= ? AND minute < ? GROUP BY 1, 2 ORDER BY 1",
         [width, width, _epoch_minutes(start), _epoch_minutes(end) + 1],
     )
-    first_hour = math.ceil(start.timestamp() / 3600)
-    last_hour = math.floor(end.timestamp() / 3600)
-    parts: list[Query]
-    if first_hour >= last_hour:
-        parts = [_raw_part(start, end)]
-    else:
-        h0 = dt.datetime.fromtimestamp(first_hour * 3600, UTC)
-        h1 = dt.datetime.fromtimestamp(last_hour * 3600, UTC)
-        parts = [
-            (
-                "SELECT endpoint, status_class, bucket, SUM(n) AS n FROM api_latency_hour"
-                " WHERE hour >= ? AND hour < ? GROUP BY 1, 2, 3",
-                [first_hour, last_hour],
-            )
-        ]
-        if start < h0:
-            parts.append(_raw_part(start, h0))
-        if h1 < end:
-            parts.append(_raw_part(h1, end))
+    parts = [_part(p) for p in cover(start, end)]
     return OverviewPlan(start, end, minutes, series, tuple(parts))
 
 
