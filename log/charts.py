@@ -120,7 +120,7 @@ def status_chart(totals: Mapping[int, int], *, chart_id: str | None = None) -> M
     cid = chart_id or _chart_id("status")
     rows = sorted(totals.items())
     total = sum(totals.values())
-    width, row_h, label_w = 480, 26, 70
+    width, row_h, label_w = 720, 26, 70
     height = max(len(rows), 1) * row_h + 4
     top = max((n for _, n in rows), default=0) or 1
     parts = ['<g font-size="12">']
