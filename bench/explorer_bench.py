@@ -107,6 +107,8 @@ async def run(db_path: Path, runs: int) -> int:
             await ctx.__aexit__(None, None, None)
 
     print("\nEXPLAIN QUERY PLAN")
+    conn.close()
+    conn = sqlite3.connect(db_path)  # a fresh connection sees the indexes the app's start-up created
     plans: list[tuple[str, str, list]] = []
     for r in RANGES + ["all"]:
         for label, params in [("list", {"range": r}), ("list 5xx", {"range": r, "status": "5xx"}),
