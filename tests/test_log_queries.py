@@ -8,6 +8,7 @@ import random
 import sqlite3
 from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -33,7 +34,11 @@ from log.queries import (
     stamp,
     time_window,
 )
+from log.rows import ApiLog
 from log.trace import canonical_uuid
+from log.turso import FileLogDatabase, HttpLogDatabase, LogDatabase
+from log.turso_sink import TursoSink
+from tests.hrana_server import HranaServer, running
 
 SCHEMA = (Path(__file__).resolve().parent.parent / "log" / "schema.sql").read_text()
 NOW = dt.datetime(2026, 3, 10, 12, 30, 15, 500_000, tzinfo=UTC)
@@ -388,3 +393,40 @@ def test_sql_statements_keeps_trigger_bodies_whole() -> None:
     trigger = [s for s in statements if s.startswith("CREATE TRIGGER")]
     assert len(trigger) == 1 and trigger[0].rstrip().endswith("END")
     assert all(sqlite3.complete_statement(s + ";") for s in statements)
+
+
+# Both backends: the rollup DDL and the explorer's queries through a LogDatabase ----------
+
+TOKEN = "explorer-test-token"
+
+
+@pytest.fixture(params=["http", "file"])
+async def log_db(request, tmp_path: Path, anyio_backend: str):
+    async with httpx.AsyncClient() as client:
+        if request.param == "http":
+            with running(HranaServer(str(tmp_path / "remote.db"), token=TOKEN)) as server:
+                yield HttpLogDatabase(client, server.url, TOKEN)
+        else:
+            db = FileLogDatabase(str(tmp_path / "logs.db"))
+            yield db
+            db.close()
+
+
+@pytest.mark.anyio
+async def test_rollups_and_queries_work_through_both_backends(log_db: LogDatabase) -> None:
+    await log_db.transaction([(s, ()) for s in sql_statements(SCHEMA + ROLLUPS_PATH.read_text())])
+    await log_db.transaction([(s, ()) for s in sql_statements(SCHEMA + ROLLUPS_PATH.read_text())])  # idempotent
+    rows = [ApiLog(**{**r, "request_header": None, "request_body": None, "response_body": None}) for r in ROWS]
+    sink = TursoSink(log_db)  # the app's real write path
+    first = await sink.write("api_logs", rows)
+    replay = await sink.write("api_logs", rows[:50])  # a retried batch
+    assert first.inserted == len(rows) and replay.inserted == 0
+    totals = await log_db.select("SELECT SUM(n) AS n FROM api_status_minute")
+    assert totals[0]["n"] == len(rows)
+    f = parse_filters({"range": "7d", "status": "4xx", "endpoint": "/items"})
+    sql, args = build_list_query(f, now=NOW, limit=1000, before_id=None)
+    assert [r["id"] for r in await log_db.select(sql, args)] == expected(f)
+    plan = build_overview(parse_filters({"range": "7d"}), now=NOW)
+    got = endpoint_stats([r for part in plan.endpoint_parts for r in await log_db.select(*part)])
+    inside = [r for r in ROWS if stamp(plan.start) <= r["created_at"] < stamp(plan.end)]
+    assert sum(s.total for s in got) == len(inside)
