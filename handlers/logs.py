@@ -26,7 +26,6 @@ from log.queries import (
     TRACE_STEPS_WHERE,
     UTC,
     FilterError,
-    LogFilters,
     build_list_query,
     build_overview,
     endpoint_stats,
@@ -61,7 +60,7 @@ def _block(request: Request, name: str) -> str | None:
     return None if request.headers.get("hx-history-restore-request") == "true" else name
 
 
-def _query(filters: LogFilters | None, params: dict[str, str], **extra: str) -> str:
+def _query(params: dict[str, str], **extra: str) -> str:
     """The current filters as a query string (only the non-empty ones), plus `extra`."""
     keep = {k: v for k, v in params.items() if v and k != "before"}
     keep.update({k: v for k, v in extra.items() if v})
@@ -88,9 +87,9 @@ async def list_logs(request: Request) -> Response:
         return render(request, "logs.html", ctx, status=503, block=_block(request, "log_results"))
     if len(rows) > PAGE_SIZE:
         rows = rows[:PAGE_SIZE]
-        ctx["next_url"] = "/logs?" + _query(filters, params, before=str(rows[-1]["id"]))
+        ctx["next_url"] = "/logs?" + _query(params, before=str(rows[-1]["id"]))
     ctx["rows"] = rows
-    ctx["newest_url"] = "/logs?" + _query(filters, params)
+    ctx["newest_url"] = "/logs?" + _query(params)
     return render(request, "logs.html", ctx, block=_block(request, "log_results"))
 
 
@@ -161,7 +160,7 @@ async def overview(request: Request) -> Response:
     db = request.state.log_db
     try:
         oldest = None
-        if filters.range == "all" or (filters.range == "custom" and not filters.from_):
+        if filters.range in ("all", "custom"):
             found = await db.select("SELECT MIN(minute) AS m FROM api_status_minute")
             if found and found[0]["m"] is not None:
                 oldest = dt.datetime.fromtimestamp(found[0]["m"] * 60, UTC)

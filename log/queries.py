@@ -25,6 +25,7 @@ import msgspec
 from log.trace import canonical_uuid
 
 UTC = dt.timezone.utc
+UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 PRESETS: dict[str, dt.timedelta] = {
     "15m": dt.timedelta(minutes=15),
     "1h": dt.timedelta(hours=1),
@@ -43,6 +44,7 @@ SNOWFLAKE_SHIFT = 22
 # Ids are issued after the request is received; the slack absorbs a wall clock stepped back
 # between the two (NTP) without dropping rows from a range.
 ID_FLOOR_SLACK = dt.timedelta(minutes=5)
+MAX_ID = 2**63 - 1
 
 _TEXT = r"^[^\x00-\x1f\x7f\ud800-\udfff]*$"  # printable, encodable: no NUL/CR/LF, no lone surrogates
 Text = Annotated[str, msgspec.Meta(max_length=200, pattern=_TEXT)]
@@ -119,13 +121,15 @@ def time_window(filters: LogFilters, now: dt.datetime) -> tuple[dt.datetime | No
 def stamp(t: dt.datetime) -> str:
     """A datetime as created_at text (UTC, ms)."""
     t = t.astimezone(UTC)
-    return f"{t:%Y-%m-%d %H:%M:%S}.{t.microsecond // 1000:03d}"
+    # Not strftime: its %Y does not zero-pad years before 1000 on glibc, and "500-01-01" would
+    # sort after "2026-..." as text.
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d} {t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond // 1000:03d}"
 
 
 def id_floor(start: dt.datetime) -> int:
     """The smallest Snowflake id a row received at or after `start` can have."""
-    ms = math.floor((start - ID_FLOOR_SLACK).timestamp() * 1000) - SNOWFLAKE_EPOCH_MS
-    return max(ms, 0) << SNOWFLAKE_SHIFT
+    ms = math.floor(start.timestamp() * 1000) - SNOWFLAKE_EPOCH_MS - ID_FLOOR_SLACK // dt.timedelta(milliseconds=1)
+    return min(max(ms, 0) << SNOWFLAKE_SHIFT, MAX_ID)  # far-future dates: still an SQLite INTEGER
 
 
 def where_clause(filters: LogFilters, now: dt.datetime) -> tuple[list[str], list[Any]]:
@@ -268,11 +272,11 @@ class OverviewPlan(msgspec.Struct, frozen=True):
 
 
 def bucket_minutes_for(span: dt.timedelta) -> int:
-    """Bar width for a range: about 50..180 bars."""
+    """Bar width for a range: at most 180 bars."""
     for minutes in (1, 5, 10, 15, 30, 60, 180, 360, 720, 1440):
         if span / dt.timedelta(minutes=minutes) <= 180:
             return minutes
-    return 1440
+    return math.ceil(span / dt.timedelta(days=180)) * 1440
 
 
 def _epoch_minutes(t: dt.datetime) -> int:
@@ -331,9 +335,13 @@ def build_overview(filters: LogFilters, *, now: dt.datetime, oldest: dt.datetime
     requests-per-bucket series has minute resolution (the first bar may start up to a minute
     early)."""
     start, end = time_window(filters, now)
-    end = min(end, now) if end is not None else now
+    # Clamp to [1970, now]: the rollups' unix-time keys start there and nothing is logged later.
+    end = max(min(end, now) if end is not None else now, UNIX_EPOCH + dt.timedelta(minutes=1))
     if start is None:  # "all" or an open custom start: from the oldest row we have
         start = oldest or end - PRESETS["7d"]
+    elif oldest is not None and start < oldest:  # no empty bars for years before the first row
+        start = oldest
+    start = max(start, UNIX_EPOCH)
     if start >= end:
         start = end - dt.timedelta(minutes=1)
     minutes = bucket_minutes_for(end - start)

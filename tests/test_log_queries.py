@@ -388,6 +388,36 @@ def test_cover_tiles_the_range_exactly(start, span_ms) -> None:
     assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))
 
 
+def test_far_past_and_future_custom_ranges() -> None:
+    assert stamp(dt.datetime(500, 1, 2, tzinfo=UTC)) == "0500-01-02 00:00:00.000"
+    f = parse_filters({"from": "0001-01-01T00:00", "to": "0500-01-01T00:00"})
+    assert expected(f) == []
+    conn = connect()
+    insert(conn, ROWS[:20])
+    assert run_list(conn, f) == []
+    wide = parse_filters({"from": "0001-01-01T00:00", "to": "9999-12-31T23:59"})
+    assert run_list(conn, wide) == sorted((r["id"] for r in ROWS[:20]), reverse=True)
+    plan = build_overview(wide, now=NOW, oldest=NOW - dt.timedelta(days=30))
+    assert plan.start == NOW - dt.timedelta(days=30) and plan.end == NOW
+    years = build_overview(wide, now=NOW)
+    past = build_overview(parse_filters({"to": "0001-01-01T00:00"}), now=NOW, oldest=NOW)
+    assert past.start < past.end
+    assert (years.end - years.start) / dt.timedelta(minutes=years.bucket_minutes) <= 180
+
+
+@given(st.one_of(st.none(), st.datetimes()), st.one_of(st.none(), st.datetimes()), st.booleans())
+def test_any_custom_range_builds_queries_without_raising(a, b, with_oldest) -> None:
+    params = {k: f"{v:%Y-%m-%dT%H:%M}" if v.year >= 1000 else v.isoformat() for k, v in (("from", a), ("to", b)) if v}
+    try:
+        f = parse_filters(params)
+    except FilterError:
+        return
+    build_list_query(f, now=NOW, limit=51, before_id=None)
+    plan = build_overview(f, now=NOW, oldest=NOW - dt.timedelta(days=3) if with_oldest else None)
+    assert plan.start < plan.end
+    assert (plan.end - plan.start) / dt.timedelta(minutes=plan.bucket_minutes) <= 181
+
+
 def test_sql_statements_keeps_trigger_bodies_whole() -> None:
     statements = sql_statements(ROLLUPS_PATH.read_text())
     trigger = [s for s in statements if s.startswith("CREATE TRIGGER")]
