@@ -22,6 +22,7 @@ from log import charts
 from log.hrana import HranaError
 from log.queries import (
     PRESETS,
+    RARE_STATUS_ROWS,
     TRACE_API_WHERE,
     TRACE_STEPS_WHERE,
     UTC,
@@ -30,6 +31,7 @@ from log.queries import (
     build_overview,
     endpoint_stats,
     parse_filters,
+    status_class_count,
     status_totals,
 )
 from log.rows import ApiLog, TaskProgressLog
@@ -79,9 +81,15 @@ async def list_logs(request: Request) -> Response:
     except FilterError as exc:
         ctx["error"] = str(exc)
         return render(request, "logs.html", ctx, status=422, block=_block(request, "log_results"))
-    sql, args = build_list_query(filters, now=_now(request), limit=PAGE_SIZE + 1, before_id=before)
+    db = request.state.log_db
     try:
-        rows = await request.state.log_db.select(sql, args)
+        rare = False
+        if (count_query := status_class_count(filters)) is not None:
+            rare = (await db.select(*count_query))[0]["n"] <= RARE_STATUS_ROWS
+        sql, args = build_list_query(
+            filters, now=_now(request), limit=PAGE_SIZE + 1, before_id=before, rare_status=rare
+        )
+        rows = await db.select(sql, args)
     except HranaError as exc:
         ctx["error"] = f"The log database did not answer: {exc.message}"
         return render(request, "logs.html", ctx, status=503, block=_block(request, "log_results"))

@@ -46,6 +46,8 @@ SNOWFLAKE_SHIFT = 22
 ID_FLOOR_SLACK = dt.timedelta(minutes=5)
 MAX_ID = 2**63 - 1
 
+Query = tuple[str, list[Any]]  # (sql with ? placeholders, args)
+
 _TEXT = r"^[^\x00-\x1f\x7f\ud800-\udfff]*$"  # printable, encodable: no NUL/CR/LF, no lone surrogates
 Text = Annotated[str, msgspec.Meta(max_length=200, pattern=_TEXT)]
 
@@ -132,7 +134,7 @@ def id_floor(start: dt.datetime) -> int:
     return min(max(ms, 0) << SNOWFLAKE_SHIFT, MAX_ID)  # far-future dates: still an SQLite INTEGER
 
 
-def where_clause(filters: LogFilters, now: dt.datetime) -> tuple[list[str], list[Any]]:
+def where_clause(filters: LogFilters, now: dt.datetime, *, rare_status: bool = False) -> tuple[list[str], list[Any]]:
     """AND-ed conditions on api_logs for every active filter."""
     where: list[str] = []
     args: list[Any] = []
@@ -147,10 +149,11 @@ def where_clause(filters: LogFilters, now: dt.datetime) -> tuple[list[str], list
         where.append("response_status = ?")
         args.append(filters.code)
     if filters.status:
-        # Unary + keeps SQLite off the status index for a class: walking the primary key newest
-        # first finds a page of even 2% of rows quickly, a range scan + sort of 2xx would not.
+        # Unary + keeps SQLite off the status index for a class: walking ids newest first finds
+        # a page of even 2% of rows quickly, a range scan + sort of all 2xx would not. A class
+        # the rollups say is rare (rare_status) is the opposite case: see build_list_query.
         low = int(filters.status[0]) * 100
-        where.append("+response_status BETWEEN ? AND ?")
+        where.append("response_status BETWEEN ? AND ?" if rare_status else "+response_status BETWEEN ? AND ?")
         args += [low, low + 99]
     if filters.method:
         where.append("method = ?")
@@ -172,18 +175,38 @@ def where_clause(filters: LogFilters, now: dt.datetime) -> tuple[list[str], list
 
 
 def build_list_query(
-    filters: LogFilters, *, now: dt.datetime, limit: int, before_id: int | None
+    filters: LogFilters, *, now: dt.datetime, limit: int, before_id: int | None, rare_status: bool = False
 ) -> tuple[str, list[Any]]:
-    """Newest first, `limit` rows, keyset-paginated on id (rows with id < before_id)."""
-    where, args = where_clause(filters, now)
+    """Newest first, `limit` rows, keyset-paginated on id (rows with id < before_id).
+
+    rare_status: the status class filter matches few rows in the whole table (the caller asked
+    the rollups, see status_class_count), so read them through the status index and sort them
+    instead of walking every id looking for them. Same rows either way; only the plan differs."""
+    rare = rare_status and bool(filters.status) and filters.code is None
+    where, args = where_clause(filters, now, rare_status=rare)
     if before_id is not None:
         where.append("id < ?")
         args.append(before_id)
+    source = "api_logs INDEXED BY idx_api_logs_status" if rare else "api_logs"
     sql = (
-        f"SELECT {', '.join(LIST_COLUMNS)} FROM api_logs"
+        f"SELECT {', '.join(LIST_COLUMNS)} FROM {source}"
         f" WHERE {' AND '.join(where) or '1'} ORDER BY id DESC LIMIT ?"
     )
     return sql, [*args, limit]
+
+
+RARE_STATUS_ROWS = 5_000  # below ~sqrt(page size x table rows), index hits + sort beat an id walk
+
+
+def status_class_count(filters: LogFilters) -> Query | None:
+    """How many rows of the filter's status class exist at all (rollups, a few ms); None when
+    no class filter is set. Compared with RARE_STATUS_ROWS to pick build_list_query's plan."""
+    if not filters.status:
+        return None
+    return (
+        "SELECT COALESCE(SUM(n), 0) AS n FROM api_status_minute WHERE status_class = ?",
+        [int(filters.status[0])],
+    )
 
 
 # Trace page ------------------------------------------------------------------------------
@@ -259,8 +282,6 @@ def percentile(hist: Mapping[int, int], p: float) -> int | None:
 
 
 # Overview -------------------------------------------------------------------------------
-
-Query = tuple[str, list[Any]]
 
 
 class OverviewPlan(msgspec.Struct, frozen=True):

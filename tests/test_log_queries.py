@@ -31,6 +31,7 @@ from log.queries import (
     parse_filters,
     percentile,
     sql_statements,
+    status_class_count,
     stamp,
     time_window,
 )
@@ -133,8 +134,13 @@ def expected(f: LogFilters, now: dt.datetime = NOW) -> list[int]:
 
 
 def run_list(conn, f: LogFilters, limit: int = 10_000, before: int | None = None) -> list[int]:
-    sql, args = build_list_query(f, now=NOW, limit=limit, before_id=before)
-    return [r["id"] for r in conn.execute(sql, args)]
+    """The rows, checked to be the same with either plan (rare_status on or off)."""
+    results = []
+    for rare in (False, True):
+        sql, args = build_list_query(f, now=NOW, limit=limit, before_id=before, rare_status=rare)
+        results.append([r["id"] for r in conn.execute(sql, args)])
+    assert results[0] == results[1]
+    return results[0]
 
 
 @pytest.mark.parametrize(
@@ -198,6 +204,20 @@ def test_pagination_has_no_gaps_or_repeats(db) -> None:
             before = page[-1]
         assert seen == expected(f)
         assert len(seen) == len(set(seen))
+
+
+def test_rare_status_reads_the_status_index(db) -> None:
+    f = parse_filters({"range": "all", "status": "5xx"})
+    sql, args = build_list_query(f, now=NOW, limit=5, before_id=None, rare_status=True)
+    plan = " ".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN " + sql, args))
+    assert "idx_api_logs_status" in plan
+    sql, args = build_list_query(f, now=NOW, limit=5, before_id=None)
+    plan = " ".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN " + sql, args))
+    assert "idx_api_logs_status" not in plan
+    count_sql, count_args = status_class_count(f)
+    assert db.execute(count_sql, count_args).fetchone()[0] == sum(
+        1 for r in ROWS if r["response_status"] is not None and r["response_status"] // 100 == 5
+    )
 
 
 def test_list_sql_is_a_parameterised_select_and_never_uses_offset() -> None:
