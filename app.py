@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 from jinja2_fragments.starlette import Jinja2Blocks
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -22,54 +21,96 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from handlers import auth, health, items, logs
-from handlers._web import render
+import httpx
+
+from handlers import auth, health, imports, items
+from handlers import logs as explorer
+from handlers._web import redirect, render
 from handlers.ratelimit import LoginLimits
+from log.middleware import RequestLogMiddleware
+from log.hrana import HranaError
+from log.pipeline import LogPipeline
+from log.queries import explorer_statements
 from middleware.csrf import CsrfMiddleware
+from middleware.flush import FlushAfterRequestMiddleware
 from middleware.security_headers import SecurityHeadersMiddleware
 from middleware.session import SessionMiddleware
 from middleware.size_limit import SizeLimitMiddleware
+from middleware.session import set_session
 from settings import Settings
-from log.queries import ROLLUPS_PATH, sql_statements
-from log.turso import open_log_database
+from store.base import AuthError, StoreUnavailable
 from store.sqlite import SqliteStore
+from store.supabase import SupabaseStore
 
 VIEWS = Path(__file__).parent / "views"
 logger = logging.getLogger("app")
 
 
-def open_store(settings: Settings):
-    return SqliteStore(settings.data_dir / "app.db")
+def open_store(settings: Settings, http: httpx.AsyncClient) -> tuple[str, SqliteStore | SupabaseStore]:
+    if settings.supabase_url and settings.supabase_anon_key:
+        store = SupabaseStore(
+            settings.supabase_url, settings.supabase_anon_key, http, admin_emails=settings.admin_emails
+        )
+        return "supabase", store
+    return "sqlite", SqliteStore(settings.data_dir / "app.db")
 
 
-def make_lifespan(settings: Settings):
+def make_lifespan(settings: Settings, logs: LogPipeline):
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict]:
         for warning in settings.warnings:
             logger.warning(warning)
-        store = open_store(settings)
-        # Log explorer (lead: fold into the log-sink wiring). Schema + rollups in one transaction.
-        http = httpx.AsyncClient()
-        log_db = open_log_database(settings.log_database_url, settings.turso_auth_token or None, http)
-        ddl = (Path(__file__).parent / "log" / "schema.sql").read_text() + ROLLUPS_PATH.read_text()
-        await log_db.transaction([(s, ()) for s in sql_statements(ddl)])
+        # One HTTP client for every outbound call (Supabase, Turso); it carries no user state.
+        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
+        backend, store = open_store(settings, http)
+        await logs.open(http)
+        await prepare_explorer(logs)
         try:
             yield {
-                "log_db": log_db,
                 "settings": settings,
                 "store": store,
                 "templates": Jinja2Blocks(directory=VIEWS),
                 "login_limits": LoginLimits(clock=time.monotonic),
-                "backend": "sqlite",
-                "demo_mode": settings.on_cloud_run and not settings.supabase_url,
+                "backend": backend,
+                "demo_mode": settings.on_cloud_run and backend == "sqlite",
+                "logs": logs,
+                "log_db": logs.log_db,
+                "tasks": logs.tasks,
             }
         finally:
+            await logs.aclose(deadline=8.0)
             await store.close()
             await http.aclose()
-            if hasattr(log_db, "close"):
-                log_db.close()
 
     return lifespan
+
+
+async def prepare_explorer(logs: LogPipeline) -> None:
+    """Log tables + the explorer's rollups and indexes, in one transaction (idempotent)."""
+    if logs.log_db is None:
+        return
+    try:
+        await logs.log_db.transaction([(sql, ()) for sql in explorer_statements()])
+    except HranaError as exc:  # the explorer then says the database did not answer; the app runs
+        logger.error("log explorer: cannot prepare rollups in the log database: %s", exc.message)
+
+
+def user_id_of(scope) -> str | None:
+    user = scope.get("state", {}).get("user")
+    return user.id if user is not None else None
+
+
+async def store_unavailable(request: Request, exc: Exception) -> Response:
+    return render(request, "error.html", {"message": "The data service is unreachable right now. Please try again shortly."}, status=503, block="error")
+
+
+async def forbidden(request: Request, exc: Exception) -> Response:
+    return render(request, "error.html", {"message": "You are not allowed to do that."}, status=403, block="error")
+
+
+async def session_expired(request: Request, exc: Exception) -> Response:
+    set_session(request, None)
+    return redirect(request, "/login")
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -86,20 +127,33 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     settings = settings.with_secret_key()
+    logs = LogPipeline(settings)
     routes = [
+        *imports.routes,
         *items.routes,
-        *logs.routes,
+        *explorer.routes,
         *auth.routes,
         *health.routes,
         Mount("/static", StaticFiles(directory=VIEWS / "static"), name="static"),
     ]
     middleware = [
+        # Outermost, so responses made by the middleware below (413, 403, 503, crash 500s)
+        # carry them too.
+        Middleware(SecurityHeadersMiddleware),
+        # Next, so that 413s and crashes get their log row too.
+        Middleware(
+            RequestLogMiddleware,
+            record=logs.record,
+            body_cap=settings.log_body_max_bytes,
+            exclude_prefixes=settings.log_exclude_prefixes,
+            trusted_proxy=settings.trusted_proxy,
+            user_id_of=user_id_of,
+        ),
         Middleware(
             SizeLimitMiddleware,
             max_bytes=settings.max_request_bytes,
             overrides={"/items/import": settings.max_import_bytes},
         ),
-        Middleware(SecurityHeadersMiddleware),
         Middleware(
             SessionMiddleware,
             secret_key=settings.secret_key,
@@ -108,11 +162,18 @@ def create_app(settings: Settings) -> Starlette:
         ),
         Middleware(CsrfMiddleware),
     ]
+    if settings.log_flush == "request":
+        middleware.insert(1, Middleware(FlushAfterRequestMiddleware, flush=logs.flush_due))
     return Starlette(
         routes=routes,
         middleware=middleware,
-        lifespan=make_lifespan(settings),
-        exception_handlers={HTTPException: http_error},
+        lifespan=make_lifespan(settings, logs),
+        exception_handlers={
+            HTTPException: http_error,
+            StoreUnavailable: store_unavailable,
+            PermissionError: forbidden,
+            AuthError: session_expired,
+        },
     )
 
 

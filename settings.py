@@ -40,8 +40,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_csv_keep: int = 5
     log_exclude_prefixes: tuple[str, ...] = ("/static", "/health")
     log_flush: str = "background"
+    web_concurrency: int = 1
     turso_database_url: str = ""  # default: file:<data_dir>/logs.db
     turso_auth_token: str = ""
+    import_throttle_ms: int = 0  # test-only: slows the import so progress can be observed
     supabase_url: str = ""
     supabase_anon_key: str = ""
     warnings: tuple[str, ...] = ()
@@ -79,20 +81,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             admin_emails=frozenset(
                 e.strip().lower() for e in get("ADMIN_EMAILS").split(",") if e.strip()
             ),
-            max_request_bytes=_int(get("MAX_REQUEST_BYTES"), MIB),
-            max_import_bytes=_int(get("MAX_IMPORT_BYTES"), 10 * MIB),
+            max_request_bytes=_int("MAX_REQUEST_BYTES", get("MAX_REQUEST_BYTES"), MIB),
+            max_import_bytes=_int("MAX_IMPORT_BYTES", get("MAX_IMPORT_BYTES"), 10 * MIB),
             on_cloud_run=on_cloud_run,
             https_only=_bool(get("HTTPS_ONLY"), on_cloud_run),
             trusted_proxy=_bool(get("TRUST_PROXY"), on_cloud_run),
             log_sinks=tuple(s.strip() for s in get("LOG_SINKS", sinks_default).split(",") if s.strip()),
             log_dir=Path(log_dir) if log_dir else None,
-            log_body_max_bytes=_int(get("LOG_BODY_MAX_BYTES"), 16 * 1024),
+            log_body_max_bytes=_int("LOG_BODY_MAX_BYTES", get("LOG_BODY_MAX_BYTES"), 16 * 1024),
             log_html_bodies=get("LOG_HTML_BODIES", "summary"),
-            log_csv_max_bytes=_int(get("LOG_CSV_MAX_BYTES"), 64 * MIB),
-            log_csv_keep=_int(get("LOG_CSV_KEEP"), 5),
+            log_csv_max_bytes=_int("LOG_CSV_MAX_BYTES", get("LOG_CSV_MAX_BYTES"), 64 * MIB),
+            log_csv_keep=_int("LOG_CSV_KEEP", get("LOG_CSV_KEEP"), 5),
             log_flush=get("LOG_FLUSH", "background"),
+            web_concurrency=max(1, _int("WEB_CONCURRENCY", get("WEB_CONCURRENCY"), 1)),
             turso_database_url=get("TURSO_DATABASE_URL"),
             turso_auth_token=get("TURSO_AUTH_TOKEN"),
+            import_throttle_ms=_int("IMPORT_THROTTLE_MS", get("IMPORT_THROTTLE_MS"), 0),
             supabase_url=get("SUPABASE_URL"),
             supabase_anon_key=get("SUPABASE_ANON_KEY"),
             warnings=tuple(warnings),
@@ -122,7 +126,7 @@ def load_or_create_key(path: Path) -> str:
     (our key) or fails because another process won first (its complete key). Never a torn read."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
-        return path.read_text().strip()
+        return _read_key(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -135,14 +139,26 @@ def load_or_create_key(path: Path) -> str:
         pass
     finally:
         tmp.unlink()
-    return path.read_text().strip()
+    return _read_key(path)
 
 
-def _int(value: str, default: int) -> int:
+def _read_key(path: Path) -> str:
+    key = path.read_text().strip()
+    if not key:
+        # Never sign sessions with an empty key (anyone could forge them); we never write one.
+        raise SystemExit(f"{path} is empty: delete it to generate a new key, or set SECRET_KEY.")
+    return key
+
+
+def _int(name: str, value: str, default: int) -> int:
+    # Sizes and counts: a typo must stop start-up with the variable's name, not a traceback.
     try:
-        return int(value) if value else default
+        number = int(value) if value else default
     except ValueError:
-        raise SystemExit(f"expected an integer setting, got {value!r}") from None
+        number = -1
+    if number < 0:
+        raise SystemExit(f"{name} must be a whole number of at least 0, got {value!r}")
+    return number
 
 
 def _bool(value: str, default: bool) -> bool:

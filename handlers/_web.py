@@ -23,8 +23,10 @@ def render(
     status: int = 200,
     block: str | None = None,
     toast: str | None = None,
+    partial: bool | None = None,
 ) -> Response:
-    """The full page, or only `block` of it for htmx requests (same template, same data)."""
+    """The full page, or only `block` of it for htmx requests (same template, same data).
+    `partial=True` always renders the block (fragments that are never a page of their own)."""
     state = request.state
     ctx = {
         "user": getattr(state, "user", None),
@@ -36,7 +38,9 @@ def render(
     headers = {"Vary": "HX-Request"}
     if toast:
         headers["HX-Trigger"] = json.dumps({"toast": toast})
-    kwargs = {"block_name": block} if block and is_htmx(request) else {}
+    if partial is None:
+        partial = is_htmx(request)
+    kwargs = {"block_name": block} if block and partial else {}
     return state.templates.TemplateResponse(
         request, template, ctx, status_code=status, headers=headers, **kwargs
     )

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from log.middleware import client_ip
 from handlers._web import current_session, form_dict, redirect, render
 from middleware.session import set_session
 from store.base import AuthError
@@ -15,7 +16,10 @@ from store.validate import validate_credentials
 
 
 def _client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    # The same rule as the request log: behind a trusted proxy only the entry it appended
+    # to X-Forwarded-For counts (the client can forge everything to its left).
+    trusted = request.state.settings.trusted_proxy
+    return client_ip(request.client, request.headers.items(), trusted) or "unknown"
 
 
 def _form_page(request: Request, mode: str, *, email: str = "", errors=None, status=200) -> Response:
@@ -71,9 +75,11 @@ async def login(request: Request) -> Response:
 
 async def logout(request: Request) -> Response:
     session = current_session(request)
-    if session:
-        await request.state.store.log_out(session)
-    set_session(request, None)
+    try:
+        if session:
+            await request.state.store.log_out(session)
+    finally:
+        set_session(request, None)  # the cookie goes even if the backend cannot be reached
     return redirect(request, "/")
 
 

@@ -8,8 +8,7 @@ from starlette.routing import Route
 
 
 async def health(request: Request) -> JSONResponse:
-    fanout = getattr(request.state, "fanout", None)
-    logs = fanout.stats() if fanout is not None else {"enabled": False}
+    logs = request.state.logs.stats()
     return JSONResponse({"status": "ok", "backend": request.state.backend, "logs": logs})
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -16,7 +18,10 @@ MAX_ID = 2**63 - 1  # both backends store 64-bit ids; a larger one cannot exist
 
 def _page_number(request: Request) -> int:
     raw = request.query_params.get("page", "1")
-    return int(raw) if raw.isdigit() and 0 < int(raw) < 1_000_000 else 1
+    # str.isdigit() is also true for "²" and "①", which int() refuses: check ASCII digits.
+    if not re.fullmatch(r"[0-9]{1,6}", raw):
+        return 1
+    return int(raw) or 1
 
 
 async def _list_context(request: Request, session: Session, **extra) -> dict:

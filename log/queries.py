@@ -421,6 +421,12 @@ def status_totals(stats: Sequence[EndpointStats]) -> dict[int, int]:
 # DDL ------------------------------------------------------------------------------------
 
 ROLLUPS_PATH = Path(__file__).with_name("rollups.sql")
+SCHEMA_PATH = Path(__file__).with_name("schema.sql")
+
+
+def explorer_statements() -> list[str]:
+    """schema.sql then rollups.sql as single statements: run them in ONE transaction."""
+    return sql_statements(SCHEMA_PATH.read_text() + "\n" + ROLLUPS_PATH.read_text())
 
 
 def sql_statements(script: str) -> list[str]:

@@ -41,6 +41,9 @@ class LogDatabase(Protocol):
 
     async def fetch_rows(self, row_type: type[S], where_sql: str, args: Sequence[Any] = ()) -> list[S]: ...
 
+    async def aclose(self) -> None:
+        """Release what this object owns (never the app's httpx client)."""
+
 
 async def fetch_rows(db: LogDatabase, row_type: type[S], where_sql: str, args: Sequence[Any] = ()) -> list[S]:
     """Typed read of a log table: `where_sql` is a fixed fragment with ? placeholders, never data."""
@@ -132,6 +135,9 @@ class HttpLogDatabase(_TypedReads):
 
         return await self._with_retry(once)
 
+    async def aclose(self) -> None:
+        """Nothing to release: the httpx client belongs to the app's lifespan."""
+
     async def _pipeline(self, requests: list[dict[str, Any]]) -> list[Any]:
         """One fresh stream per call (baton null, `close` last): no baton is ever reused, so an
         expired or lost stream can only cost one retry. A returned base_url would only apply to
@@ -185,6 +191,9 @@ class FileLogDatabase(_TypedReads):
 
     async def select(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return await anyio.to_thread.run_sync(self._select, sql, args)
+
+    async def aclose(self) -> None:
+        await anyio.to_thread.run_sync(self.close)
 
     def close(self) -> None:
         with self._lock:

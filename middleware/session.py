@@ -26,6 +26,8 @@ _UNCHANGED = object()
 def set_session(conn: HTTPConnection, session: Session | None) -> None:
     """Log in (a Session) or out (None) for the response being built."""
     conn.state.new_session = session
+    if session is not None:  # the request's log row names who just signed in
+        conn.state.user = session.user
 
 
 class SessionMiddleware:

@@ -3,6 +3,7 @@ default) and store/supabase.py (production). Handlers never import an implementa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
@@ -73,6 +74,11 @@ class Store(Protocol):
     async def get_item(self, session: Session, item_id: int) -> Item | None: ...
 
     async def create_item(self, session: Session, data: ItemInput) -> Item: ...
+
+    async def create_items(
+        self, session: Session, rows: list[ItemInput], progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Bulk import: all rows in one transaction (all or nothing); progress(rows_done)."""
 
     async def update_item(self, session: Session, item_id: int, data: ItemInput) -> Item | None: ...
 

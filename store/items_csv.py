@@ -27,40 +27,57 @@ class ParsedImport(msgspec.Struct, frozen=True):
 
 
 def parse_import(data: bytes, *, max_rows: int = MAX_ROWS) -> ParsedImport:
-    """Parse `name,description,quantity` CSV (UTF-8, optional BOM, header row required).
+    """Parse `name,description,quantity` CSV (UTF-8, optional BOM, header row required)."""
+    valid: list[ItemInput] = []
+    rejected: list[Rejected] = []
+    for result in iter_import(data, max_rows=max_rows):
+        if isinstance(result, str):
+            return ParsedImport([], [], error=result)
+        (valid if isinstance(result, ItemInput) else rejected).append(result)
+    return ParsedImport(valid, rejected)
 
-    Undecodable bytes are kept as surrogates so that only the records holding them are
-    rejected ("bad encoding"), with the line each record starts on.
-    """
+
+def count_lines(data: bytes) -> int:
+    """Upper bound of the data rows, for progress bars (quoted newlines make it an estimate)."""
+    return max(0, data.count(b"\n") - 1 + (not data.endswith(b"\n")))
+
+
+def iter_import(data: bytes, *, max_rows: int = MAX_ROWS) -> Iterator[ItemInput | Rejected | str]:
+    """Yield each row as an ItemInput or a Rejected, or a single str when the whole file is
+    unusable. Undecodable bytes are kept as surrogates so that only the records holding them
+    are rejected ("bad encoding"), with the line each record starts on."""
     text = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="surrogateescape")
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:
-        return ParsedImport([], [], error="The file is empty.")
+        yield "The file is empty."
+        return
     except csv.Error as err:
-        return ParsedImport([], [], error=f"Not a CSV file: {err}.")
+        yield f"Not a CSV file: {err}."
+        return
     if "name" not in header:
-        return ParsedImport([], [], error="The first row must be a header with a 'name' column.")
+        yield "The first row must be a header with a 'name' column."
+        return
+    if count_lines(data) > max_rows + 1000:  # cheap early refusal; exact check below
+        yield f"Too many rows: the limit is {max_rows:,}."
+        return
     columns = {name: header.index(name) for name in ("name", "description", "quantity") if name in header}
-    valid: list[ItemInput] = []
-    rejected: list[Rejected] = []
+    rows = 0
     start = reader.line_num + 1
     try:
         for record in reader:
             line, start = start, reader.line_num + 1
             if not any(cell.strip() for cell in record):
                 continue  # blank lines are not rows
-            if len(valid) + len(rejected) >= max_rows:
-                return ParsedImport([], [], error=f"Too many rows: the limit is {max_rows:,}.")
+            rows += 1
+            if rows > max_rows:
+                yield f"Too many rows: the limit is {max_rows:,}."
+                return
             reason, item = _check(record, columns)
-            if item is None:
-                rejected.append(Rejected(line=line, reason=reason))
-            else:
-                valid.append(item)
+            yield Rejected(line=line, reason=reason) if item is None else item
     except csv.Error as err:
-        rejected.append(Rejected(line=start, reason=f"Unreadable CSV from here on: {err}."))
-    return ParsedImport(valid, rejected)
+        yield Rejected(line=start, reason=f"Unreadable CSV from here on: {err}.")
 
 
 def _check(record: list[str], columns: dict[str, int]) -> tuple[str, ItemInput | None]:
@@ -81,11 +98,12 @@ def safe_cell(value: object) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
-def export_rows(items: Iterable[Item]) -> Iterator[str]:
-    """CSV lines (header first) for the user's items, formula-safe."""
+def export_rows(items: Iterable[Item], *, header: bool = True) -> Iterator[str]:
+    """CSV text chunks (header first unless header=False) for the user's items, formula-safe."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(["name", "description", "quantity", "created_at", "updated_at"])
+    if header:
+        writer.writerow(["name", "description", "quantity", "created_at", "updated_at"])
     for item in items:
         writer.writerow(
             [safe_cell(v) for v in (item.name, item.description, item.quantity, item.created_at, item.updated_at)]

@@ -26,6 +26,13 @@ def migrate(conn: sqlite3.Connection, directory: Path = MIGRATIONS_DIR) -> int:
     for number, path in pending(current, directory):
         # executescript commits first; wrap each file in its own transaction so a failing
         # migration leaves the database at the previous version, not half-migrated.
-        conn.executescript(f"BEGIN;\n{path.read_text()}\nPRAGMA user_version = {number};\nCOMMIT;")
+        try:
+            conn.executescript(f"BEGIN;\n{path.read_text()}\nPRAGMA user_version = {number};\nCOMMIT;")
+        except sqlite3.Error:
+            # executescript stops at the error with our BEGIN still open; the next commit on
+            # this connection would otherwise persist half the file.
+            if conn.in_transaction:
+                conn.rollback()
+            raise
         current = number
     return current

@@ -19,14 +19,20 @@ def validate_item(form: Mapping[str, str]) -> tuple[ItemInput | None, dict[str, 
     name = (form.get("name") or "").strip()
     description = (form.get("description") or "").strip()
     raw_quantity = (form.get("quantity") or "0").strip()
+    # NUL: SQLite's length() stops at it (a CHECK failure, so a 500) and PostgreSQL text
+    # refuses it; no one types it, so it is an input error like any other.
     if not name:
         errors["name"] = "Name is required."
     elif len(name) > NAME_MAX:
         errors["name"] = f"Name must be at most {NAME_MAX} characters (got {len(name)})."
+    elif "\x00" in name:
+        errors["name"] = "Name cannot contain NUL characters."
     if len(description) > DESCRIPTION_MAX:
         errors["description"] = (
             f"Description must be at most {DESCRIPTION_MAX} characters (got {len(description)})."
         )
+    elif "\x00" in description:
+        errors["description"] = "Description cannot contain NUL characters."
     quantity = 0
     if not re.fullmatch(r"[+-]?\d{1,12}", raw_quantity):
         errors["quantity"] = "Quantity must be a whole number."

@@ -24,7 +24,7 @@ from app import create_app
 from settings import Settings as AppSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+CSRF_RE = re.compile(r'"X-CSRF-Token": "([^"]+)"')
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ class AppClient(httpx.AsyncClient):
     csrf: str = ""
 
     async def refresh_csrf(self) -> str:
-        page = await self.get("/signup" if "session" not in self.cookies else "/items")
+        page = await self.get("/")
         match = CSRF_RE.search(page.text)
         assert match, page.text[:500]
         self.csrf = match.group(1)
@@ -185,3 +185,13 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if reporter is not None and reporter.stats.get("skipped") and session.exitstatus == 0:
         reporter.write_line("FAILED: skipped tests are not allowed", red=True)
         session.exitstatus = 1
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    # Playwright's sync API keeps an event loop running in the main thread for the whole
+    # session once a browser starts; anyio tests cannot start theirs after that. So every test
+    # that drives the browser runs last.
+    for item in items:
+        if "browser_type_launch_args" in getattr(item, "fixturenames", ()):  # needs Playwright
+            item.add_marker(pytest.mark.browser)
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

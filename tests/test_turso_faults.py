@@ -201,3 +201,14 @@ async def test_wrong_url_404_is_not_retried(server: Running, client: httpx.Async
         await db.select("SELECT 1")
     assert info.value.status == 404 and not info.value.retryable
     assert "TURSO_DATABASE_URL" in str(info.value)
+
+
+@pytest.mark.anyio
+async def test_one_http_request_per_batch(server: Running, client: httpx.AsyncClient) -> None:
+    sink, _ = make_sink(client, server.url)
+    await sink.open()
+    before = server.server.pipeline_requests
+    batch = rows(1000)
+    for i in range(0, 1000, 500):
+        assert await sink.write("api_logs", batch[i : i + 500]) == WriteResult(inserted=500)
+    assert server.server.pipeline_requests - before == 2  # i.e. 20 per 10 000 rows

@@ -174,6 +174,6 @@ async def test_file_url_forms_and_a_fresh_data_dir(tmp_path: Path, anyio_backend
             sink = TursoSink(db)
             await sink.open()
             assert await sink.write("api_logs", [api_log(1)]) == WriteResult(inserted=1)
-            db.close()
+            await db.aclose()
         assert (tmp_path / "a/b/logs.db").exists() and (tmp_path / "c/logs.db").exists()
         assert isinstance(open_log_database("libsql://x.turso.io", "t", client), HttpLogDatabase)

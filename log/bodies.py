@@ -1,0 +1,137 @@
+"""A captured HTTP body -> the JSON text stored in request_body / response_body.
+
+Pure. The middleware captured at most `cap` bytes of a body of `total_size` bytes. Results:
+
+  empty body                            -> None (SQL NULL)
+  application/json, */*+json (or no content type and the body looks like JSON)
+        complete and parseable          -> the parsed value, redacted, re-encoded
+        complete but unparseable        -> a JSON string of the text, lexically redacted
+  application/x-www-form-urlencoded     -> {"field": "value" | [repeats...]}, redacted
+  text/html responses with status < 400 -> summary (below), unless html_mode == "full";
+                                           error pages keep their text (they explain the error)
+  other text/*                          -> a JSON string of the text
+  multipart, binary, anything else      -> {"summary": {"content_type": ..., "size": total,
+                                            "sha256": hex of the captured bytes, "captured_bytes": n}}
+                                           never the raw bytes (uploads may hold anything)
+
+Truncation (total_size > captured bytes) is always explicit, never a silently cut value:
+  {"truncated": true, "size": total, "kept": n, "text": "<captured text>"}   json (lexically
+                                                                         redacted) and text/*
+  {"truncated": true, "size": total, "kept": n, "form": {...redacted...}}  form bodies
+Text is decoded with the charset parameter (default UTF-8) and errors="replace": never raises.
+Plain text bodies cannot be redacted by key; secrets must not be sent as text/plain.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+import msgspec
+
+from log.redact import (
+    RedactionPolicy,
+    group_pairs,
+    may_hold_sensitive_key,
+    redact_json,
+    redact_json_text,
+    redact_pairs,
+)
+
+HtmlMode = Literal["summary", "full"]
+_encoder = msgspec.json.Encoder()
+
+
+def _media_type(content_type: str | None) -> tuple[str, str]:
+    """-> (lower-case media type, charset)."""
+    if not content_type:
+        return "", "utf-8"
+    media, *params = content_type.split(";")
+    charset = "utf-8"
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            candidate = value.strip().strip('"')
+            try:
+                charset = codecs.lookup(candidate).name
+            except LookupError:
+                pass
+    return media.strip().lower(), charset
+
+
+def _is_json(media: str, data: bytes) -> bool:
+    if media == "application/json" or media.endswith("+json"):
+        return True
+    return media == "" and data.lstrip()[:1] in (b"{", b"[")
+
+
+def summary(media: str, data: bytes, total_size: int) -> dict[str, Any]:
+    return {
+        "summary": {
+            "content_type": media,
+            "size": total_size,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "captured_bytes": len(data),
+        }
+    }
+
+
+def body_to_json(
+    *,
+    content_type: str | None,
+    data: bytes,
+    total_size: int,
+    cap: int,
+    policy: RedactionPolicy,
+    is_response: bool,
+    status: int | None = None,
+    html_mode: HtmlMode = "summary",
+) -> str | None:
+    data = data[: max(cap, 0)]
+    total_size = max(total_size, len(data))
+    if total_size == 0:
+        return None
+    return _encoder.encode(_body_value(content_type, data, total_size, policy, is_response, status, html_mode)).decode()
+
+
+def _body_value(
+    content_type: str | None,
+    data: bytes,
+    total_size: int,
+    policy: RedactionPolicy,
+    is_response: bool,
+    status: int | None,
+    html_mode: HtmlMode,
+) -> Any:
+    media, charset = _media_type(content_type)
+    truncated = total_size > len(data)
+
+    def marker(key: str, value: Any) -> dict[str, Any]:
+        return {"truncated": True, "size": total_size, "kept": len(data), key: value}
+
+    if _is_json(media, data):
+        if not truncated:
+            try:
+                # Encoded here (as Raw) so nesting too deep for msgspec falls back to the text path.
+                value = msgspec.json.decode(data)
+                if may_hold_sensitive_key(data.decode(charset, errors="replace"), policy):
+                    return msgspec.Raw(_encoder.encode(redact_json(value, policy)))
+                return msgspec.Raw(data.strip())  # valid JSON with nothing to redact: keep as is
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+                pass
+        text = redact_json_text(data.decode(charset, errors="replace"), policy)
+        return marker("text", text) if truncated else text
+    if media == "application/x-www-form-urlencoded":
+        text = data.decode(charset, errors="replace")
+        pairs = parse_qsl(text, keep_blank_values=True, encoding=charset, errors="replace")
+        form = group_pairs(redact_pairs(pairs, policy))
+        return marker("form", form) if truncated else form
+    if media.startswith("text/"):
+        keep_html = html_mode == "full" or not is_response or (status is not None and status >= 400)
+        if media == "text/html" and not keep_html:
+            return summary(media, data, total_size)
+        text = data.decode(charset, errors="replace")
+        return marker("text", text) if truncated else text
+    return summary(media, data, total_size)

@@ -1,0 +1,151 @@
+"""Pure row builders: what the middleware captured -> the redacted, JSON-encoded log rows.
+
+Decisions recorded here:
+  * endpoint = the path plus the REDACTED raw query string ("/items?q=abc&token=[REDACTED]");
+    the query is part of what was called, and keeping it in one column keeps it greppable.
+    Secrets inside path segments (/reset/<token>) cannot be recognised by name and are kept.
+  * request_header = JSON object of the redacted request headers (repeated names -> list).
+  * bodies: see log/bodies.py.
+  * created_at = when the request was received, UTC "YYYY-MM-DD HH:MM:SS.fff" (what SQLite's
+    STRFTIME('%Y-%m-%d %H:%M:%f') produces, so app rows and DB defaults sort together).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from log.bodies import HtmlMode, body_to_json
+from log.captured import Captured
+from log.redact import RedactionPolicy, redact_headers, redact_json, redact_query_string
+from log.rows import ApiLog, TaskProgressLog
+
+_encoder = msgspec.json.Encoder()
+TASK_STATUSES = frozenset({"START", "IN_PROGRESS", "SUCCESS", "FAILED"})
+
+
+def format_utc(epoch_seconds: float) -> str:
+    total_ms = round(epoch_seconds * 1000)  # round, not floor: 0.123 * 1000 is 122.99999...
+    seconds, ms = divmod(total_ms, 1000)
+    stamp = dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+    return f"{stamp:%Y-%m-%d %H:%M:%S}.{ms:03d}"
+
+
+def endpoint_of(path: str, query_string: str, policy: RedactionPolicy) -> str:
+    return f"{path}?{redact_query_string(query_string, policy)}" if query_string else path
+
+
+def _content_type(headers: list[tuple[str, str]]) -> str | None:
+    found = None
+    for name, value in headers:
+        if name.lower() == "content-type":
+            found = value
+    return found
+
+
+def build_api_log(
+    c: Captured, *, row_id: int, policy: RedactionPolicy, body_cap: int, html_mode: HtmlMode = "summary"
+) -> ApiLog:
+    return ApiLog(
+        id=row_id,
+        trace_id=c.trace_id,
+        method=c.method,
+        endpoint=endpoint_of(c.path, c.query_string, policy),
+        request_header=_encoder.encode(redact_headers(c.request_headers, policy)).decode(),
+        request_body=body_to_json(
+            content_type=_content_type(c.request_headers),
+            data=c.request_body,
+            total_size=c.request_body_size,
+            cap=body_cap,
+            policy=policy,
+            is_response=False,
+        ),
+        response_status=c.response_status,
+        response_body=body_to_json(
+            content_type=_content_type(c.response_headers),
+            data=c.response_body,
+            total_size=c.response_body_size,
+            cap=body_cap,
+            policy=policy,
+            is_response=True,
+            status=c.response_status,
+            html_mode=html_mode,
+        ),
+        duration_ms=c.duration_ms,
+        ip_address=c.client_ip,
+        user_id=c.user_id,
+        created_at=format_utc(c.received_at),
+    )
+
+
+def build_exception_row(c: Captured, *, row_id: int, policy: RedactionPolicy | None = None) -> TaskProgressLog | None:
+    """A FAILED step for an unhandled exception, sharing the request's trace_id; None if none."""
+    if c.exception is None:
+        return None
+    policy = policy or RedactionPolicy()
+    return task_row(
+        row_id=row_id,
+        trace_id=c.trace_id,
+        task_name="http_request",
+        step_name="unhandled_exception",
+        status="FAILED",
+        at=c.received_at + c.duration_ms / 1000,
+        input_data={"method": c.method, "endpoint": endpoint_of(c.path, c.query_string, policy)},
+        error_message=c.exception,
+        stack_trace=c.stack_trace,
+        policy=policy,
+    )
+
+
+def redact_value(value: Any, policy: RedactionPolicy) -> Any:
+    """Any Python value -> a redacted JSON-ready copy. Unknown types become their str()."""
+    # to_builtins first so Structs/dataclasses become dicts that redaction can see into.
+    return redact_json(msgspec.to_builtins(value, enc_hook=str, str_keys=True), policy)
+
+
+def redactor(policy: RedactionPolicy) -> Callable[[object], object]:
+    """The `redact` callable log/tasks.py's TaskFactory (and TaskTracker) take."""
+    return functools.partial(redact_value, policy=policy)
+
+
+def json_text(value: Any, policy: RedactionPolicy) -> str | None:
+    """Any Python value -> redacted JSON text (None stays SQL NULL). Never raises on odd types."""
+    if value is None:
+        return None
+    return _encoder.encode(redact_value(value, policy)).decode()
+
+
+def task_row(
+    *,
+    row_id: int,
+    trace_id: str,
+    task_name: str,
+    step_name: str,
+    status: str,
+    at: float,
+    policy: RedactionPolicy,
+    input_data: Any = None,
+    output_data: Any = None,
+    error_message: str | None = None,
+    stack_trace: str | None = None,
+    execution_order: int = 0,
+) -> TaskProgressLog:
+    if status not in TASK_STATUSES:
+        raise ValueError(f"status must be one of {sorted(TASK_STATUSES)}, got {status!r}")
+    return TaskProgressLog(
+        id=row_id,
+        trace_id=trace_id,
+        task_name=task_name,
+        step_name=step_name,
+        status=status,
+        input_data=json_text(input_data, policy),
+        output_data=json_text(output_data, policy),
+        error_message=error_message,
+        stack_trace=stack_trace,
+        execution_order=execution_order,
+        created_at=format_utc(at),
+    )

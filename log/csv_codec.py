@@ -1,0 +1,112 @@
+"""Log rows <-> CSV text, lossless, one physical line per row, safe to open in a spreadsheet.
+
+Cell encoding (all of it reversed exactly by decode_cell):
+  * None              -> \\N (a bare backslash-N; a real string "\\N" is written "\\\\N")
+  * str               -> line breaks and other characters that some readers treat as line ends,
+                         backslash and NUL are backslash-escaped: \\\\ \\n \\r \\0 and \\uXXXX for
+                         \\x0b \\x0c \\x1c \\x1d \\x1e \\x85 \\u2028 \\u2029. So str.splitlines() of
+                         a row is one line.
+  * int               -> decimal digits (decoded as int because the Struct field says int)
+  * then, formula-injection guard: a cell starting with = + - @ TAB CR (or ') gets one leading
+    ' -- so "-5" is written '-5 and "'x" is written ''x; decoding strips exactly one '.
+Quoting is RFC 4180 (csv.QUOTE_MINIMAL), rows end with CRLF, the header is the Struct's field
+names in order (log/rows.py: columns), which is also the database column order.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import typing
+from collections.abc import Iterable, Iterator, Sequence
+
+from log.rows import TABLES, ApiLog, LogRow, TaskProgressLog, columns
+
+NULL = "\\N"
+_DANGEROUS_START = ("=", "+", "-", "@", "\t", "\r", "'")
+_RARE_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # line ends to str.splitlines, not to csv
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\0": "\\0"} | {c: f"\\u{ord(c):04x}" for c in _RARE_BREAKS}
+_RARE_RE = re.compile(f"[{_RARE_BREAKS}]")
+_UNESCAPE_RE = re.compile(r"\\(?:u([0-9a-f]{4})|(.))", re.DOTALL)
+_UNESCAPES = {"\\": "\\", "n": "\n", "r": "\r", "0": "\0"}
+
+RowType = type[ApiLog] | type[TaskProgressLog]
+
+
+def _int_fields(row_type: RowType) -> tuple[bool, ...]:
+    hints = typing.get_type_hints(row_type)
+    return tuple(hints[name] is int or int in typing.get_args(hints[name]) for name in columns(row_type))
+
+
+_IS_INT: dict[RowType, tuple[bool, ...]] = {t: _int_fields(t) for t in TABLES.values()}
+
+
+def _escape(value: str) -> str:
+    # Chained str.replace is a C-speed scan that returns quickly when there is nothing to do.
+    text = value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\0", "\\0")
+    if _RARE_RE.search(text) is not None:
+        text = _RARE_RE.sub(lambda m: _ESCAPES[m.group()], text)
+    return text
+
+
+def encode_cell(value: str | int | None) -> str:
+    if value is None:
+        return NULL
+    text = str(value) if isinstance(value, int) else _escape(value)
+    return "'" + text if text.startswith(_DANGEROUS_START) else text
+
+
+def _unescape(match: re.Match[str]) -> str:
+    if match.group(1) is not None:
+        return chr(int(match.group(1), 16))
+    try:
+        return _UNESCAPES[match.group(2)]
+    except KeyError:
+        raise ValueError(f"bad escape \\{match.group(2)!r} in CSV cell") from None
+
+
+def decode_cell(cell: str, is_int: bool) -> str | int | None:
+    if cell == NULL:
+        return None
+    if cell.startswith("'"):
+        cell = cell[1:]
+    return int(cell) if is_int else _UNESCAPE_RE.sub(_unescape, cell)
+
+
+def header_line(row_type: RowType) -> str:
+    return _write([columns(row_type)])
+
+
+def encode_rows(rows: Iterable[LogRow]) -> str:
+    """CSV lines (no header) for rows, all of one table, each ending in CRLF."""
+    return _write([encode_cell(getattr(row, name)) for name in row.__struct_fields__] for row in rows)
+
+
+def _write(records: Iterable[Sequence[str]]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerows(records)
+    return buf.getvalue()
+
+
+def decode_row(row_type: RowType, cells: Sequence[str]) -> LogRow:
+    names = columns(row_type)
+    if len(cells) != len(names):
+        raise ValueError(f"expected {len(names)} cells for {row_type.__name__}, got {len(cells)}")
+    kinds = _IS_INT[row_type]
+    return row_type(**{name: decode_cell(cell, k) for name, cell, k in zip(names, cells, kinds)})
+
+
+def read_csv(lines: Iterable[str], row_type: RowType) -> Iterator[LogRow]:
+    """Rows from CSV lines (a file opened with newline="" or text.splitlines(keepends=True)).
+
+    The first line must be the exact header; a different header raises ValueError.
+    """
+    reader = csv.reader(lines)
+    header = next(reader, None)
+    if header is None:
+        return
+    if tuple(header) != columns(row_type):
+        raise ValueError(f"CSV header {header!r} is not the {row_type.__name__} columns")
+    for cells in reader:
+        yield decode_row(row_type, cells)

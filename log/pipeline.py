@@ -1,0 +1,173 @@
+"""The app's logging, assembled: ids, sinks, fan-out, the middleware's record callback and
+the task-tracker factory. Built in create_app, opened and closed by the lifespan.
+
+Everything here is wiring; the decisions live in the pure modules it calls
+(build, redact, csv_codec, hrana) and the shells it composes (sinks, fan-out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import Any
+
+import anyio
+import httpx
+import msgspec
+
+from log.build import build_api_log, build_exception_row, redactor
+from log.captured import Captured
+from log.csv_sink import CsvSink
+from log.fanout import FanOut
+from log.ids import SnowflakeIds
+from log.redact import RedactionPolicy
+from log.rows import LogRow
+from log.sink import Sink
+from log.tasks import TaskFactory
+from log.turso import LogDatabase, open_log_database
+from log.turso_sink import TursoSink
+from log.worker_lease import WorkerLease, acquire_worker_id, keep_renewed, release_worker_id
+from settings import Settings
+
+logger = logging.getLogger("log.pipeline")
+
+FALLBACK_WORKER_ID = 1023  # used only when no lease can be taken; said loudly at start-up
+LEASE_TTL, LEASE_RENEW = 60.0, 15.0
+# The explorer shows logs; logging its responses would copy logs into logs.
+NO_RESPONSE_BODY_PREFIXES = ("/logs",)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class LogPipeline:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.enabled = bool(settings.log_sinks)
+        self.policy = RedactionPolicy()
+        self.ids = SnowflakeIds(0, _now_ms)
+        self.fanout: FanOut | None = None
+        self.log_db: LogDatabase | None = None
+        self.lease: WorkerLease | None = None
+        self.tasks = TaskFactory(emit=self.emit, next_id=self.next_id, redact=redactor(self.policy))
+        self.record_errors = 0
+        self._renewal: asyncio.Task[None] | None = None
+
+    # called from the request path: must be cheap and never raise ------------------------
+    def next_id(self) -> int:
+        return self.ids.next()
+
+    def emit(self, row: LogRow) -> None:
+        if self.fanout is not None:
+            self.fanout.emit(row)
+
+    def record(self, captured: Captured) -> None:
+        """RequestLogMiddleware's callback: one ApiLog (+ a FAILED task row for a crash)."""
+        if self.fanout is None:
+            return
+        try:
+            if captured.path.startswith(NO_RESPONSE_BODY_PREFIXES):
+                captured = msgspec.structs.replace(captured, response_body=b"", response_body_size=0)
+            s = self.settings
+            self.emit(
+                build_api_log(
+                    captured, row_id=self.next_id(), policy=self.policy,
+                    body_cap=s.log_body_max_bytes, html_mode=s.log_html_bodies,  # type: ignore[arg-type]
+                )
+            )
+            crash = build_exception_row(captured, row_id=self.next_id(), policy=self.policy)
+            if crash is not None:
+                self.emit(crash)
+        except Exception:  # a logging bug must never fail the request
+            self.record_errors += 1
+            logger.exception("could not build a log row")
+
+    # lifespan ------------------------------------------------------------------------------
+    async def open(self, http: httpx.AsyncClient) -> None:
+        s = self.settings
+        self.log_db = open_log_database(s.log_database_url, s.turso_auth_token or None, http)
+        if not self.enabled:
+            return
+        await self._lease_worker_id()
+        self.fanout = FanOut(
+            self._sinks(),
+            report=lambda message: logger.warning("%s", message),
+        )
+        if s.log_flush != "request":
+            await self.fanout.start()
+
+    def _sinks(self) -> list[Sink]:
+        s, sinks = self.settings, []
+        for name in s.log_sinks:
+            if name == "csv":
+                # Several worker processes each write their own files (a worker suffix).
+                suffix = f".w{self.ids.worker_id}" if s.web_concurrency > 1 else ""
+                sinks.append(
+                    CsvSink(
+                        s.logs_path, suffix=suffix, max_bytes=s.log_csv_max_bytes, keep=s.log_csv_keep,
+                        can_delete=lambda table, max_id: self.fanout is None or self.fanout.csv_can_delete(table, max_id),
+                    )
+                )
+            elif name == "turso":
+                assert self.log_db is not None
+                sinks.append(TursoSink(self.log_db))
+            else:
+                logger.error("unknown log sink %r in LOG_SINKS; ignored", name)
+        return sinks
+
+    async def _lease_worker_id(self) -> None:
+        assert self.log_db is not None
+        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4()}"
+        try:
+            with anyio.fail_after(10):
+                self.lease = await acquire_worker_id(self.log_db, holder, now=time.time(), ttl=LEASE_TTL)
+        except Exception as exc:
+            logger.error(
+                "could not lease a log worker id from the log database (%s); using %d: ids are unique "
+                "only while no other instance does the same", exc, FALLBACK_WORKER_ID,
+            )
+            self.ids = SnowflakeIds(FALLBACK_WORKER_ID, _now_ms)
+            return
+        self.ids = SnowflakeIds(self.lease.worker_id, _now_ms)
+        self._renewal = asyncio.create_task(
+            keep_renewed(
+                self.log_db, self.lease, ttl=LEASE_TTL, interval=LEASE_RENEW, clock=time.time,
+                sleep=anyio.sleep, on_lost=lambda lease: logger.error("log worker id lease lost"),
+            )
+        )
+
+    async def flush_due(self) -> None:
+        """LOG_FLUSH=request: write due batches inside the request (no background CPU needed)."""
+        if self.fanout is not None:
+            await self.fanout.flush_due()
+
+    async def aclose(self, deadline: float = 8.0) -> dict[str, Any]:
+        summary: dict[str, Any] = {}
+        if self.fanout is not None:
+            summary = await self.fanout.aclose(deadline=deadline)
+        if self._renewal is not None:
+            self._renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewal
+        if self.lease is not None and self.log_db is not None:
+            with contextlib.suppress(Exception), anyio.fail_after(2):
+                await release_worker_id(self.log_db, self.lease)
+        if self.log_db is not None:
+            await self.log_db.aclose()
+        return summary
+
+    def stats(self) -> dict[str, Any]:
+        if self.fanout is None:
+            return {"enabled": False}
+        return {
+            "enabled": True,
+            "worker_id": self.ids.worker_id,
+            "record_errors": self.record_errors,
+            **self.fanout.stats(),
+        }

@@ -1,0 +1,227 @@
+"""Redaction: secrets (passwords, tokens, cookies, auth headers) never reach a log sink.
+
+Pure functions driven by a frozen RedactionPolicy. A value is replaced by "[REDACTED]" when its
+name is sensitive:
+  * headers: the name is in `header_names` (exact, case-insensitive) OR matches a key pattern
+    (so x-auth-token or x-session-id are caught without listing them);
+  * JSON object keys, query and form field names: a key pattern matches anywhere in the name,
+    case-insensitively. The whole value is replaced, whatever its type or depth.
+Over-redaction (e.g. "author" matches "auth") is the accepted price of never leaking.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import unquote_plus
+
+import msgspec
+
+REDACTED = "[REDACTED]"
+
+DEFAULT_HEADER_NAMES: frozenset[str] = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "x-csrf-token",
+        "x-xsrf-token",
+        "csrf-token",
+    }
+)
+
+DEFAULT_KEY_PATTERNS: tuple[str, ...] = (
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "api[-_]?key",
+    "auth",
+    "credential",
+    "session",
+    "cookie",
+    "csrf",
+    "xsrf",
+    "jwt",
+    "private[-_]?key",
+    "credit[-_ ]?card",
+    "card[-_]?number",
+    "cvv",
+    "ssn",
+)
+
+
+class RedactionPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    enabled: bool = True
+    header_names: frozenset[str] = DEFAULT_HEADER_NAMES
+    key_patterns: tuple[str, ...] = DEFAULT_KEY_PATTERNS
+    # Built once from key_patterns in __post_init__; never pass them yourself.
+    key_regex: re.Pattern[str] | None = None
+    # Case-sensitive twin for searching lower-cased ASCII text: re.IGNORECASE over a whole body is
+    # ~15x slower. None when a pattern has upper-case characters (lower-casing could break it).
+    lower_regex: re.Pattern[str] | None = None
+
+    def __post_init__(self) -> None:
+        joined = "|".join(f"(?:{p})" for p in self.key_patterns) or r"(?!)"  # (?!) never matches
+        msgspec.structs.force_setattr(self, "key_regex", re.compile(joined, re.IGNORECASE))
+        lower = re.compile(joined) if all(p == p.lower() for p in self.key_patterns) else None
+        msgspec.structs.force_setattr(self, "lower_regex", lower)
+        msgspec.structs.force_setattr(self, "header_names", frozenset(h.lower() for h in self.header_names))
+
+    def with_extra(self, patterns: Iterable[str]) -> RedactionPolicy:
+        """A copy with more key patterns (e.g. from LOG_REDACT_EXTRA="ssn_last4,iban")."""
+        extra = tuple(p.strip() for p in patterns if p.strip())
+        return RedactionPolicy(
+            enabled=self.enabled, header_names=self.header_names, key_patterns=self.key_patterns + extra
+        )
+
+
+def key_is_sensitive(key: str, policy: RedactionPolicy) -> bool:
+    assert policy.key_regex is not None
+    return policy.enabled and policy.key_regex.search(key) is not None
+
+
+def header_is_sensitive(name: str, policy: RedactionPolicy) -> bool:
+    return policy.enabled and (name.lower() in policy.header_names or key_is_sensitive(name, policy))
+
+
+def group_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str | list[str]]:
+    """[(k, v), ...] -> {k: v} with repeated keys kept, in order, as a list."""
+    out: dict[str, str | list[str]] = {}
+    for key, value in pairs:
+        if key not in out:
+            out[key] = value
+        else:
+            prev = out[key]
+            out[key] = [*prev, value] if isinstance(prev, list) else [prev, value]
+    return out
+
+
+def redact_headers(headers: Iterable[tuple[str, str]], policy: RedactionPolicy) -> dict[str, str | list[str]]:
+    return group_pairs((n, REDACTED if header_is_sensitive(n, policy) else v) for n, v in headers)
+
+
+def redact_pairs(pairs: Iterable[tuple[str, str]], policy: RedactionPolicy) -> list[tuple[str, str]]:
+    return [(k, REDACTED if key_is_sensitive(k, policy) else v) for k, v in pairs]
+
+
+def redact_json(value: Any, policy: RedactionPolicy) -> Any:
+    """A redacted copy of a parsed JSON value (dicts and lists at any depth)."""
+    if not policy.enabled:
+        return value
+    assert policy.key_regex is not None
+    search = policy.key_regex.search
+    verdicts: dict[Any, bool] = {}  # lists of objects repeat the same keys: judge each once
+    # Iterative, so hostile deeply nested bodies cannot hit the recursion limit.
+    root: list[Any] = [value]
+    stack: list[tuple[Any, Any]] = [(root, 0)]  # (container, index/key) whose slot needs copying
+    while stack:
+        parent, slot = stack.pop()
+        item = parent[slot]
+        if isinstance(item, dict):
+            copy = {}
+            for k, v in item.items():
+                sensitive = verdicts.get(k)
+                if sensitive is None:
+                    sensitive = verdicts[k] = search(str(k)) is not None
+                if sensitive:
+                    copy[k] = REDACTED
+                else:
+                    copy[k] = v
+                    if isinstance(v, (dict, list)):
+                        stack.append((copy, k))
+            parent[slot] = copy
+        elif isinstance(item, list):
+            copy_list = list(item)
+            stack.extend((copy_list, i) for i, v in enumerate(copy_list) if isinstance(v, (dict, list)))
+            parent[slot] = copy_list
+    return root[0]
+
+
+def may_hold_sensitive_key(text: str, policy: RedactionPolicy) -> bool:
+    """False only if no key in this JSON text can be sensitive: then redact_json can be skipped."""
+    assert policy.key_regex is not None
+    if not policy.enabled:
+        return False
+    if "\\u" in text:  # a key spelled with escapes ("p\\u0061ssword") hides from a text search
+        return True
+    if policy.lower_regex is not None and text.isascii():  # non-ASCII: leave case folding to re
+        return policy.lower_regex.search(text.lower()) is not None
+    return policy.key_regex.search(text) is not None
+
+
+def redact_query_string(query: str, policy: RedactionPolicy) -> str:
+    """Replace sensitive values in a raw query string, keeping everything else byte-for-byte."""
+    if not query or not policy.enabled:
+        return query
+    parts = []
+    for part in query.split("&"):
+        raw_key, sep, _ = part.partition("=")
+        if key_is_sensitive(unquote_plus(raw_key), policy):
+            part = f"{raw_key}={REDACTED}"
+        parts.append(part)
+    return "&".join(parts)
+
+
+# Tokens of JSON-ish text: strings (possibly unterminated), punctuation, scalars, whitespace.
+# Every character matches some alternative, so the tokens re-join to the exact input.
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|[:{}\[\],]|[^"\s:{}\[\],]+|\s+', re.DOTALL)
+_QUOTED_REDACTED = msgspec.json.encode(REDACTED).decode()
+
+
+def _key_text(token: str) -> str:
+    try:
+        return msgspec.json.decode(token, type=str)
+    except msgspec.DecodeError:  # unterminated or bad escapes: judge the raw characters
+        return token.strip('"')
+
+
+def redact_json_text(text: str, policy: RedactionPolicy) -> str:
+    """Redact JSON text that did not parse (truncated at the capture cap, or malformed).
+
+    Lexical: after any `"sensitive key" :` the next value (string, scalar, or a whole {...}/[...]
+    up to its matching bracket or the end of the text) becomes "[REDACTED]".
+    """
+    if not may_hold_sensitive_key(text, policy):
+        return text  # fast path: no sensitive word anywhere, so no sensitive key either
+    tokens = _JSON_TOKEN.findall(text)
+    out: list[str] = []
+    i, n = 0, len(tokens)
+    last_key: str | None = None  # the previous non-space token, if it was a string
+    while i < n:
+        tok = tokens[i]
+        i += 1
+        out.append(tok)
+        if tok.isspace():
+            continue
+        if tok == ":" and last_key is not None and key_is_sensitive(_key_text(last_key), policy):
+            while i < n and tokens[i].isspace():
+                out.append(tokens[i])
+                i += 1
+            i = _skip_value(tokens, i)
+            out.append(_QUOTED_REDACTED)
+        last_key = tok if tok.startswith('"') else None
+    return "".join(out)
+
+
+def _skip_value(tokens: list[str], i: int) -> int:
+    """Index just past the JSON value starting at tokens[i] (or len(tokens) if it is cut off)."""
+    if i >= len(tokens):
+        return i
+    if tokens[i] not in ("{", "["):
+        return i + 1 if tokens[i] not in (",", "}", "]") else i
+    depth = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        i += 1
+        if tok in ("{", "["):
+            depth += 1
+        elif tok in ("}", "]"):
+            depth -= 1
+            if depth == 0:
+                break
+    return i

@@ -1,0 +1,155 @@
+import hashlib
+from urllib.parse import urlencode
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from log.bodies import body_to_json
+from log.redact import REDACTED, RedactionPolicy
+
+POLICY = RedactionPolicy()
+
+
+def body(data: bytes, content_type: str | None = "application/json", *, total: int | None = None, cap: int = 1000,
+         is_response: bool = False, status: int | None = None, html_mode: str = "summary"):  # fmt: skip
+    text = body_to_json(
+        content_type=content_type,
+        data=data,
+        total_size=len(data) if total is None else total,
+        cap=cap,
+        policy=POLICY,
+        is_response=is_response,
+        status=status,
+        html_mode=html_mode,
+    )
+    return None if text is None else msgspec.json.decode(text)
+
+
+def summary_of(media: str, data: bytes, size: int) -> dict:
+    digest = hashlib.sha256(data).hexdigest()
+    return {"summary": {"content_type": media, "size": size, "sha256": digest, "captured_bytes": len(data)}}
+
+
+def test_empty_body_is_null():
+    assert body(b"") is None
+    assert body(b"", "text/plain", is_response=True) is None
+
+
+def test_json_parsed_and_redacted():
+    assert body(b'{"user": "ann", "Password": "p", "n": [1, 2.5, null]}') == {
+        "user": "ann",
+        "Password": REDACTED,
+        "n": [1, 2.5, None],
+    }
+    assert body(b'["a"]', "application/vnd.api+json; charset=utf-8") == ["a"]
+    assert body(b' {"token": 1}', None) == {"token": REDACTED}  # no content type, looks like JSON
+
+
+def test_json_truncated_is_marked_and_still_redacted():
+    full = b'{"a": 1, "password": "hunter2hunter2"}'
+    assert body(full[:28], total=len(full)) == {
+        "truncated": True,
+        "size": len(full),
+        "kept": 28,
+        "text": '{"a": 1, "password": "[REDACTED]"',
+    }
+
+
+def test_cap_enforced_even_if_more_bytes_were_captured():
+    assert body(b'"abcdef"', cap=3) == {"truncated": True, "size": 8, "kept": 3, "text": '"ab'}
+
+
+def test_keys_hidden_by_unicode_escapes_are_still_redacted():
+    assert body(b'{"p\\u0061ssword": "hunter2", "a": 1}') == {"password": REDACTED, "a": 1}
+    cut = body(b'{"p\\u0061ssword": "hunter2", "a": 1}'[:25], total=40)
+    assert cut["text"] == '{"p\\u0061ssword": "[REDACTED]"'
+
+
+def test_json_without_sensitive_words_is_kept_verbatim():
+    assert body_to_json(
+        content_type="application/json", data=b' {"a": [1, 2.50]}\n', total_size=17, cap=100, policy=POLICY,
+        is_response=True,
+    ) == '{"a": [1, 2.50]}'  # fmt: skip
+
+
+def test_unparseable_json_becomes_redacted_string():
+    assert body(b'{"token": "abc", oops}') == '{"token": "[REDACTED]", oops}'
+
+
+def test_invalid_utf8_never_raises():
+    assert body(b'{"a": "\xff\xfe"}') == '{"a": "\ufffd\ufffd"}'
+    assert body(b"caf\xe9", "text/plain; charset=latin-1") == "café"
+    assert body(b"caf\xe9", "text/plain; charset=nonsense") == "caf\ufffd"
+    assert body(b"a=\xff&b=%ff", "application/x-www-form-urlencoded") == {"a": "\ufffd", "b": "\ufffd"}
+
+
+def test_form_urlencoded_grouped_and_redacted():
+    data = urlencode([("tag", "a"), ("tag", "b"), ("csrf_token", "t"), ("name", "x y")]).encode()
+    assert body(data, "application/x-www-form-urlencoded") == {"tag": ["a", "b"], "csrf_token": REDACTED, "name": "x y"}
+    # Cut inside the sensitive key: "csrf_tok" still matches, so even its (empty) value is redacted.
+    assert body(data[:20], "application/x-www-form-urlencoded", total=len(data)) == {
+        "truncated": True,
+        "size": len(data),
+        "kept": 20,
+        "form": {"tag": ["a", "b"], "csrf_tok": REDACTED},
+    }
+    assert body(data[:25], "application/x-www-form-urlencoded", total=len(data)) == {
+        "truncated": True,
+        "size": len(data),
+        "kept": 25,
+        "form": {"tag": ["a", "b"], "csrf_token": REDACTED},
+    }
+
+
+def test_text_kept_and_truncation_marked():
+    assert body(b"hello\nworld", "text/plain", is_response=True, status=200) == "hello\nworld"
+    assert body(b"hel", "text/csv", total=10) == {"truncated": True, "size": 10, "kept": 3, "text": "hel"}
+
+
+@pytest.mark.parametrize(
+    ("status", "mode", "kept"),
+    [(200, "summary", False), (302, "summary", False), (200, "full", True), (404, "summary", True), (500, "summary", True)],
+)
+def test_html_responses_summarised_unless_full_or_error(status, mode, kept):
+    page = b"<html><title>x</title></html>"
+    out = body(page, "text/html; charset=utf-8", is_response=True, status=status, html_mode=mode)
+    if kept:
+        assert out == page.decode()
+    else:
+        assert out == summary_of("text/html", page, len(page))
+
+
+@pytest.mark.parametrize("ct", ["multipart/form-data; boundary=x", "application/octet-stream", "image/png", None])
+def test_binary_and_multipart_summarised_never_raw(ct):
+    data = b"\x89PNG password=hunter2 \x00\x01"
+    out = body(data, ct, total=500)
+    assert out == summary_of((ct or "").split(";")[0], data, 500)
+
+
+def test_nesting_too_deep_for_msgspec_still_redacted():
+    data = b"[" * 50_000 + b'{"secret": "s3"}' + b"]" * 50_000
+    out = body(data, cap=len(data))
+    assert isinstance(out, str) and "s3" not in out and REDACTED in out
+
+
+innocent = st.text(alphabet="abcdefghilmnoqruvxyz _.,:{}[]\"'", max_size=10)
+sensitive = st.sampled_from(["password", "Access_Token", "apiKey", "SESSIONID", "x-csrf", "cvv", "client_secret"])
+secret = st.from_regex(r"\ASECRET[a-z0-9]{4,12}\Z")
+
+
+@given(st.data())
+def test_planted_secret_never_in_json_or_form_body_at_any_cut(data):
+    key, value = data.draw(sensitive), data.draw(secret)
+    noise = data.draw(st.dictionaries(st.text(alphabet="bfhlmq", min_size=1, max_size=4), innocent, max_size=3))
+    nested = data.draw(st.sampled_from([value, [value, 1], {"inner": value}]))
+    doc = {**noise, key: nested, "z": data.draw(innocent)}
+    if data.draw(st.booleans()):
+        raw, ct = msgspec.json.encode(data.draw(st.sampled_from([doc, [doc], {"wrap": [doc]}]))), "application/json"
+    else:
+        raw, ct = urlencode([*noise.items(), (key, value)]).encode(), "application/x-www-form-urlencoded"
+    cut = data.draw(st.integers(0, len(raw)))
+    text = body_to_json(content_type=ct, data=raw[:cut], total_size=len(raw), cap=cut, policy=POLICY, is_response=False)
+    # Not even a prefix of the secret survives: partial strings after a sensitive key are redacted too.
+    assert "SEC" not in (text or "")
