@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from log import ids
 from log.trace import canonical_uuid
 
 UTC = dt.timezone.utc
@@ -38,9 +39,9 @@ LIST_COLUMNS = (
     "id", "trace_id", "method", "endpoint", "response_status", "duration_ms", "ip_address", "user_id", "created_at"
 )
 
-# Snowflake layout of log/ids.py (logcore): ms since 2025-01-01 in the bits above 22.
-SNOWFLAKE_EPOCH_MS = 1_735_689_600_000
-SNOWFLAKE_SHIFT = 22
+# Snowflake layout (log/ids.py): ms since its epoch in the bits above worker + sequence.
+SNOWFLAKE_EPOCH_MS = ids.EPOCH_MS
+SNOWFLAKE_SHIFT = ids.WORKER_BITS + ids.SEQUENCE_BITS
 # Ids are issued after the request is received; the slack absorbs a wall clock stepped back
 # between the two (NTP) without dropping rows from a range.
 ID_FLOOR_SLACK = dt.timedelta(minutes=5)

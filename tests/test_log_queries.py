@@ -19,6 +19,7 @@ from log.queries import (
     ROLLUPS_PATH,
     SNOWFLAKE_EPOCH_MS,
     UTC,
+    ID_FLOOR_SLACK,
     FilterError,
     LogFilters,
     bucket_bounds,
@@ -28,6 +29,7 @@ from log.queries import (
     build_overview,
     cover,
     endpoint_stats,
+    id_floor,
     parse_filters,
     percentile,
     sql_statements,
@@ -35,6 +37,7 @@ from log.queries import (
     stamp,
     time_window,
 )
+from log.ids import SnowflakeIds
 from log.rows import ApiLog
 from log.trace import canonical_uuid
 from log.turso import FileLogDatabase, HttpLogDatabase, LogDatabase
@@ -218,6 +221,16 @@ def test_rare_status_reads_the_status_index(db) -> None:
     assert db.execute(count_sql, count_args).fetchone()[0] == sum(
         1 for r in ROWS if r["response_status"] is not None and r["response_status"] // 100 == 5
     )
+
+
+@given(st.integers(min_value=SNOWFLAKE_EPOCH_MS, max_value=SNOWFLAKE_EPOCH_MS + 60 * 365 * 86_400_000),
+       st.integers(min_value=0, max_value=1023))
+def test_real_snowflake_ids_are_never_below_the_id_floor_of_their_time(ms, worker) -> None:
+    """The id floor's premise: an id issued at (or after) a request's receipt is >= id_floor."""
+    row_id = SnowflakeIds(worker, now_ms=lambda: ms).next()
+    received = dt.datetime.fromtimestamp(ms / 1000, UTC)
+    assert row_id >= id_floor(received)
+    assert id_floor(received + ID_FLOOR_SLACK + dt.timedelta(milliseconds=2)) > row_id  # and it is tight
 
 
 def test_list_sql_is_a_parameterised_select_and_never_uses_offset() -> None:
