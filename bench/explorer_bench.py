@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
 import sqlite3
 import statistics
 import sys
@@ -86,7 +87,9 @@ async def run(db_path: Path, runs: int) -> int:
                 token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
                 await client.post("/signup", data={"email": "admin@example.com", "password": "correct horse battery", "csrf_token": token})
                 unmet = []
-                print(f"now = {now:%Y-%m-%d %H:%M:%S} UTC; {runs} runs per case (after 1 warm-up)\n")
+                load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+                print(f"now = {now:%Y-%m-%d %H:%M:%S} UTC; {runs} runs per case (after 1 warm-up);"
+                      f" {os.cpu_count()} CPUs, load average {load} (timings are wall clock)\n")
                 print(f"{'page':9} {'range':5} {'p50 ms':>7} {'p95 ms':>7}  {'status':6} url")
                 for page_kind, rng, url in cases(trace_ok, trace_failed, user):
                     times = []
