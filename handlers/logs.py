@@ -21,6 +21,7 @@ from handlers._web import render
 from log import charts
 from log.hrana import HranaError
 from log.queries import (
+    MAX_ID,
     PRESETS,
     RARE_STATUS_ROWS,
     TRACE_API_WHERE,
@@ -38,7 +39,6 @@ from log.rows import ApiLog, TaskProgressLog
 from log.trace import canonical_uuid
 
 PAGE_SIZE = 50
-MAX_ID = 2**63 - 1
 TOP_ENDPOINTS = 15
 
 
