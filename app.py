@@ -27,6 +27,7 @@ from handlers import auth, health, imports, items
 from handlers import logs as explorer
 from handlers._web import redirect, render
 from handlers.ratelimit import LoginLimits
+from log import diagnostics
 from log.middleware import RequestLogMiddleware
 from log.hrana import HranaError
 from log.pipeline import LogPipeline
@@ -44,6 +45,10 @@ from store.supabase import SupabaseStore
 
 VIEWS = Path(__file__).parent / "views"
 logger = logging.getLogger("app")
+# Cloud Run sends SIGKILL 10 s after SIGTERM. The budget: uvicorn's --timeout-graceful-shutdown
+# (Dockerfile: 4 s) for in-flight requests, then this for the log sinks' final flush, then up to
+# 1 s to release the worker-id lease; the rest is margin.
+LOG_FLUSH_DEADLINE = 3.0
 
 
 def open_store(settings: Settings, http: httpx.AsyncClient) -> tuple[str, SqliteStore | SupabaseStore]:
@@ -63,6 +68,11 @@ def make_lifespan(settings: Settings, logs: LogPipeline):
         # One HTTP client for every outbound call (Supabase, Turso); it carries no user state.
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
         backend, store = open_store(settings, http)
+        demo_mode = settings.on_cloud_run and backend == "sqlite"
+        summary = diagnostics.config_summary(settings, backend=backend, demo_mode=demo_mode)
+        logger.info(diagnostics.summary_line(summary), extra={"fields": summary})
+        if demo_mode:
+            logger.warning(diagnostics.DEMO_WARNING)
         await logs.open(http)
         await prepare_explorer(logs)
         try:
@@ -72,13 +82,13 @@ def make_lifespan(settings: Settings, logs: LogPipeline):
                 "templates": Jinja2Blocks(directory=VIEWS),
                 "login_limits": LoginLimits(clock=time.monotonic),
                 "backend": backend,
-                "demo_mode": settings.on_cloud_run and backend == "sqlite",
+                "demo_mode": demo_mode,
                 "logs": logs,
                 "log_db": logs.log_db,
                 "tasks": logs.tasks,
             }
         finally:
-            await logs.aclose(deadline=8.0)
+            await logs.aclose(deadline=LOG_FLUSH_DEADLINE)
             await store.close()
             await http.aclose()
 
@@ -181,5 +191,8 @@ def __getattr__(name: str) -> Starlette:
     # `uvicorn app:app` reads settings only when it asks for `app`, so importing this module
     # (tests, the CLI) has no side effects such as creating DATA_DIR or a secret key.
     if name == "app":
-        return create_app(Settings.from_env())
+        settings = Settings.from_env()
+        # The process entry point, so the one place that configures logging (process-wide).
+        diagnostics.configure(cloud_run=settings.on_cloud_run)
+        return create_app(settings)
     raise AttributeError(name)

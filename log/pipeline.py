@@ -28,6 +28,7 @@ from log.ids import SnowflakeIds
 from log.redact import RedactionPolicy
 from log.rows import LogRow
 from log.sink import Sink
+from log.stdout_sink import StdoutSink
 from log.tasks import TaskFactory
 from log.turso import LogDatabase, open_log_database
 from log.turso_sink import TursoSink
@@ -47,8 +48,10 @@ def _now_ms() -> int:
 
 
 class LogPipeline:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, cloud_project: str | None = None) -> None:
         self.settings = settings
+        # Cloud Run does not set it; the deploy does (--set-env-vars GOOGLE_CLOUD_PROJECT=...).
+        self.cloud_project = cloud_project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
         self.enabled = bool(settings.log_sinks)
         self.policy = RedactionPolicy()
         self.ids = SnowflakeIds(0, _now_ms)
@@ -97,6 +100,11 @@ class LogPipeline:
         await self._lease_worker_id()
         self.fanout = FanOut(
             self._sinks(),
+            # Only the CSV files are a durable first copy: the sync command can replay them into
+            # Turso. stdout is not (Cloud Logging cannot be read back by the app), so with CSV
+            # off (Cloud Run's default "stdout,turso") no lane is durable and a row a full Turso
+            # lane cannot take is counted as dropped there, even though Cloud Logging has it.
+            durable="csv",
             report=lambda message: logger.warning("%s", message),
         )
         if s.log_flush != "request":
@@ -114,6 +122,10 @@ class LogPipeline:
                         can_delete=lambda table, max_id: self.fanout is None or self.fanout.csv_can_delete(table, max_id),
                     )
                 )
+            elif name == "stdout":
+                # Worker processes share one stdout pipe: a lock file serialises their writes.
+                lock = s.data_dir / "stdout.lock" if s.web_concurrency > 1 else None
+                sinks.append(StdoutSink(project=self.cloud_project, lock_path=lock))
             elif name == "turso":
                 assert self.log_db is not None
                 sinks.append(TursoSink(self.log_db))
@@ -156,7 +168,7 @@ class LogPipeline:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewal
         if self.lease is not None and self.log_db is not None:
-            with contextlib.suppress(Exception), anyio.fail_after(2):
+            with contextlib.suppress(Exception), anyio.fail_after(1):  # within Cloud Run's 10 s, see app.py
                 await release_worker_id(self.log_db, self.lease)
         if self.log_db is not None:
             await self.log_db.aclose()
