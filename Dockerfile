@@ -27,7 +27,13 @@ USER 10001:10001
 
 EXPOSE 8080
 
-# exec replaces sh so uvicorn is PID 1 and receives SIGTERM directly. Cloud Run allows 10 s
-# after SIGTERM, so in-flight requests and the log sink flush get 8 s. The app writes its
-# own request log (api_logs), hence no uvicorn access log.
-CMD ["sh", "-c", "exec uvicorn app:app --host 0.0.0.0 --port \"${PORT:-8080}\" --proxy-headers --forwarded-allow-ips=\"*\" --timeout-graceful-shutdown 8 --no-access-log"]
+# exec replaces sh so uvicorn is PID 1 and receives SIGTERM directly. On SIGTERM uvicorn stops
+# accepting, finishes in-flight requests (at most 4 s), runs the lifespan shutdown (log sinks
+# flushed within 3 s, app.py LOG_FLUSH_DEADLINE; worker-id lease released within 1 s): inside
+# Cloud Run's 10 s before SIGKILL. Afterwards uvicorn re-raises the signal it caught; the
+# `trap '' TERM` it inherits turns that into a clean exit 0 instead of death by SIGTERM (143);
+# uvicorn installs its own SIGTERM handler while serving, so shutdown is still graceful.
+# WEB_CONCURRENCY=N (uvicorn reads it) runs N worker processes, each with its own CSV files and
+# leased worker id; login rate limits and the Supabase refresh single-flight are per process.
+# The app writes its own request log (api_logs), hence no uvicorn access log.
+CMD ["sh", "-c", "trap '' TERM; exec uvicorn app:app --host 0.0.0.0 --port \"${PORT:-8080}\" --proxy-headers --forwarded-allow-ips=\"*\" --timeout-graceful-shutdown 4 --no-access-log"]

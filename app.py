@@ -24,10 +24,14 @@ from starlette.staticfiles import StaticFiles
 import httpx
 
 from handlers import auth, health, imports, items
+from handlers import logs as explorer
 from handlers._web import redirect, render
 from handlers.ratelimit import LoginLimits
+from log import diagnostics
 from log.middleware import RequestLogMiddleware
+from log.hrana import HranaError
 from log.pipeline import LogPipeline
+from log.queries import explorer_statements
 from middleware.csrf import CsrfMiddleware
 from middleware.flush import FlushAfterRequestMiddleware
 from middleware.security_headers import SecurityHeadersMiddleware
@@ -41,6 +45,10 @@ from store.supabase import SupabaseStore
 
 VIEWS = Path(__file__).parent / "views"
 logger = logging.getLogger("app")
+# Cloud Run sends SIGKILL 10 s after SIGTERM. The budget: uvicorn's --timeout-graceful-shutdown
+# (Dockerfile: 4 s) for in-flight requests, then this for the log sinks' final flush, then up to
+# 1 s to release the worker-id lease; the rest is margin.
+LOG_FLUSH_DEADLINE = 3.0
 
 
 def open_store(settings: Settings, http: httpx.AsyncClient) -> tuple[str, SqliteStore | SupabaseStore]:
@@ -60,7 +68,13 @@ def make_lifespan(settings: Settings, logs: LogPipeline):
         # One HTTP client for every outbound call (Supabase, Turso); it carries no user state.
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
         backend, store = open_store(settings, http)
+        demo_mode = settings.on_cloud_run and backend == "sqlite"
+        summary = diagnostics.config_summary(settings, backend=backend, demo_mode=demo_mode)
+        logger.info(diagnostics.summary_line(summary), extra={"fields": summary})
+        if demo_mode:
+            logger.warning(diagnostics.DEMO_WARNING)
         await logs.open(http)
+        await prepare_explorer(logs)
         try:
             yield {
                 "settings": settings,
@@ -68,17 +82,27 @@ def make_lifespan(settings: Settings, logs: LogPipeline):
                 "templates": Jinja2Blocks(directory=VIEWS),
                 "login_limits": LoginLimits(clock=time.monotonic),
                 "backend": backend,
-                "demo_mode": settings.on_cloud_run and backend == "sqlite",
+                "demo_mode": demo_mode,
                 "logs": logs,
                 "log_db": logs.log_db,
                 "tasks": logs.tasks,
             }
         finally:
-            await logs.aclose(deadline=8.0)
+            await logs.aclose(deadline=LOG_FLUSH_DEADLINE)
             await store.close()
             await http.aclose()
 
     return lifespan
+
+
+async def prepare_explorer(logs: LogPipeline) -> None:
+    """Log tables + the explorer's rollups and indexes, in one transaction (idempotent)."""
+    if logs.log_db is None:
+        return
+    try:
+        await logs.log_db.transaction([(sql, ()) for sql in explorer_statements()])
+    except HranaError as exc:  # the explorer then says the database did not answer; the app runs
+        logger.error("log explorer: cannot prepare rollups in the log database: %s", exc.message)
 
 
 def user_id_of(scope) -> str | None:
@@ -117,6 +141,7 @@ def create_app(settings: Settings) -> Starlette:
     routes = [
         *imports.routes,
         *items.routes,
+        *explorer.routes,
         *auth.routes,
         *health.routes,
         Mount("/static", StaticFiles(directory=VIEWS / "static"), name="static"),
@@ -166,5 +191,8 @@ def __getattr__(name: str) -> Starlette:
     # `uvicorn app:app` reads settings only when it asks for `app`, so importing this module
     # (tests, the CLI) has no side effects such as creating DATA_DIR or a secret key.
     if name == "app":
-        return create_app(Settings.from_env())
+        settings = Settings.from_env()
+        # The process entry point, so the one place that configures logging (process-wide).
+        diagnostics.configure(cloud_run=settings.on_cloud_run)
+        return create_app(settings)
     raise AttributeError(name)

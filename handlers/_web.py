@@ -12,7 +12,14 @@ from store.base import Session
 
 
 def is_htmx(request: Request) -> bool:
-    return request.headers.get("hx-request") == "true" and request.headers.get("hx-boosted") != "true"
+    """A request that wants a fragment: htmx, but not boosted links nor a history restore
+    (after Back with an empty history cache, htmx asks for the whole page)."""
+    headers = request.headers
+    return (
+        headers.get("hx-request") == "true"
+        and headers.get("hx-boosted") != "true"
+        and headers.get("hx-history-restore-request") != "true"
+    )
 
 
 def render(

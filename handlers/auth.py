@@ -1,4 +1,4 @@
-"""Sign up, log in, log out."""
+"""Sign up, confirm the email address (Supabase backend), log in, log out."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from log.middleware import client_ip
-from handlers._web import current_session, form_dict, redirect, render
+from handlers._web import current_session, form_dict, is_htmx, redirect, render
 from middleware.session import set_session
-from store.base import AuthError
+from store.base import AuthError, RateLimited
 from store.validate import validate_credentials
 
 
@@ -39,10 +39,17 @@ async def signup(request: Request) -> Response:
         return _form_page(request, "signup", email=email, errors=errors, status=422)
     try:
         session = await request.state.store.sign_up(email, password)
+    except RateLimited as err:
+        return _form_page(request, "signup", email=email, errors={"form": str(err)}, status=429)
     except AuthError as err:
         return _form_page(request, "signup", email=email, errors={"form": str(err)}, status=422)
     if session is None:  # the backend wants the email confirmed first
-        return render(request, "check_email.html", {"email": email})
+        response = render(request, "check_email.html", {"email": email}, block="check_email")
+        if is_htmx(request):
+            # The form asked to swap only itself; the message takes the whole page instead.
+            response.headers["HX-Retarget"] = "main"
+            response.headers["HX-Reswap"] = "innerHTML"
+        return response
     set_session(request, session)
     return redirect(request, "/")
 
@@ -65,10 +72,30 @@ async def login(request: Request) -> Response:
         return _form_page(request, "login", email=email, errors={"form": message}, status=429)
     try:
         session = await request.state.store.log_in(email, password)
+    except RateLimited as err:
+        # The auth service's own limit: not a wrong password, so not counted as a failure here.
+        return _form_page(request, "login", email=email, errors={"form": str(err)}, status=429)
     except AuthError as err:
         limits.failed(ip, email)
         return _form_page(request, "login", email=email, errors={"form": str(err)}, status=401)
     limits.succeeded(email)
+    set_session(request, session)
+    return redirect(request, "/")
+
+
+async def confirm_email(request: Request) -> Response:
+    """The link in Supabase's "Confirm signup" email (template: {{ .SiteURL }}/auth/confirm?
+    token_hash={{ .TokenHash }}&type=email). Verifying it signs the user in. Only a store that
+    confirms addresses has verify_email; on the embedded store the route does not exist."""
+    verify = getattr(request.state.store, "verify_email", None)
+    if verify is None:
+        return render(request, "not_found.html", status=404, block="not_found")
+    token_hash = request.query_params.get("token_hash", "")
+    kind = request.query_params.get("type", "")
+    try:
+        session = await verify(token_hash, kind)  # StoreUnavailable: the app's 503 page
+    except AuthError as err:
+        return render(request, "error.html", {"message": str(err)}, status=400, block="error")
     set_session(request, session)
     return redirect(request, "/")
 
@@ -89,4 +116,5 @@ routes = [
     Route("/login", login_page, methods=["GET"]),
     Route("/login", login, methods=["POST"]),
     Route("/logout", logout, methods=["POST"]),
+    Route("/auth/confirm", confirm_email, methods=["GET"]),
 ]

@@ -8,6 +8,7 @@ another instance still sees it.
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import anyio
@@ -17,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from handlers._web import current_session, login_redirect, render
-from store.base import ItemInput
+from store.base import AuthError, ItemInput, StoreUnavailable
 from store.items_csv import Rejected, count_lines, export_rows, iter_import
 
 TASK = "Bulk_Import"
@@ -25,6 +26,14 @@ CHUNK = 5000
 # Share of the bar each step fills: validation is the slow part of an import.
 STEP_SPAN = {"Validation": (0, 50), "Transform": (50, 60), "DB_Commit": (60, 100)}
 MAX_REJECTED_SHOWN = 200
+# Failures the app already turns into their own pages (503, 403, back to login).
+APP_HANDLED = (StoreUnavailable, PermissionError, AuthError)
+
+logger = logging.getLogger("handlers.imports")
+
+
+class FileRejected(Exception):
+    """The whole file is unusable (empty, no header, too many rows): Validation fails with it."""
 
 
 class Progress(msgspec.Struct, frozen=True):
@@ -32,6 +41,12 @@ class Progress(msgspec.Struct, frozen=True):
     label: str
     done: bool = False
     failed: bool = False
+    poll: bool = True  # False: no task rows will ever show up here, so polling is pointless
+
+
+# Logging off (or no log DB to read): the bar stays indeterminate until the upload's response
+# replaces it, and it stops polling at once instead of asking every 300 ms for nothing.
+NO_PROGRESS = Progress(None, "Importing…", poll=False)
 
 
 def progress_from_row(row: dict | None) -> Progress:
@@ -64,19 +79,24 @@ async def import_page(request: Request) -> Response:
     return render(request, "import.html", _page_context(request))
 
 
-async def _validate(step, data: bytes, throttle: float) -> tuple[list[ItemInput], list[Rejected], str | None]:
+async def _validate(step, data: bytes, throttle: float) -> tuple[list[ItemInput], list[Rejected]]:
     total = count_lines(data)
     valid: list[ItemInput] = []
     rejected: list[Rejected] = []
     for n, result in enumerate(iter_import(data), 1):
         if isinstance(result, str):
-            return [], [], result
+            raise FileRejected(result)
         (valid if isinstance(result, ItemInput) else rejected).append(result)
         if n % CHUNK == 0:
             step.progress({"done": n, "total": total})
             await anyio.sleep(throttle)  # also yields, so polls and log flushes get served
+    # A last count even for small files (every step's trace shows its counts); the total is
+    # exact now, where the line count above was an estimate.
+    rows = len(valid) + len(rejected)
+    if rows % CHUNK or not rows:
+        step.progress({"done": rows, "total": rows})
     step.output = {"valid": len(valid), "rejected": len(rejected)}
-    return valid, rejected, None
+    return valid, rejected
 
 
 async def import_items(request: Request) -> Response:
@@ -94,32 +114,49 @@ async def import_items(request: Request) -> Response:
         context = _page_context(request, errors={"file": "Choose a CSV file to import."})
         return render(request, "import.html", context, status=422, block="import_panel")
 
+    try:
+        result = await _run_import(request, session, data, filename, strict)
+    except FileRejected as err:
+        context = _page_context(request, errors={"file": str(err)})
+        return render(request, "import.html", context, status=422, block="import_panel")
+    except APP_HANDLED:
+        raise
+    except Exception:
+        # The task rows already hold the failing step with its traceback; the user gets a
+        # plain message with the reference to find them, never the traceback itself.
+        trace_id = request.state.trace_id
+        logger.exception("import failed (trace %s)", trace_id)
+        message = f"The import failed and no items were saved. Reference: {trace_id}"
+        return render(request, "error.html", {"message": message}, status=500, block="error")
+    imported = result["imported"]
+    toast = f"Imported {imported:,} item{'s' * (imported != 1)}."
+    return render(request, "import.html", _page_context(request, result=result), block="import_panel", toast=toast)
+
+
+async def _run_import(request: Request, session, data: bytes, filename: str, strict: bool) -> dict:
+    """The Bulk_Import task: Validation → Transform → DB_Commit, each step tracked."""
     state = request.state
     throttle = state.settings.import_throttle_ms / 1000
     tracker = state.tasks.tracker(state.trace_id, TASK)
     async with tracker.step("Validation", input={"file": filename, "bytes": len(data), "strict": strict}) as step:
-        valid, rejected, error = await _validate(step, data, throttle)
-    if error:
-        context = _page_context(request, errors={"file": error})
-        return render(request, "import.html", context, status=422, block="import_panel")
+        valid, rejected = await _validate(step, data, throttle)
 
     refused = strict and bool(rejected)
     async with tracker.step("Transform", input={"rows": len(valid)}) as step:
         rows = [] if refused else valid
+        step.progress({"done": len(rows), "total": len(valid)})
         step.output = {"rows": len(rows), "strict_refused": refused}
     async with tracker.step("DB_Commit", input={"rows": len(rows)}) as step:
         imported = await state.store.create_items(
             session, rows, progress=lambda done: step.progress({"done": done, "total": len(rows)})
         )
         step.output = {"imported": imported}
-    result = {
+    return {
         "imported": imported,
         "rejected": rejected[:MAX_REJECTED_SHOWN],
         "rejected_total": len(rejected),
         "strict_refused": refused,
     }
-    toast = f"Imported {imported:,} item{'s' * (imported != 1)}."
-    return render(request, "import.html", _page_context(request, result=result), block="import_panel", toast=toast)
 
 
 async def import_progress(request: Request) -> Response:
@@ -128,22 +165,34 @@ async def import_progress(request: Request) -> Response:
         trace_id = str(uuid.UUID(trace_id))
     except ValueError:
         return Response("<p role=\"alert\">Unknown import.</p>", status_code=400, media_type="text/html")
-    log_db = getattr(request.state, "log_db", None)
-    row = None
-    if log_db is not None and current_session(request) is not None:
-        rows = await log_db.select(
-            "SELECT step_name, status, output_data FROM task_progress_logs"
-            " WHERE trace_id = ? AND task_name = ? ORDER BY execution_order DESC LIMIT 1",
-            [trace_id, TASK],
-        )
-        row = rows[0] if rows else None
-    progress = progress_from_row(row)
-    # 286 tells htmx to stop polling: the import has finished.
-    status = 286 if progress.done else 200
+    if current_session(request) is None or not _task_rows_in_log_db(request):
+        progress = NO_PROGRESS
+    else:
+        try:
+            rows = await request.state.log_db.select(
+                "SELECT step_name, status, output_data FROM task_progress_logs"
+                " WHERE trace_id = ? AND task_name = ? ORDER BY execution_order DESC LIMIT 1",
+                [trace_id, TASK],
+            )
+        except Exception as exc:
+            # The bar is a nicety polled every 300 ms: an unreachable log database must not
+            # turn it into a stream of 500s. The bar goes indeterminate and keeps asking.
+            logger.warning("import progress unavailable: %s", exc)
+            rows = []
+        progress = progress_from_row(rows[0] if rows else None)
+    # 286 tells htmx to stop polling: the import has finished, or there is nothing to follow.
+    status = 286 if progress.done or not progress.poll else 200
     return render(
         request, "import.html", {"progress": progress, "import_trace_id": trace_id},
         status=status, block="import_progress", partial=True,
     )
+
+
+def _task_rows_in_log_db(request: Request) -> bool:
+    """Only the turso sink writes task rows to the log database; with logging off (or CSV
+    only) the database is still opened but holds no tables, so there is nothing to ask."""
+    state = request.state
+    return getattr(state, "log_db", None) is not None and "turso" in state.settings.log_sinks
 
 
 async def export_items(request: Request) -> Response:

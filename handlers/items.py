@@ -33,7 +33,9 @@ async def _list_context(request: Request, session: Session, **extra) -> dict:
 async def list_items(request: Request) -> Response:
     session = current_session(request)
     if session is None:
-        return render(request, "landing.html")
+        # An htmx search or page change without a session (it expired, or ended in another
+        # tab) must not swap the landing page into the list: send the browser to /login.
+        return login_redirect(request) if is_htmx(request) else render(request, "landing.html")
     context = await _list_context(request, session)
     return render(request, "items.html", context, block="item_list")
 

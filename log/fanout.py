@@ -50,6 +50,8 @@ class _Lane:
         self.blocked: str | None = None
         self.task: asyncio.Task[None] | None = None
         self.min_deferred: dict[str, int] = {}
+        self.max_deferred: dict[str, int] = {}
+        self.replaying: dict[str, int] = {}  # min ids taken by take_deferred, until finish_replay
         self.c = dict.fromkeys(
             ("written", "already_present", "conflicts", "failed_batches", "dropped", "deferred_to_csv", "unflushed"), 0
         )
@@ -100,6 +102,7 @@ class FanOut:
                         lane.c["deferred_to_csv"] += 1
                         table = table_of(row)
                         lane.min_deferred[table] = min(lane.min_deferred.get(table, row.id), row.id)
+                        lane.max_deferred[table] = max(lane.max_deferred.get(table, row.id), row.id)
                     else:
                         lane.c["dropped"] += 1
                     continue
@@ -274,14 +277,56 @@ class FanOut:
 
     def clear_deferred(self, name: str) -> None:
         """The sync command replayed the CSV files into this sink: forget what was deferred."""
-        self._lane(name).min_deferred.clear()
+        lane = self._lane(name)
+        lane.min_deferred.clear()
+        lane.max_deferred.clear()
+
+    # Automatic replay (log/replay.py AutoReplay). take -> replay from the CSV files -> finish.
+    # Rows deferred while a replay runs start a new range, so none is forgotten; the taken range
+    # keeps guarding CSV rotation until the replay is finished.
+
+    def replay_ready(self, name: str) -> bool:
+        """Deferred rows, and the lane writes again (last write succeeded) with room to spare."""
+        lane = self._lane(name)
+        return (
+            bool(lane.min_deferred) and not lane.replaying and lane.opened and lane.blocked is None
+            and lane.attempt == 0 and lane.size() < self.max_queue // 2
+        )
+
+    def take_deferred(self, name: str) -> tuple[dict[str, tuple[int, int]], int]:
+        """({table: (lowest, highest) deferred id}, a durable-lane mark for durable_reached)."""
+        lane = self._lane(name)
+        ranges = {t: (lo, lane.max_deferred.get(t, lo)) for t, lo in lane.min_deferred.items()}
+        for table, (lo, _) in ranges.items():
+            lane.replaying[table] = min(lane.replaying.get(table, lo), lo)
+        lane.min_deferred.clear()
+        lane.max_deferred.clear()
+        return ranges, self.durable_mark()
+
+    def finish_replay(self, name: str, ranges: dict[str, tuple[int, int]], ok: bool) -> None:
+        """ok: the ranges are in the sink. Otherwise they are deferred again, for a later try."""
+        lane = self._lane(name)
+        lane.replaying.clear()
+        if not ok:
+            for table, (lo, hi) in ranges.items():
+                lane.min_deferred[table] = min(lane.min_deferred.get(table, lo), lo)
+                lane.max_deferred[table] = max(lane.max_deferred.get(table, hi), hi)
+
+    def durable_mark(self) -> int:
+        """How many rows the durable lane will have written once everything accepted so far is."""
+        lane = next((lane for lane in self._lanes if lane.durable), None)
+        return 0 if lane is None else lane.c["written"] + lane.size()
+
+    def durable_reached(self, mark: int) -> bool:
+        lane = next((lane for lane in self._lanes if lane.durable), None)
+        return lane is None or lane.c["written"] >= mark
 
     def csv_can_delete(self, table: str, max_id: int) -> bool:
         """CsvSink's can_delete: may a file whose rows all have id <= max_id go? Thread-safe."""
         for lane in self._lanes:
             if lane.durable:
                 continue
-            if lane.min_deferred.get(table, max_id + 1) <= max_id:
+            if min(lane.min_deferred.get(table, max_id + 1), lane.replaying.get(table, max_id + 1)) <= max_id:
                 return False
             try:
                 held = [*lane.queue, *(r for t, rows in list(lane.pending) if t == table for r in rows)]
@@ -296,7 +341,9 @@ class FanOut:
         for lane in self._lanes:
             entry: dict[str, Any] = {"queued": lane.size(), **lane.c, "last_error": lane.last_error}
             entry["blocked"] = lane.blocked is not None
-            entry["deferred_from_id"] = dict(lane.min_deferred)
+            entry["deferred_from_id"] = {
+                t: min(lane.min_deferred.get(t, i), i) for t, i in {**lane.min_deferred, **lane.replaying}.items()
+            }
             extra = getattr(lane.sink, "stats", None)
             if callable(extra):
                 entry.update(extra())

@@ -26,8 +26,10 @@ from log.csv_sink import CsvSink
 from log.fanout import FanOut
 from log.ids import SnowflakeIds
 from log.redact import RedactionPolicy
+from log.replay import AutoReplay
 from log.rows import LogRow
 from log.sink import Sink
+from log.stdout_sink import StdoutSink
 from log.tasks import TaskFactory
 from log.turso import LogDatabase, open_log_database
 from log.turso_sink import TursoSink
@@ -47,8 +49,10 @@ def _now_ms() -> int:
 
 
 class LogPipeline:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, cloud_project: str | None = None) -> None:
         self.settings = settings
+        # Cloud Run does not set it; the deploy does (--set-env-vars GOOGLE_CLOUD_PROJECT=...).
+        self.cloud_project = cloud_project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
         self.enabled = bool(settings.log_sinks)
         self.policy = RedactionPolicy().with_extra(settings.log_redact_extra)
         self.ids = SnowflakeIds(0, _now_ms)
@@ -57,7 +61,10 @@ class LogPipeline:
         self.lease: WorkerLease | None = None
         self.tasks = TaskFactory(emit=self.emit, next_id=self.next_id, redact=redactor(self.policy))
         self.record_errors = 0
+        self._built: list[Sink] = []
         self._renewal: asyncio.Task[None] | None = None
+        self.replay: AutoReplay | None = None
+        self._replaying: asyncio.Task[None] | None = None
 
     # called from the request path: must be cheap and never raise ------------------------
     def next_id(self) -> int:
@@ -95,12 +102,31 @@ class LogPipeline:
         if not self.enabled:
             return
         await self._lease_worker_id()
+        self._built = self._sinks()
         self.fanout = FanOut(
-            self._sinks(),
+            self._built,
+            # Only the CSV files are a durable first copy: the sync command can replay them into
+            # Turso. stdout is not (Cloud Logging cannot be read back by the app), so with CSV
+            # off (Cloud Run's default "stdout,turso") no lane is durable and a row a full Turso
+            # lane cannot take is counted as dropped there, even though Cloud Logging has it.
+            durable="csv",
             report=lambda message: logger.warning("%s", message),
         )
         if s.log_flush != "request":
             await self.fanout.start()
+            self._start_replay()
+
+    def _start_replay(self) -> None:
+        """Rows the Turso lane deferred to CSV (it was full) go to Turso once it writes again."""
+        assert self.fanout is not None
+        sinks = {sink.name: sink for sink in self._built}
+        if "csv" in sinks and "turso" in sinks:
+            csv = sinks["csv"]
+            self.replay = AutoReplay(
+                self.fanout, sinks["turso"], self.settings.logs_path,
+                rotations=lambda: getattr(csv, "files_rotated", 0),
+            )
+            self._replaying = asyncio.create_task(self.replay.run(), name="log-replay-turso")
 
     def _sinks(self) -> list[Sink]:
         s, sinks = self.settings, []
@@ -114,6 +140,10 @@ class LogPipeline:
                         can_delete=lambda table, max_id: self.fanout is None or self.fanout.csv_can_delete(table, max_id),
                     )
                 )
+            elif name == "stdout":
+                # Worker processes share one stdout pipe: a lock file serialises their writes.
+                lock = s.data_dir / "stdout.lock" if s.web_concurrency > 1 else None
+                sinks.append(StdoutSink(project=self.cloud_project, lock_path=lock))
             elif name == "turso":
                 assert self.log_db is not None
                 sinks.append(TursoSink(self.log_db))
@@ -149,6 +179,10 @@ class LogPipeline:
 
     async def aclose(self, deadline: float = 8.0) -> dict[str, Any]:
         summary: dict[str, Any] = {}
+        if self._replaying is not None:  # what it did not replay stays in CSV for `logs sync`
+            self._replaying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replaying
         if self.fanout is not None:
             summary = await self.fanout.aclose(deadline=deadline)
         if self._renewal is not None:
@@ -156,7 +190,7 @@ class LogPipeline:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewal
         if self.lease is not None and self.log_db is not None:
-            with contextlib.suppress(Exception), anyio.fail_after(2):
+            with contextlib.suppress(Exception), anyio.fail_after(1):  # within Cloud Run's 10 s, see app.py
                 await release_worker_id(self.log_db, self.lease)
         if self.log_db is not None:
             await self.log_db.aclose()
@@ -170,4 +204,5 @@ class LogPipeline:
             "worker_id": self.ids.worker_id,
             "record_errors": self.record_errors,
             **self.fanout.stats(),
+            **({"replay": self.replay.stats()} if self.replay is not None else {}),
         }

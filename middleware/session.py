@@ -63,7 +63,7 @@ class SessionMiddleware:
             try:
                 resumed = await state["store"].resume(session)
             except StoreUnavailable:
-                await _send_503(send)
+                await _send_503(scope, send)
                 return
             dirty = dirty or resumed != session
             session = resumed
@@ -114,8 +114,27 @@ def _cookie(scope: Scope, name: str) -> str | None:
     return None
 
 
-async def _send_503(send: Send) -> None:
-    body = b"<p role=\"alert\">The account service is unreachable right now. Please try again shortly.</p>"
+_UNAVAILABLE = (
+    '<div class="alert alert-error" role="alert" id="error-message">The account service is '
+    "unreachable right now. Please try again shortly.</div>"
+)
+# A whole page for a browser navigation (this runs before the app's templates could render one;
+# no user data in it), the bare alert for htmx requests.
+_UNAVAILABLE_PAGE = (
+    '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">'
+    "<title>Unavailable · BackEndZeroSecondThink</title>"
+    '<link rel="stylesheet" href="/static/app.css"></head>'
+    '<body class="min-h-screen bg-base-200"><main class="max-w-4xl mx-auto p-4 sm:p-6">'
+    f'{_UNAVAILABLE}<p class="mt-4"><a class="link" href="">Try again</a></p>'
+    "</main></body></html>"
+)
+
+
+async def _send_503(scope: Scope, send: Send) -> None:
+    headers = dict(scope["headers"])
+    htmx = headers.get(b"hx-request") == b"true" and headers.get(b"hx-boosted") != b"true"
+    body = (_UNAVAILABLE if htmx else _UNAVAILABLE_PAGE).encode()
     await send(
         {
             "type": "http.response.start",

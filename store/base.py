@@ -45,6 +45,10 @@ class AuthError(Exception):
     """A user-facing auth failure; str(err) is safe to show."""
 
 
+class RateLimited(AuthError):
+    """The auth service refuses attempts for a while (an HTTP 429, not a wrong password)."""
+
+
 class StoreUnavailable(Exception):
     """The backing service cannot be reached (rendered as a friendly 503)."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator
 
 import msgspec
@@ -12,6 +13,8 @@ from store.base import Item, ItemInput
 from store.validate import validate_item
 
 MAX_ROWS = 100_000
+# What errors="surrogateescape" turns undecodable bytes into.
+_SURROGATES = re.compile("[\udc80-\udcff]")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -46,7 +49,13 @@ def iter_import(data: bytes, *, max_rows: int = MAX_ROWS) -> Iterator[ItemInput 
     """Yield each row as an ItemInput or a Rejected, or a single str when the whole file is
     unusable. Undecodable bytes are kept as surrogates so that only the records holding them
     are rejected ("bad encoding"), with the line each record starts on."""
-    text = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="surrogateescape")
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    try:
+        # The common case: the whole file is valid UTF-8, so no row can hold a bad byte and
+        # the per-row encoding check is skipped (it is the costliest part of validation).
+        text, clean = data.decode("utf-8"), True
+    except UnicodeDecodeError:
+        text, clean = data.decode("utf-8", errors="surrogateescape"), False
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip().lower() for h in next(reader)]
@@ -55,6 +64,11 @@ def iter_import(data: bytes, *, max_rows: int = MAX_ROWS) -> Iterator[ItemInput 
         return
     except csv.Error as err:
         yield f"Not a CSV file: {err}."
+        return
+    if any(_has_surrogates(h) or "\x00" in h for h in header):
+        # UTF-16 (Excel's "Unicode text") or a legacy code page: say so, rather than
+        # claiming the header is missing.
+        yield "The file is not UTF-8 text: save it as \"CSV UTF-8\" and try again."
         return
     if "name" not in header:
         yield "The first row must be a header with a 'name' column."
@@ -74,14 +88,14 @@ def iter_import(data: bytes, *, max_rows: int = MAX_ROWS) -> Iterator[ItemInput 
             if rows > max_rows:
                 yield f"Too many rows: the limit is {max_rows:,}."
                 return
-            reason, item = _check(record, columns)
+            reason, item = _check(record, columns, clean)
             yield Rejected(line=line, reason=reason) if item is None else item
     except csv.Error as err:
         yield Rejected(line=start, reason=f"Unreadable CSV from here on: {err}.")
 
 
-def _check(record: list[str], columns: dict[str, int]) -> tuple[str, ItemInput | None]:
-    if any(_has_surrogates(cell) for cell in record):
+def _check(record: list[str], columns: dict[str, int], clean: bool) -> tuple[str, ItemInput | None]:
+    if not clean and any(_has_surrogates(cell) for cell in record):
         return "Bad encoding: the row is not valid UTF-8.", None
     form = {name: record[i] if i < len(record) else "" for name, i in columns.items()}
     item, errors = validate_item(form)
@@ -89,7 +103,7 @@ def _check(record: list[str], columns: dict[str, int]) -> tuple[str, ItemInput |
 
 
 def _has_surrogates(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+    return _SURROGATES.search(text) is not None
 
 
 def safe_cell(value: object) -> str:

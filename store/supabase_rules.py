@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import msgspec
 
-from store.base import AuthError, Item, StoreUnavailable, User
+from store.base import AuthError, Item, RateLimited, StoreUnavailable, User
 
 ITEM_COLUMNS = ("id", "name", "description", "quantity", "created_at", "updated_at")
 MAX_QUERY_CHARS = 200
@@ -113,6 +113,8 @@ AUTH_MESSAGES = {
     "email_address_invalid": "Please enter a valid email address.",
 }
 
+RATE_LIMIT_CODES = frozenset({"over_request_rate_limit", "over_email_send_rate_limit"})
+
 WEAK_REASONS = {
     "length": "it is too short",
     "characters": "it needs a mix of character kinds (letters, digits, symbols)",
@@ -131,10 +133,12 @@ def auth_failure(code: str | None, status: int, message: str,
         said = [WEAK_REASONS.get(r, r) for r in reasons or []]
         detail = "; ".join(said) if said else message
         return AuthError(f"Password is too weak: {detail}.")
+    if code in RATE_LIMIT_CODES:
+        return RateLimited(AUTH_MESSAGES[code])
     if code in AUTH_MESSAGES:
         return AuthError(AUTH_MESSAGES[code])
     if status == 429:
-        return AuthError(AUTH_MESSAGES["over_request_rate_limit"])
+        return RateLimited(AUTH_MESSAGES["over_request_rate_limit"])
     if code == "validation_failed" and "email" in message.lower():
         return AuthError(AUTH_MESSAGES["email_address_invalid"])
     return AuthError(GENERIC_AUTH)

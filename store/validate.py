@@ -12,6 +12,7 @@ DESCRIPTION_MAX = 2000
 QUANTITY_MAX = 2**31 - 1  # fits PostgreSQL's integer column on the Supabase backend
 PASSWORD_MIN = 8
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+QUANTITY_RE = re.compile(r"[+-]?\d{1,12}")
 
 
 def validate_item(form: Mapping[str, str]) -> tuple[ItemInput | None, dict[str, str]]:
@@ -34,7 +35,7 @@ def validate_item(form: Mapping[str, str]) -> tuple[ItemInput | None, dict[str, 
     elif "\x00" in description:
         errors["description"] = "Description cannot contain NUL characters."
     quantity = 0
-    if not re.fullmatch(r"[+-]?\d{1,12}", raw_quantity):
+    if not QUANTITY_RE.fullmatch(raw_quantity):
         errors["quantity"] = "Quantity must be a whole number."
     else:
         quantity = int(raw_quantity)

@@ -192,6 +192,6 @@ def pytest_collection_modifyitems(config, items) -> None:
     # session once a browser starts; anyio tests cannot start theirs after that. So every test
     # that drives the browser runs last.
     for item in items:
-        if "page" in getattr(item, "fixturenames", ()) or "browser" in getattr(item, "fixturenames", ()):
+        if "browser_type_launch_args" in getattr(item, "fixturenames", ()):  # needs Playwright
             item.add_marker(pytest.mark.browser)
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import httpx
 
-from store.base import AuthError, StoreUnavailable, User
+from store.base import AuthError, RateLimited, StoreUnavailable, User
 from store.supabase import SupabaseStore, parse_admin_emails, store_from_env
 from store.supabase_flight import SingleFlight
 from store.supabase_rules import (
@@ -131,8 +131,9 @@ def test_user_from_claims_takes_identity_from_the_token() -> None:
     ("email_not_confirmed", 400, None, AuthError, "confirm your email"),
     ("weak_password", 422, ["length", "pwned"], AuthError, "too short; it appears in known"),
     ("user_already_exists", 422, None, AuthError, "already exists"),
-    ("over_request_rate_limit", 429, None, AuthError, "Too many attempts"),
-    (None, 429, None, AuthError, "Too many attempts"),
+    ("over_request_rate_limit", 429, None, RateLimited, "Too many attempts"),
+    ("over_email_send_rate_limit", 429, None, RateLimited, "Too many emails"),
+    (None, 429, None, RateLimited, "Too many attempts"),
     ("validation_failed", 400, None, AuthError, "valid email"),
     ("unexpected_failure", 500, None, StoreUnavailable, "unavailable"),
     (None, 0, None, StoreUnavailable, "unavailable"),

@@ -1,0 +1,193 @@
+"""Log rows as Google Cloud Logging structured entries: one JSON object per line on stdout.
+
+Cloud Run's logging agent parses each stdout line that is a JSON object and lifts these keys
+into the LogEntry (everything else becomes jsonPayload):
+  severity, message, time, httpRequest, logging.googleapis.com/trace, .../spanId,
+  .../trace_sampled, .../insertId.
+Pure functions of plain values; the stdout sink (log/stdout_sink.py) only writes the bytes.
+
+Decisions:
+  * severity: api rows by status (<400 INFO, 4xx WARNING, 5xx ERROR; no status INFO), task rows
+    ERROR when FAILED, else INFO.
+  * trace: the request's own Cloud trace context (X-Cloud-Trace-Context, else traceparent) as
+    kept in the row's request_header JSON, so the entry nests under Cloud Run's request log;
+    otherwise the row's trace_id without dashes. Task rows carry no headers, so they use their
+    trace_id: the same trace whenever the request's trace id came from that context (the
+    middleware prefers traceparent/X-Cloud-Trace-Context unless the client sent X-Trace-ID).
+  * spanId: the context's span (X-Cloud-Trace-Context spans are decimal; Cloud Logging wants
+    16 hex digits), else the row id in hex (unique per row).
+  * the row itself rides along under "row", with its id as a STRING: Cloud Logging stores JSON
+    numbers as doubles, and Snowflake ids above 2**53 would come back rounded.
+  * insertId = "<table>-<id>": a row replayed after a retry is de-duplicated by Cloud Logging.
+  * one line per entry whatever the values hold: JSON escapes CR/LF and other control
+    characters; U+2028, U+2029 and U+0085 (line breaks to some readers) are escaped too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from log.rows import ApiLog, LogRow, TaskProgressLog, table_of
+from log.trace import cloud_context_trace_id, cloud_trace_id, traceparent_trace_id
+
+TRACE_KEY = "logging.googleapis.com/trace"
+SPAN_KEY = "logging.googleapis.com/spanId"
+SAMPLED_KEY = "logging.googleapis.com/trace_sampled"
+INSERT_ID_KEY = "logging.googleapis.com/insertId"
+
+_encoder = msgspec.json.Encoder()
+_headers_decoder = msgspec.json.Decoder(dict[str, Any])
+_CLOUD_SPAN = re.compile(r"[0-9a-fA-F]{32}/([0-9]+)(?:;o=([0-9]+))?")
+_LINE_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
+
+
+def severity(row: LogRow) -> str:
+    if isinstance(row, TaskProgressLog):
+        return "ERROR" if row.status == "FAILED" else "INFO"
+    status = row.response_status
+    if status is None or status < 400:
+        return "INFO"
+    return "WARNING" if status < 500 else "ERROR"
+
+
+def latency(duration_ms: int) -> str:
+    """Milliseconds as a protobuf Duration string: 123 -> "0.123s" (integer math, no float drift)."""
+    seconds, ms = divmod(max(duration_ms, 0), 1000)
+    return f"{seconds}.{ms:03d}s"
+
+
+def rfc3339(created_at: str) -> str:
+    """The rows' UTC "YYYY-MM-DD HH:MM:SS.fff" as RFC 3339 ("YYYY-MM-DDTHH:MM:SS.fffZ")."""
+    return created_at.replace(" ", "T", 1) + "Z"
+
+
+def header_pairs(request_header: str | None) -> list[tuple[str, str]]:
+    """The row's redacted request_header JSON back into (name, value) pairs; junk gives []."""
+    if not request_header:
+        return []
+    try:
+        headers = _headers_decoder.decode(request_header)
+    except msgspec.DecodeError:
+        return []
+    pairs: list[tuple[str, str]] = []
+    for name, value in headers.items():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str):
+                pairs.append((name.lower(), v))
+    return pairs
+
+
+def _first(pairs: Sequence[tuple[str, str]], name: str) -> str | None:
+    return next((v.strip(" \t") for k, v in pairs if k == name), None)
+
+
+def trace_context(pairs: Sequence[tuple[str, str]]) -> tuple[str, str | None, bool | None] | None:
+    """(trace 32-hex, span 16-hex or None, sampled or None) from the request's Cloud trace
+    context headers; the same precedence as log.trace.cloud_trace_id (Google's header first)."""
+    trace = cloud_trace_id(pairs)
+    if trace is None:
+        return None
+    cloud = _first(pairs, "x-cloud-trace-context")
+    if cloud is not None and cloud_context_trace_id(cloud) == trace:
+        m = _CLOUD_SPAN.fullmatch(cloud)
+        if m is None:
+            return trace, None, None
+        span = int(m.group(1))
+        span_hex = f"{span:016x}" if 0 < span < 2**64 else None
+        return trace, span_hex, None if m.group(2) is None else m.group(2) == "1"
+    parent = _first(pairs, "traceparent") or ""
+    if traceparent_trace_id(parent) == trace:
+        _, _, span_id, flags = parent.split("-")[:4]
+        return trace, span_id, bool(int(flags, 16) & 1)
+    return trace, None, None  # pragma: no cover - cloud_trace_id only reads those two headers
+
+
+def _request_url(endpoint: str, pairs: Sequence[tuple[str, str]]) -> str:
+    host = _first(pairs, "host")
+    if not host:
+        return endpoint
+    proto = (_first(pairs, "x-forwarded-proto") or "http").split(",")[0].strip()
+    return f"{proto if proto in ('http', 'https') else 'http'}://{host}{endpoint}"
+
+
+def _row_payload(row: LogRow) -> dict[str, Any]:
+    payload = msgspec.structs.asdict(row)
+    payload["id"] = str(row.id)
+    return payload
+
+
+def _message(row: LogRow) -> str:
+    if isinstance(row, ApiLog):
+        ms = "" if row.duration_ms is None else f" {row.duration_ms}ms"
+        return f"{row.method} {row.endpoint} {row.response_status}{ms}"
+    text = f"{row.task_name}.{row.step_name} {row.status}"
+    return f"{text}: {row.error_message}" if row.error_message else text
+
+
+def entry(row: LogRow, *, project: str | None) -> dict[str, Any]:
+    """The structured entry for one row (a plain dict; see encode_line)."""
+    table = table_of(row)
+    out: dict[str, Any] = {
+        "severity": severity(row),
+        "message": _message(row),
+        "time": rfc3339(row.created_at),
+    }
+    context = None
+    if isinstance(row, ApiLog):
+        pairs = header_pairs(row.request_header)
+        http: dict[str, Any] = {
+            "requestMethod": row.method,
+            "requestUrl": _request_url(row.endpoint, pairs),
+        }
+        if row.response_status is not None:
+            http["status"] = row.response_status
+        if row.duration_ms is not None:
+            http["latency"] = latency(row.duration_ms)
+        if row.ip_address:
+            http["remoteIp"] = row.ip_address
+        if (agent := _first(pairs, "user-agent")) is not None:
+            http["userAgent"] = agent
+        out["httpRequest"] = http
+        context = trace_context(pairs)
+    trace, span, sampled = context or (row.trace_id.replace("-", "").lower(), None, None)
+    # Without a project the trace cannot be a resource name; the bare id still groups entries.
+    out[TRACE_KEY] = f"projects/{project}/traces/{trace}" if project else trace
+    out[SPAN_KEY] = span or f"{row.id & 0xFFFF_FFFF_FFFF_FFFF:016x}"
+    if sampled is not None:
+        out[SAMPLED_KEY] = sampled
+    out[INSERT_ID_KEY] = f"{table}-{row.id}"
+    out["table"] = table
+    out["row"] = _row_payload(row)
+    return out
+
+
+def encode_line(obj: dict[str, Any]) -> bytes:
+    """One JSON object and a newline; never more than one line, never raises on odd strings."""
+    try:
+        data = _encoder.encode(obj)
+    except UnicodeEncodeError:  # lone surrogates (e.g. from an exception text): escape them
+        data = _encoder.encode(_clean(obj))
+    text = data.decode("utf-8")
+    if any(ch in text for ch in _LINE_BREAKS):
+        for ch, escaped in _LINE_BREAKS.items():
+            text = text.replace(ch, escaped)  # only inside strings, where \\uXXXX means the same
+        data = text.encode("utf-8")
+    return data + b"\n"
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def encode_rows(rows: Sequence[LogRow], *, project: str | None) -> bytes:
+    return b"".join(encode_line(entry(row, project=project)) for row in rows)

@@ -1,0 +1,97 @@
+"""Rows from the log database back to CSV files (`python -m cli logs export`), in the CSV sink's
+exact format (log/csv_codec.py), so a deployment that logs to Turso only (Cloud Run, CSV off)
+can still get a local copy, and log.csv_sink.read_rows reads it back.
+
+Pages are keyset-paged on id (WHERE id > last ORDER BY id LIMIT n): each page is one request
+and costs the same however deep into the table it is, unlike OFFSET.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from log.csv_codec import encode_rows, header_line
+from log.rows import TABLES
+from log.turso import LogDatabase
+
+Progress = Callable[[str, int, int], None]  # (table, rows written so far, rows expected)
+
+_RELATIVE = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+STAMP = "%Y-%m-%d %H:%M:%S.%f"
+MIN_ID, MAX_ID = -(2**63), 2**63 - 1  # SQLite's INTEGER range
+
+
+def parse_when(text: str, now: dt.datetime) -> str:
+    """'2026-11-27', '2026-11-27 10:00', '2026-11-27T10:00:00Z' (UTC) or '90m', '24h', '7d'
+    (ago) -> the created_at text format ('YYYY-MM-DD HH:MM:SS.fff'), which sorts as time does."""
+    text = text.strip()
+    m = _RELATIVE.match(text)
+    if m:
+        when = now - dt.timedelta(**{_UNITS[m[2]]: int(m[1])})
+    else:
+        try:
+            when = dt.datetime.fromisoformat(text.replace(" ", "T", 1))
+        except ValueError:
+            raise ValueError(f"not a date/time or a duration such as 24h: {text!r}") from None
+        if when.tzinfo is not None:
+            when = when.astimezone(dt.UTC).replace(tzinfo=None)
+    return when.strftime(STAMP)[:-3]
+
+
+def page_where(*, since: str | None, until: str | None) -> str:
+    """One keyset page's WHERE fragment; its args are (from_id, [since], [until], limit)."""
+    where = ["id >= ?"]
+    if since is not None:
+        where.append("created_at >= ?")
+    if until is not None:
+        where.append("created_at < ?")
+    return f"{' AND '.join(where)} ORDER BY id LIMIT ?"
+
+
+def count_sql(table: str, *, since: str | None, until: str | None) -> str:
+    where = ["1"]
+    if since is not None:
+        where.append("created_at >= ?")
+    if until is not None:
+        where.append("created_at < ?")
+    return f"SELECT count(*) AS n FROM {table} WHERE {' AND '.join(where)}"
+
+
+async def export_table(
+    db: LogDatabase,
+    table: str,
+    out_dir: str | os.PathLike[str],
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    page_size: int = 500,
+    progress: Progress | None = None,
+) -> int:
+    """Write out_dir/{table}.csv (replacing it only once complete); returns the row count."""
+    row_type = TABLES[table]
+    bounds = [b for b in (since, until) if b is not None]
+    total = (await db.select(count_sql(table, since=since, until=until), bounds))[0]["n"]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    final, tmp = out / f"{table}.csv", out / f".{table}.csv.part"
+    where, from_id, written = page_where(since=since, until=until), MIN_ID, 0
+    with tmp.open("w", encoding="utf-8", newline="") as f:
+        f.write(header_line(row_type))
+        while True:
+            page = await db.fetch_rows(row_type, where, [from_id, *bounds, page_size])
+            if not page:
+                break
+            f.write(encode_rows(page))
+            written += len(page)
+            if progress is not None:
+                progress(table, written, max(total, written))
+            if len(page) < page_size or page[-1].id == MAX_ID:
+                break
+            from_id = page[-1].id + 1
+    os.replace(tmp, final)
+    return written

@@ -1,0 +1,446 @@
+"""The log explorer's SQL, built as pure functions: filters in, (sql, args) out.
+
+Nothing here touches a database. Every value from the URL becomes a `?` argument; the only
+text spliced into SQL is fixed fragments chosen by this module (column lists, operators), so
+no filter value can change a statement's shape. Every statement is a SELECT (read-only).
+
+Time: created_at is TEXT "YYYY-MM-DD HH:MM:SS.fff" in UTC, so comparing strings compares
+instants. Ids are Snowflake ids whose top bits are the ms at which the id was issued, which is
+never before the request was received; a time range's start therefore also bounds the id from
+below, which lets "newest first" queries walk the primary key and stop (see `id_floor`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from log import ids
+from log.trace import canonical_uuid
+
+UTC = dt.timezone.utc
+UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+PRESETS: dict[str, dt.timedelta] = {
+    "15m": dt.timedelta(minutes=15),
+    "1h": dt.timedelta(hours=1),
+    "24h": dt.timedelta(hours=24),
+    "7d": dt.timedelta(days=7),
+}
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+LIST_COLUMNS = (
+    "id", "trace_id", "method", "endpoint", "response_status", "duration_ms", "ip_address", "user_id", "created_at"
+)
+
+# Snowflake layout (log/ids.py): ms since its epoch in the bits above worker + sequence.
+SNOWFLAKE_EPOCH_MS = ids.EPOCH_MS
+SNOWFLAKE_SHIFT = ids.WORKER_BITS + ids.SEQUENCE_BITS
+# Ids are issued after the request is received; the slack absorbs a wall clock stepped back
+# between the two (NTP) without dropping rows from a range.
+ID_FLOOR_SLACK = dt.timedelta(minutes=5)
+MAX_ID = 2**63 - 1
+
+Query = tuple[str, list[Any]]  # (sql with ? placeholders, args)
+
+_TEXT = r"^[^\x00-\x1f\x7f\ud800-\udfff]*$"  # printable, encodable: no NUL/CR/LF, no lone surrogates
+Text = Annotated[str, msgspec.Meta(max_length=200, pattern=_TEXT)]
+
+
+class LogFilters(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
+    """The explorer's filters, exactly as the URL carries them (empty = not filtering)."""
+
+    range: Literal["15m", "1h", "24h", "7d", "all", "custom"] = "24h"
+    from_: Text = msgspec.field(default="", name="from")
+    to: Text = ""
+    status: Literal["", "1xx", "2xx", "3xx", "4xx", "5xx"] = ""
+    code: Annotated[int, msgspec.Meta(ge=100, le=599)] | None = None
+    method: Literal["", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = ""
+    endpoint: Text = ""
+    user: Text = ""
+    trace: Text = ""
+    min_ms: Annotated[int, msgspec.Meta(ge=0, le=86_400_000)] | None = None
+
+
+class FilterError(ValueError):
+    """A filter value the explorer cannot use; the message is shown to the admin as is."""
+
+
+_FIELD_RE = re.compile(r"at `\$\.(\w+)`")
+
+
+def parse_filters(params: Mapping[str, str]) -> LogFilters:
+    """Query parameters -> LogFilters, or FilterError naming the bad parameter."""
+    data: dict[str, Any] = {k: v.strip() for k, v in params.items() if k in _PARAMS and v.strip()}
+    if "method" in data:
+        data["method"] = data["method"].upper()
+    if "from" in data or "to" in data:
+        data["range"] = "custom"  # typed dates win over the preset they were typed next to
+    try:
+        filters = msgspec.convert(data, LogFilters, strict=False)
+    except msgspec.ValidationError as exc:
+        found = _FIELD_RE.search(str(exc))
+        name = found.group(1) if found else "filter"
+        raise FilterError(f"Invalid value for “{name}”: {str(exc).split(' - at ')[0]}") from None
+    start, end = time_window(filters, dt.datetime(2000, 1, 1, tzinfo=UTC))  # validates from/to
+    if start and end and start >= end:
+        raise FilterError("“from” must be before “to”.")
+    if filters.trace and canonical_uuid(filters.trace) is None:
+        raise FilterError("Invalid value for “trace”: expected a trace id (UUID).")
+    return filters
+
+
+_PARAMS = frozenset({"range", "from", "to", "status", "code", "method", "endpoint", "user", "trace", "min_ms"})
+
+
+def parse_instant(value: str, name: str) -> dt.datetime:
+    """An <input type=datetime-local> value (or ISO 8601) read as UTC."""
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise FilterError(f"Invalid value for “{name}”: expected a date and time like 2026-01-31T13:45.") from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed.replace(tzinfo=UTC)
+
+
+def time_window(filters: LogFilters, now: dt.datetime) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """[start, end) of the filtered range; None = unbounded on that side."""
+    if filters.range == "custom":
+        start = parse_instant(filters.from_, "from") if filters.from_ else None
+        end = parse_instant(filters.to, "to") if filters.to else None
+        return start, end
+    if filters.range == "all":
+        return None, None
+    return now - PRESETS[filters.range], None
+
+
+def stamp(t: dt.datetime) -> str:
+    """A datetime as created_at text (UTC, ms)."""
+    t = t.astimezone(UTC)
+    # Not strftime: its %Y does not zero-pad years before 1000 on glibc, and "500-01-01" would
+    # sort after "2026-..." as text.
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d} {t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond // 1000:03d}"
+
+
+def id_floor(start: dt.datetime) -> int:
+    """The smallest Snowflake id a row received at or after `start` can have."""
+    ms = math.floor(start.timestamp() * 1000) - SNOWFLAKE_EPOCH_MS - ID_FLOOR_SLACK // dt.timedelta(milliseconds=1)
+    return min(max(ms, 0) << SNOWFLAKE_SHIFT, MAX_ID)  # far-future dates: still an SQLite INTEGER
+
+
+def where_clause(filters: LogFilters, now: dt.datetime, *, rare_status: bool = False) -> tuple[list[str], list[Any]]:
+    """AND-ed conditions on api_logs for every active filter."""
+    where: list[str] = []
+    args: list[Any] = []
+    start, end = time_window(filters, now)
+    if start is not None:
+        where += ["id >= ?", "created_at >= ?"]
+        args += [id_floor(start), stamp(start)]
+    if end is not None:
+        where.append("created_at < ?")
+        args.append(stamp(end))
+    if filters.code is not None:
+        where.append("response_status = ?")
+        args.append(filters.code)
+    if filters.status:
+        # Unary + keeps SQLite off the status index for a class: walking ids newest first finds
+        # a page of even 2% of rows quickly, a range scan + sort of all 2xx would not. A class
+        # the rollups say is rare (rare_status) is the opposite case: see build_list_query.
+        low = int(filters.status[0]) * 100
+        where.append("response_status BETWEEN ? AND ?" if rare_status else "+response_status BETWEEN ? AND ?")
+        args += [low, low + 99]
+    if filters.method:
+        where.append("method = ?")
+        args.append(filters.method)
+    if filters.endpoint:
+        # A prefix test with no LIKE wildcards to escape: % and _ in the filter are literal.
+        where.append("substr(endpoint, 1, ?) = ?")
+        args += [len(filters.endpoint), filters.endpoint]
+    if filters.user:
+        where.append("user_id = ?")
+        args.append(filters.user)
+    if filters.trace:
+        where.append("trace_id = ?")
+        args.append(canonical_uuid(filters.trace) or filters.trace)
+    if filters.min_ms is not None:
+        where.append("duration_ms >= ?")
+        args.append(filters.min_ms)
+    return where, args
+
+
+def build_list_query(
+    filters: LogFilters, *, now: dt.datetime, limit: int, before_id: int | None, rare_status: bool = False
+) -> tuple[str, list[Any]]:
+    """Newest first, `limit` rows, keyset-paginated on id (rows with id < before_id).
+
+    rare_status: the status class filter matches few rows in the whole table (the caller asked
+    the rollups, see status_class_count), so read them through the status index and sort them
+    instead of walking every id looking for them. Same rows either way; only the plan differs."""
+    rare = rare_status and bool(filters.status) and filters.code is None
+    where, args = where_clause(filters, now, rare_status=rare)
+    if before_id is not None:
+        where.append("id < ?")
+        args.append(before_id)
+    source = "api_logs INDEXED BY idx_api_logs_status" if rare else "api_logs"
+    sql = (
+        f"SELECT {', '.join(LIST_COLUMNS)} FROM {source}"
+        f" WHERE {' AND '.join(where) or '1'} ORDER BY id DESC LIMIT ?"
+    )
+    return sql, [*args, limit]
+
+
+RARE_STATUS_ROWS = 5_000  # below ~sqrt(page size x table rows), index hits + sort beat an id walk
+
+
+def status_class_count(filters: LogFilters) -> Query | None:
+    """How many rows of the filter's status class exist at all (rollups, a few ms); None when
+    no class filter is set. Compared with RARE_STATUS_ROWS to pick build_list_query's plan."""
+    if not filters.status:
+        return None
+    return (
+        "SELECT COALESCE(SUM(n), 0) AS n FROM api_status_minute WHERE status_class = ?",
+        [int(filters.status[0])],
+    )
+
+
+# Trace page ------------------------------------------------------------------------------
+
+TRACE_API_WHERE = "trace_id = ? ORDER BY created_at, id"
+TRACE_STEPS_WHERE = "trace_id = ? ORDER BY created_at, execution_order, id"
+
+
+# Latency histogram ------------------------------------------------------------------------
+# Buckets: 0..15 ms exact, then 8 buckets per power of two (each at most 12.5% wide), up to
+# 2^32 ms; one overflow bucket above; -1 = no duration. The same function exists three times
+# and tests keep them equal: bucket_of (Python), bucket_sql (raw rows), log/rollups.sql (trigger).
+
+MAX_EXP = 31
+OVERFLOW_BUCKET = 16 + 8 * (MAX_EXP - 3)  # 240: just above the last regular bucket
+
+
+def bucket_of(duration_ms: int | None) -> int:
+    if duration_ms is None or duration_ms < 0:
+        return -1
+    if duration_ms < 16:
+        return duration_ms
+    e = duration_ms.bit_length() - 1
+    if e > MAX_EXP:
+        return OVERFLOW_BUCKET
+    return (duration_ms >> (e - 3)) + 8 * (e - 3)
+
+
+def bucket_bounds(bucket: int) -> tuple[int, int]:
+    """Inclusive [lo, hi] ms of a bucket (hi of the overflow bucket is unbounded: -1)."""
+    if bucket < 16:
+        return bucket, bucket
+    if bucket >= OVERFLOW_BUCKET:
+        return 1 << (MAX_EXP + 1), -1
+    e = (bucket - 16) // 8 + 4
+    m = bucket - 8 * (e - 3)
+    return m << (e - 3), ((m + 1) << (e - 3)) - 1
+
+
+def bucket_sql(col: str) -> str:
+    whens = "".join(
+        f" WHEN {col} < {1 << (e + 1)} THEN ({col} >> {e - 3}) + {8 * (e - 3)}" for e in range(4, MAX_EXP + 1)
+    )
+    return f"CASE WHEN {col} IS NULL OR {col} < 0 THEN -1 WHEN {col} < 16 THEN {col}{whens} ELSE {OVERFLOW_BUCKET} END"
+
+
+def path_sql(col: str) -> str:
+    """The endpoint without its query string: rollups group by path."""
+    return f"CASE WHEN instr({col}, '?') > 0 THEN substr({col}, 1, instr({col}, '?') - 1) ELSE {col} END"
+
+
+def status_class_sql(col: str) -> str:
+    return f"COALESCE({col} / 100, 0)"
+
+
+def percentile(hist: Mapping[int, int], p: float) -> int | None:
+    """Nearest-rank percentile from a histogram -> the upper bound (ms) of its bucket.
+
+    The exact nearest-rank value lies in the returned bucket, so the answer is exact to the
+    bucket's width (<= 12.5%, exact below 16 ms)."""
+    counts = sorted((b, n) for b, n in hist.items() if b >= 0 and n > 0)
+    total = sum(n for _, n in counts)
+    if total == 0:
+        return None
+    rank = max(1, math.ceil(p / 100 * total))
+    seen = 0
+    for bucket, n in counts:
+        seen += n
+        if seen >= rank:
+            lo, hi = bucket_bounds(bucket)
+            return hi if hi >= 0 else lo
+    raise AssertionError("unreachable: rank <= total")
+
+
+# Overview -------------------------------------------------------------------------------
+
+
+class OverviewPlan(msgspec.Struct, frozen=True):
+    start: dt.datetime
+    end: dt.datetime
+    bucket_minutes: int
+    series: Query  # rows: bucket (epoch minute), status_class, n
+    endpoint_parts: tuple[Query, ...]  # rows: endpoint, status_class, bucket, n (summed across parts)
+
+
+def bucket_minutes_for(span: dt.timedelta) -> int:
+    """Bar width for a range: at most 180 bars."""
+    for minutes in (1, 5, 10, 15, 30, 60, 180, 360, 720, 1440):
+        if span / dt.timedelta(minutes=minutes) <= 180:
+            return minutes
+    return math.ceil(span / dt.timedelta(days=180)) * 1440
+
+
+def _epoch_minutes(t: dt.datetime) -> int:
+    return math.floor(t.timestamp() / 60)
+
+
+# (table, key column, seconds per unit), coarsest first.
+ROLLUP_LEVELS: tuple[tuple[str, str, int], ...] = (("api_latency_day", "day", 86_400), ("api_latency_hour", "hour", 3_600))
+
+Piece = tuple[str, Any, Any]  # ("raw", start, end) | (table, first unit, end unit)
+
+
+def cover(start: dt.datetime, end: dt.datetime, levels: Sequence[tuple[str, str, int]] = ROLLUP_LEVELS) -> list[Piece]:
+    """Split [start, end) into whole days, then whole hours, then raw rows at the edges:
+    few rollup rows for long ranges, exact boundaries everywhere."""
+    if start >= end:
+        return []
+    if not levels:
+        return [("raw", start, end)]
+    table, _col, seconds = levels[0]
+    lo = math.ceil(start.timestamp() / seconds)
+    hi = math.floor(end.timestamp() / seconds)
+    if lo >= hi:
+        return cover(start, end, levels[1:])
+    lo_t = dt.datetime.fromtimestamp(lo * seconds, UTC)
+    hi_t = dt.datetime.fromtimestamp(hi * seconds, UTC)
+    return [(table, lo, hi), *cover(start, lo_t, levels[1:]), *cover(hi_t, end, levels[1:])]
+
+
+def _part(piece: Piece) -> Query:
+    kind, lo, hi = piece
+    if kind == "raw":
+        return _raw_part(lo, hi)
+    column = next(col for table, col, _ in ROLLUP_LEVELS if table == kind)
+    return (
+        f"SELECT endpoint, status_class, bucket, SUM(n) AS n FROM {kind}"
+        f" WHERE {column} >= ? AND {column} < ? GROUP BY 1, 2, 3",
+        [lo, hi],
+    )
+
+
+def _raw_part(start: dt.datetime, end: dt.datetime) -> Query:
+    return (
+        f"SELECT {path_sql('endpoint')} AS endpoint, {status_class_sql('response_status')} AS status_class,"
+        f" {bucket_sql('duration_ms')} AS bucket, COUNT(*) AS n FROM api_logs"
+        " WHERE id >= ? AND created_at >= ? AND created_at < ? GROUP BY 1, 2, 3",
+        [id_floor(start), stamp(start), stamp(end)],
+    )
+
+
+def build_overview(filters: LogFilters, *, now: dt.datetime, oldest: dt.datetime | None = None) -> OverviewPlan:
+    """Queries for the overview of filters' time range (other filters do not apply here).
+
+    Per-endpoint numbers are exact for the range: whole days and hours come from the rollups,
+    the partial hours at either edge from api_logs itself (under two hours of rows). The
+    requests-per-bucket series has minute resolution (the first bar may start up to a minute
+    early)."""
+    start, end = time_window(filters, now)
+    # Clamp to [1970, now]: the rollups' unix-time keys start there and nothing is logged later.
+    end = max(min(end, now) if end is not None else now, UNIX_EPOCH + dt.timedelta(minutes=1))
+    if start is None:  # "all" or an open custom start: from the oldest row we have
+        start = oldest or end - PRESETS["7d"]
+    elif oldest is not None and start < oldest:  # no empty bars for years before the first row
+        start = oldest
+    start = max(start, UNIX_EPOCH)
+    if start >= end:
+        start = end - dt.timedelta(minutes=1)
+    minutes = bucket_minutes_for(end - start)
+    width = minutes
+    series = (
+        "SELECT (minute / ?) * ? AS bucket, status_class, SUM(n) AS n FROM api_status_minute"
+        " WHERE minute >= ? AND minute < ? GROUP BY 1, 2 ORDER BY 1",
+        [width, width, _epoch_minutes(start), _epoch_minutes(end) + 1],
+    )
+    parts = [_part(p) for p in cover(start, end)]
+    return OverviewPlan(start, end, minutes, series, tuple(parts))
+
+
+class EndpointStats(msgspec.Struct, frozen=True):
+    endpoint: str
+    total: int
+    by_class: dict[int, int]
+    p50: int | None
+    p95: int | None
+    p99: int | None
+
+    @property
+    def errors(self) -> int:
+        return self.by_class.get(5, 0)
+
+
+def endpoint_stats(rows: Iterable[Mapping[str, Any]]) -> list[EndpointStats]:
+    """Sum (endpoint, status_class, bucket, n) rows from every part -> per-endpoint stats,
+    busiest first."""
+    hist: dict[str, dict[int, int]] = {}
+    classes: dict[str, dict[int, int]] = {}
+    for r in rows:
+        ep, n = r["endpoint"], int(r["n"])
+        h = hist.setdefault(ep, {})
+        h[r["bucket"]] = h.get(r["bucket"], 0) + n
+        c = classes.setdefault(ep, {})
+        c[r["status_class"]] = c.get(r["status_class"], 0) + n
+    out = [
+        EndpointStats(
+            ep, sum(classes[ep].values()), classes[ep],
+            percentile(h, 50), percentile(h, 95), percentile(h, 99),
+        )
+        for ep, h in hist.items()
+    ]
+    return sorted(out, key=lambda s: (-s.total, s.endpoint))
+
+
+def status_totals(stats: Sequence[EndpointStats]) -> dict[int, int]:
+    totals: dict[int, int] = {}
+    for s in stats:
+        for cls, n in s.by_class.items():
+            totals[cls] = totals.get(cls, 0) + n
+    return dict(sorted(totals.items()))
+
+
+# DDL ------------------------------------------------------------------------------------
+
+ROLLUPS_PATH = Path(__file__).with_name("rollups.sql")
+SCHEMA_PATH = Path(__file__).with_name("schema.sql")
+
+
+def explorer_statements() -> list[str]:
+    """schema.sql then rollups.sql as single statements: run them in ONE transaction."""
+    return sql_statements(SCHEMA_PATH.read_text() + "\n" + ROLLUPS_PATH.read_text())
+
+
+def sql_statements(script: str) -> list[str]:
+    """Split a script into statements, keeping trigger bodies (BEGIN ...; ... END) whole."""
+    out: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        if not buf and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip().rstrip(";").strip())
+            buf = ""
+    if buf.strip():
+        raise ValueError(f"incomplete SQL statement at the end of the script: {buf[:80]!r}")
+    return out

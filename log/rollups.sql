@@ -1,0 +1,162 @@
+-- Per-minute and per-hour rollups of api_logs, kept by a trigger, for the explorer's overview.
+-- Apply after schema.sql, all statements in ONE transaction (the backfill below must see the
+-- trigger's tables empty or not at all). Triggers fire only for rows actually inserted, so a
+-- replayed batch (INSERT ... ON CONFLICT(id) DO NOTHING) never counts a row twice.
+-- Rows deleted from api_logs (retention) stay counted: rollups describe what happened.
+-- Statements are split with sqlite3.complete_statement (log/queries.py sql_statements),
+-- so the trigger body's semicolons are fine; works on SQLite and Turso (libSQL).
+
+-- Requests per minute by status class (0 = no status): the overview's time series.
+-- minute = unix time / 60.
+CREATE TABLE IF NOT EXISTS api_status_minute (
+    minute INTEGER NOT NULL,
+    status_class INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (minute, status_class)
+) WITHOUT ROWID;
+
+-- Latency histogram per hour, endpoint path (query string dropped) and status class.
+-- bucket: 0..15 = exact ms; then 8 buckets per power of two; -1 = no duration
+-- (log/queries.py bucket_of / bucket_bounds; a test keeps this CASE identical to bucket_sql).
+CREATE TABLE IF NOT EXISTS api_latency_hour (
+    hour INTEGER NOT NULL,
+    endpoint TEXT NOT NULL,
+    status_class INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (hour, endpoint, status_class, bucket)
+) WITHOUT ROWID;
+
+-- The same per day (day = unix time / 86400): long ranges read days, then hours at the edges.
+CREATE TABLE IF NOT EXISTS api_latency_day (
+    day INTEGER NOT NULL,
+    endpoint TEXT NOT NULL,
+    status_class INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (day, endpoint, status_class, bucket)
+) WITHOUT ROWID;
+
+-- Backfill rows that existed before the rollups (runs only while a rollup is still empty).
+INSERT INTO api_status_minute (minute, status_class, n)
+SELECT CAST(strftime('%s', created_at) AS INTEGER) / 60, COALESCE(response_status / 100, 0), COUNT(*)
+FROM api_logs
+WHERE created_at IS NOT NULL AND strftime('%s', created_at) IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM api_status_minute)
+GROUP BY 1, 2;
+
+INSERT INTO api_latency_hour (hour, endpoint, status_class, bucket, n)
+SELECT CAST(strftime('%s', created_at) AS INTEGER) / 3600, CASE WHEN instr(endpoint, '?') > 0 THEN substr(endpoint, 1, instr(endpoint, '?') - 1) ELSE endpoint END,
+       COALESCE(response_status / 100, 0), CASE WHEN duration_ms IS NULL OR duration_ms < 0 THEN -1 WHEN duration_ms < 16 THEN duration_ms WHEN duration_ms < 32 THEN (duration_ms >> 1) + 8 WHEN duration_ms < 64 THEN (duration_ms >> 2) + 16 WHEN duration_ms < 128 THEN (duration_ms >> 3) + 24 WHEN duration_ms < 256 THEN (duration_ms >> 4) + 32 WHEN duration_ms < 512 THEN (duration_ms >> 5) + 40 WHEN duration_ms < 1024 THEN (duration_ms >> 6) + 48 WHEN duration_ms < 2048 THEN (duration_ms >> 7) + 56 WHEN duration_ms < 4096 THEN (duration_ms >> 8) + 64 WHEN duration_ms < 8192 THEN (duration_ms >> 9) + 72 WHEN duration_ms < 16384 THEN (duration_ms >> 10) + 80 WHEN duration_ms < 32768 THEN (duration_ms >> 11) + 88 WHEN duration_ms < 65536 THEN (duration_ms >> 12) + 96 WHEN duration_ms < 131072 THEN (duration_ms >> 13) + 104 WHEN duration_ms < 262144 THEN (duration_ms >> 14) + 112 WHEN duration_ms < 524288 THEN (duration_ms >> 15) + 120 WHEN duration_ms < 1048576 THEN (duration_ms >> 16) + 128 WHEN duration_ms < 2097152 THEN (duration_ms >> 17) + 136 WHEN duration_ms < 4194304 THEN (duration_ms >> 18) + 144 WHEN duration_ms < 8388608 THEN (duration_ms >> 19) + 152 WHEN duration_ms < 16777216 THEN (duration_ms >> 20) + 160 WHEN duration_ms < 33554432 THEN (duration_ms >> 21) + 168 WHEN duration_ms < 67108864 THEN (duration_ms >> 22) + 176 WHEN duration_ms < 134217728 THEN (duration_ms >> 23) + 184 WHEN duration_ms < 268435456 THEN (duration_ms >> 24) + 192 WHEN duration_ms < 536870912 THEN (duration_ms >> 25) + 200 WHEN duration_ms < 1073741824 THEN (duration_ms >> 26) + 208 WHEN duration_ms < 2147483648 THEN (duration_ms >> 27) + 216 WHEN duration_ms < 4294967296 THEN (duration_ms >> 28) + 224 ELSE 240 END, COUNT(*)
+FROM api_logs
+WHERE created_at IS NOT NULL AND strftime('%s', created_at) IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM api_latency_hour)
+GROUP BY 1, 2, 3, 4;
+
+INSERT INTO api_latency_day (day, endpoint, status_class, bucket, n)
+SELECT CAST(strftime('%s', created_at) AS INTEGER) / 86400, CASE WHEN instr(endpoint, '?') > 0 THEN substr(endpoint, 1, instr(endpoint, '?') - 1) ELSE endpoint END,
+       COALESCE(response_status / 100, 0), CASE WHEN duration_ms IS NULL OR duration_ms < 0 THEN -1 WHEN duration_ms < 16 THEN duration_ms WHEN duration_ms < 32 THEN (duration_ms >> 1) + 8 WHEN duration_ms < 64 THEN (duration_ms >> 2) + 16 WHEN duration_ms < 128 THEN (duration_ms >> 3) + 24 WHEN duration_ms < 256 THEN (duration_ms >> 4) + 32 WHEN duration_ms < 512 THEN (duration_ms >> 5) + 40 WHEN duration_ms < 1024 THEN (duration_ms >> 6) + 48 WHEN duration_ms < 2048 THEN (duration_ms >> 7) + 56 WHEN duration_ms < 4096 THEN (duration_ms >> 8) + 64 WHEN duration_ms < 8192 THEN (duration_ms >> 9) + 72 WHEN duration_ms < 16384 THEN (duration_ms >> 10) + 80 WHEN duration_ms < 32768 THEN (duration_ms >> 11) + 88 WHEN duration_ms < 65536 THEN (duration_ms >> 12) + 96 WHEN duration_ms < 131072 THEN (duration_ms >> 13) + 104 WHEN duration_ms < 262144 THEN (duration_ms >> 14) + 112 WHEN duration_ms < 524288 THEN (duration_ms >> 15) + 120 WHEN duration_ms < 1048576 THEN (duration_ms >> 16) + 128 WHEN duration_ms < 2097152 THEN (duration_ms >> 17) + 136 WHEN duration_ms < 4194304 THEN (duration_ms >> 18) + 144 WHEN duration_ms < 8388608 THEN (duration_ms >> 19) + 152 WHEN duration_ms < 16777216 THEN (duration_ms >> 20) + 160 WHEN duration_ms < 33554432 THEN (duration_ms >> 21) + 168 WHEN duration_ms < 67108864 THEN (duration_ms >> 22) + 176 WHEN duration_ms < 134217728 THEN (duration_ms >> 23) + 184 WHEN duration_ms < 268435456 THEN (duration_ms >> 24) + 192 WHEN duration_ms < 536870912 THEN (duration_ms >> 25) + 200 WHEN duration_ms < 1073741824 THEN (duration_ms >> 26) + 208 WHEN duration_ms < 2147483648 THEN (duration_ms >> 27) + 216 WHEN duration_ms < 4294967296 THEN (duration_ms >> 28) + 224 ELSE 240 END, COUNT(*)
+FROM api_logs
+WHERE created_at IS NOT NULL AND strftime('%s', created_at) IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM api_latency_day)
+GROUP BY 1, 2, 3, 4;
+
+-- Dropped and re-created on every apply, so a database always runs this file's version.
+DROP TRIGGER IF EXISTS api_logs_rollup;
+CREATE TRIGGER api_logs_rollup AFTER INSERT ON api_logs
+WHEN NEW.created_at IS NOT NULL AND strftime('%s', NEW.created_at) IS NOT NULL
+BEGIN
+    INSERT INTO api_status_minute (minute, status_class, n)
+    VALUES (CAST(strftime('%s', NEW.created_at) AS INTEGER) / 60, COALESCE(NEW.response_status / 100, 0), 1)
+    ON CONFLICT (minute, status_class) DO UPDATE SET n = n + 1;
+    INSERT INTO api_latency_hour (hour, endpoint, status_class, bucket, n)
+    VALUES (
+        CAST(strftime('%s', NEW.created_at) AS INTEGER) / 3600,
+        CASE WHEN instr(NEW.endpoint, '?') > 0 THEN substr(NEW.endpoint, 1, instr(NEW.endpoint, '?') - 1) ELSE NEW.endpoint END,
+        COALESCE(NEW.response_status / 100, 0),
+        CASE
+            WHEN NEW.duration_ms IS NULL OR NEW.duration_ms < 0 THEN -1
+            WHEN NEW.duration_ms < 16 THEN NEW.duration_ms
+            WHEN NEW.duration_ms < 32 THEN (NEW.duration_ms >> 1) + 8
+            WHEN NEW.duration_ms < 64 THEN (NEW.duration_ms >> 2) + 16
+            WHEN NEW.duration_ms < 128 THEN (NEW.duration_ms >> 3) + 24
+            WHEN NEW.duration_ms < 256 THEN (NEW.duration_ms >> 4) + 32
+            WHEN NEW.duration_ms < 512 THEN (NEW.duration_ms >> 5) + 40
+            WHEN NEW.duration_ms < 1024 THEN (NEW.duration_ms >> 6) + 48
+            WHEN NEW.duration_ms < 2048 THEN (NEW.duration_ms >> 7) + 56
+            WHEN NEW.duration_ms < 4096 THEN (NEW.duration_ms >> 8) + 64
+            WHEN NEW.duration_ms < 8192 THEN (NEW.duration_ms >> 9) + 72
+            WHEN NEW.duration_ms < 16384 THEN (NEW.duration_ms >> 10) + 80
+            WHEN NEW.duration_ms < 32768 THEN (NEW.duration_ms >> 11) + 88
+            WHEN NEW.duration_ms < 65536 THEN (NEW.duration_ms >> 12) + 96
+            WHEN NEW.duration_ms < 131072 THEN (NEW.duration_ms >> 13) + 104
+            WHEN NEW.duration_ms < 262144 THEN (NEW.duration_ms >> 14) + 112
+            WHEN NEW.duration_ms < 524288 THEN (NEW.duration_ms >> 15) + 120
+            WHEN NEW.duration_ms < 1048576 THEN (NEW.duration_ms >> 16) + 128
+            WHEN NEW.duration_ms < 2097152 THEN (NEW.duration_ms >> 17) + 136
+            WHEN NEW.duration_ms < 4194304 THEN (NEW.duration_ms >> 18) + 144
+            WHEN NEW.duration_ms < 8388608 THEN (NEW.duration_ms >> 19) + 152
+            WHEN NEW.duration_ms < 16777216 THEN (NEW.duration_ms >> 20) + 160
+            WHEN NEW.duration_ms < 33554432 THEN (NEW.duration_ms >> 21) + 168
+            WHEN NEW.duration_ms < 67108864 THEN (NEW.duration_ms >> 22) + 176
+            WHEN NEW.duration_ms < 134217728 THEN (NEW.duration_ms >> 23) + 184
+            WHEN NEW.duration_ms < 268435456 THEN (NEW.duration_ms >> 24) + 192
+            WHEN NEW.duration_ms < 536870912 THEN (NEW.duration_ms >> 25) + 200
+            WHEN NEW.duration_ms < 1073741824 THEN (NEW.duration_ms >> 26) + 208
+            WHEN NEW.duration_ms < 2147483648 THEN (NEW.duration_ms >> 27) + 216
+            WHEN NEW.duration_ms < 4294967296 THEN (NEW.duration_ms >> 28) + 224 ELSE 240 END,
+        1
+    )
+    ON CONFLICT (hour, endpoint, status_class, bucket) DO UPDATE SET n = n + 1;
+    INSERT INTO api_latency_day (day, endpoint, status_class, bucket, n)
+    VALUES (
+        CAST(strftime('%s', NEW.created_at) AS INTEGER) / 86400,
+        CASE WHEN instr(NEW.endpoint, '?') > 0 THEN substr(NEW.endpoint, 1, instr(NEW.endpoint, '?') - 1) ELSE NEW.endpoint END,
+        COALESCE(NEW.response_status / 100, 0),
+        CASE
+            WHEN NEW.duration_ms IS NULL OR NEW.duration_ms < 0 THEN -1
+            WHEN NEW.duration_ms < 16 THEN NEW.duration_ms
+            WHEN NEW.duration_ms < 32 THEN (NEW.duration_ms >> 1) + 8
+            WHEN NEW.duration_ms < 64 THEN (NEW.duration_ms >> 2) + 16
+            WHEN NEW.duration_ms < 128 THEN (NEW.duration_ms >> 3) + 24
+            WHEN NEW.duration_ms < 256 THEN (NEW.duration_ms >> 4) + 32
+            WHEN NEW.duration_ms < 512 THEN (NEW.duration_ms >> 5) + 40
+            WHEN NEW.duration_ms < 1024 THEN (NEW.duration_ms >> 6) + 48
+            WHEN NEW.duration_ms < 2048 THEN (NEW.duration_ms >> 7) + 56
+            WHEN NEW.duration_ms < 4096 THEN (NEW.duration_ms >> 8) + 64
+            WHEN NEW.duration_ms < 8192 THEN (NEW.duration_ms >> 9) + 72
+            WHEN NEW.duration_ms < 16384 THEN (NEW.duration_ms >> 10) + 80
+            WHEN NEW.duration_ms < 32768 THEN (NEW.duration_ms >> 11) + 88
+            WHEN NEW.duration_ms < 65536 THEN (NEW.duration_ms >> 12) + 96
+            WHEN NEW.duration_ms < 131072 THEN (NEW.duration_ms >> 13) + 104
+            WHEN NEW.duration_ms < 262144 THEN (NEW.duration_ms >> 14) + 112
+            WHEN NEW.duration_ms < 524288 THEN (NEW.duration_ms >> 15) + 120
+            WHEN NEW.duration_ms < 1048576 THEN (NEW.duration_ms >> 16) + 128
+            WHEN NEW.duration_ms < 2097152 THEN (NEW.duration_ms >> 17) + 136
+            WHEN NEW.duration_ms < 4194304 THEN (NEW.duration_ms >> 18) + 144
+            WHEN NEW.duration_ms < 8388608 THEN (NEW.duration_ms >> 19) + 152
+            WHEN NEW.duration_ms < 16777216 THEN (NEW.duration_ms >> 20) + 160
+            WHEN NEW.duration_ms < 33554432 THEN (NEW.duration_ms >> 21) + 168
+            WHEN NEW.duration_ms < 67108864 THEN (NEW.duration_ms >> 22) + 176
+            WHEN NEW.duration_ms < 134217728 THEN (NEW.duration_ms >> 23) + 184
+            WHEN NEW.duration_ms < 268435456 THEN (NEW.duration_ms >> 24) + 192
+            WHEN NEW.duration_ms < 536870912 THEN (NEW.duration_ms >> 25) + 200
+            WHEN NEW.duration_ms < 1073741824 THEN (NEW.duration_ms >> 26) + 208
+            WHEN NEW.duration_ms < 2147483648 THEN (NEW.duration_ms >> 27) + 216
+            WHEN NEW.duration_ms < 4294967296 THEN (NEW.duration_ms >> 28) + 224 ELSE 240 END,
+        1
+    )
+    ON CONFLICT (day, endpoint, status_class, bucket) DO UPDATE SET n = n + 1;
+END;
+
+-- Explorer filters that would otherwise scan the table: one user's requests, newest first
+-- (SQLite indexes end with the rowid, so equality + ORDER BY id needs no sort).
+CREATE INDEX IF NOT EXISTS idx_api_logs_user_id ON api_logs(user_id);
+-- The list page walks ids newest first and tests the filters on each row. Table rows carry
+-- headers and bodies (up to 16 KiB each), so walking them reads far more pages than needed;
+-- this narrow index holds every column the list filters on or shows, in id order, so SQLite
+-- walks it instead ("SEARCH api_logs USING COVERING INDEX idx_api_logs_list (id>?)"). Cost:
+-- one more append-at-the-end b-tree insert per row and roughly the size of these columns.
+CREATE INDEX IF NOT EXISTS idx_api_logs_list ON api_logs(
+    id, created_at, response_status, method, duration_ms, user_id, trace_id, ip_address, endpoint
+);

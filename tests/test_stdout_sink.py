@@ -1,0 +1,254 @@
+"""Cloud Logging structured lines (log/cloud_logging.py, pure) and the stdout sink that writes them."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from pathlib import Path
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from log.build import build_api_log
+from log.captured import Captured
+from log.cloud_logging import (
+    SPAN_KEY,
+    TRACE_KEY,
+    encode_line,
+    encode_rows,
+    entry,
+    header_pairs,
+    latency,
+    severity,
+    trace_context,
+)
+from log.redact import RedactionPolicy
+from log.rows import ApiLog, TaskProgressLog
+from log.sink import SinkError
+from log.stdout_sink import StdoutSink
+
+BIG_ID = 2**62 + 12345  # not representable as a double: must survive as a string
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLOUD_HDR = f"{TRACE}/12345;o=1"
+PARENT_HDR = f"00-{TRACE}-00f067aa0ba902b7-01"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def api(**kw) -> ApiLog:
+    base = dict(
+        id=BIG_ID, trace_id="0af76519-16cd-43dd-8448-eb211c80319c", method="GET", endpoint="/items?q=a",
+        request_header=json.dumps({"host": "example.run.app", "user-agent": "curl/8", "x-forwarded-proto": "https"}),
+        request_body=None, response_status=200, response_body=None, duration_ms=123,
+        ip_address="203.0.113.9", user_id=None, created_at="2026-11-27 09:01:02.345",
+    )
+    return ApiLog(**{**base, **kw})
+
+
+def task(**kw) -> TaskProgressLog:
+    base = dict(
+        id=7, trace_id="0af76519-16cd-43dd-8448-eb211c80319c", task_name="import", step_name="parse",
+        status="SUCCESS", input_data=None, output_data=None, error_message=None, stack_trace=None,
+        execution_order=1, created_at="2026-11-27 09:01:02.345",
+    )
+    return TaskProgressLog(**{**base, **kw})
+
+
+# --- pure formatting ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(200, "INFO"), (302, "INFO"), (399, "INFO"), (400, "WARNING"), (404, "WARNING"), (499, "WARNING"),
+     (500, "ERROR"), (503, "ERROR"), (None, "INFO")],
+)
+def test_api_severity_follows_status(status, expected) -> None:
+    assert severity(api(response_status=status)) == expected
+
+
+@pytest.mark.parametrize(("status", "expected"), [("FAILED", "ERROR"), ("SUCCESS", "INFO"), ("START", "INFO"), ("IN_PROGRESS", "INFO")])
+def test_task_severity(status, expected) -> None:
+    assert severity(task(status=status)) == expected
+
+
+def test_latency_is_a_duration_string() -> None:
+    assert latency(123) == "0.123s"
+    assert latency(0) == "0.000s"
+    assert latency(61_005) == "61.005s"
+
+
+def test_api_entry_fields() -> None:
+    e = entry(api(), project="my-proj")
+    assert e["severity"] == "INFO"
+    assert e["message"] == "GET /items?q=a 200 123ms"
+    assert e["time"] == "2026-11-27T09:01:02.345Z"
+    assert e["httpRequest"] == {
+        "requestMethod": "GET", "requestUrl": "https://example.run.app/items?q=a", "status": 200,
+        "latency": "0.123s", "remoteIp": "203.0.113.9", "userAgent": "curl/8",
+    }
+    # No Cloud trace context in the headers: the row's trace id, without dashes.
+    assert e[TRACE_KEY] == "projects/my-proj/traces/0af7651916cd43dd8448eb211c80319c"
+    assert e[SPAN_KEY] == f"{BIG_ID:016x}"
+    assert e["logging.googleapis.com/insertId"] == f"api_logs-{BIG_ID}"
+    assert e["table"] == "api_logs"
+    assert e["row"]["id"] == str(BIG_ID)
+    assert {k: v for k, v in e["row"].items() if k != "id"} == {
+        k: v for k, v in msgspec.structs.asdict(api()).items() if k != "id"
+    }
+
+
+def test_user_agent_only_when_sent_and_path_only_without_host() -> None:
+    e = entry(api(request_header="{}", ip_address=None), project="p")
+    assert "userAgent" not in e["httpRequest"] and "remoteIp" not in e["httpRequest"]
+    assert e["httpRequest"]["requestUrl"] == "/items?q=a"
+
+
+def test_cloud_trace_context_links_to_cloud_runs_request_log() -> None:
+    headers = json.dumps({"x-cloud-trace-context": CLOUD_HDR, "traceparent": f"00-{'1' * 32}-00f067aa0ba902b7-01"})
+    e = entry(api(request_header=headers), project="proj")
+    assert e[TRACE_KEY] == f"projects/proj/traces/{TRACE}"
+    assert e[SPAN_KEY] == f"{12345:016x}"  # decimal span in, 16 hex digits out
+    assert e["logging.googleapis.com/trace_sampled"] is True
+
+
+def test_traceparent_when_no_cloud_header() -> None:
+    e = entry(api(request_header=json.dumps({"traceparent": PARENT_HDR})), project="proj")
+    assert e[TRACE_KEY] == f"projects/proj/traces/{TRACE}"
+    assert e[SPAN_KEY] == "00f067aa0ba902b7"
+    assert e["logging.googleapis.com/trace_sampled"] is True
+
+
+def test_invalid_context_falls_back_to_the_row_trace_id() -> None:
+    e = entry(api(request_header=json.dumps({"x-cloud-trace-context": "junk\r\nx"})), project=None)
+    assert e[TRACE_KEY] == "0af7651916cd43dd8448eb211c80319c"  # no project: the bare id
+
+
+def test_trace_context_pure_cases() -> None:
+    assert trace_context([]) is None
+    assert trace_context([("x-cloud-trace-context", TRACE)]) == (TRACE, None, None)
+    assert trace_context([("x-cloud-trace-context", f"{TRACE}/0;o=0")]) == (TRACE, None, False)
+    assert header_pairs('{"a": ["1", "2"], "b": 3}') == [("a", "1"), ("a", "2")]
+    assert header_pairs("not json") == [] and header_pairs(None) == []
+
+
+def test_the_redacted_request_header_keeps_the_trace_headers() -> None:
+    # The real builder's redaction must not eat the headers the trace link is made from.
+    captured = Captured(
+        trace_id="0af76519-16cd-43dd-8448-eb211c80319c", method="GET", path="/", query_string="",
+        request_headers=[("x-cloud-trace-context", CLOUD_HDR), ("traceparent", PARENT_HDR),
+                         ("authorization", "Bearer s3cr3t"), ("user-agent", "ua")],
+        request_body=b"", request_body_size=0, response_status=200, response_headers=[],
+        response_body=b"", response_body_size=0, duration_ms=5, client_ip="127.0.0.1",
+        user_id=None, received_at=1_790_000_000.0, exception=None, stack_trace=None,
+    )
+    row = build_api_log(captured, row_id=1, policy=RedactionPolicy(), body_cap=1024)
+    e = entry(row, project="proj")
+    assert e[TRACE_KEY] == f"projects/proj/traces/{TRACE}"
+    assert e["httpRequest"]["userAgent"] == "ua"
+    assert "s3cr3t" not in encode_line(e).decode()
+
+
+def test_failed_task_row_is_an_error_with_its_message() -> None:
+    e = entry(task(status="FAILED", error_message="boom"), project="p")
+    assert e["severity"] == "ERROR" and e["message"] == "import.parse FAILED: boom"
+    assert "httpRequest" not in e and e["row"]["id"] == "7"
+    assert e[TRACE_KEY] == "projects/p/traces/0af7651916cd43dd8448eb211c80319c"
+
+
+def test_crlf_in_values_cannot_forge_lines() -> None:
+    forged = '"}\r\n{"severity":"CRITICAL","message":"forged"}\n'
+    row = api(endpoint="/x" + forged, request_header=json.dumps({"user-agent": forged, "x": "\u2028\u2029\x85"}))
+    data = encode_rows([row, task(error_message=forged, stack_trace="a\nb\r\nc")], project="p")
+    lines = data.split(b"\n")
+    assert lines[-1] == b"" and len(lines) == 3
+    assert b"\r" not in data
+    assert len(data.decode().splitlines()) == 2  # also for readers that split on U+2028 and friends
+    assert json.loads(lines[0])["httpRequest"]["userAgent"] == forged
+    assert json.loads(lines[1])["row"]["error_message"] == forged
+
+
+@given(st.text(), st.text())
+def test_any_text_stays_one_parseable_line(a: str, b: str) -> None:
+    line = encode_line(entry(api(endpoint=a, request_header=json.dumps({"user-agent": b})), project="p"))
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    decoded = json.loads(line)
+    assert decoded["row"]["endpoint"] == a.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+# --- the sink ----------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_sink_writes_lines_to_an_injected_binary_stream() -> None:
+    out = io.BytesIO()
+    sink = StdoutSink(out, project="p")
+    await sink.open()
+    result = await sink.write("api_logs", [api(), api(id=2, response_status=500)])
+    await sink.close()
+    assert result.inserted == 2
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["row"]["id"] for line in lines] == [str(BIG_ID), "2"]
+    assert [line["severity"] for line in lines] == ["INFO", "ERROR"]
+    assert sink.stats() == {"lines_written": 2}
+
+
+class RecordingText(io.StringIO):
+    """A text stream that records which thread wrote and how often it was flushed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: set[int] = set()
+        self.flushes = 0
+
+    def write(self, s: str) -> int:
+        self.threads.add(threading.get_ident())
+        return super().write(s)
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+@pytest.mark.anyio
+async def test_sink_writes_from_a_worker_thread_and_flushes() -> None:
+    out = RecordingText()
+    sink = StdoutSink(out)
+    await sink.write("task_progress_logs", [task()])
+    assert out.threads and threading.get_ident() not in out.threads
+    assert out.flushes >= 1
+    assert json.loads(out.getvalue())["row"]["task_name"] == "import"
+
+
+@pytest.mark.anyio
+async def test_sink_defaults_to_sys_stdout_at_write_time(capsys) -> None:
+    sink = StdoutSink(project="p")
+    await sink.write("api_logs", [api()])
+    captured = capsys.readouterr().out
+    assert json.loads(captured)["row"]["id"] == str(BIG_ID)
+
+
+@pytest.mark.anyio
+async def test_sink_with_a_lock_file(tmp_path: Path) -> None:
+    out = io.BytesIO()
+    sink = StdoutSink(out, lock_path=tmp_path / "sub" / "stdout.lock")
+    await sink.open()
+    await sink.write("api_logs", [api()])
+    assert (tmp_path / "sub" / "stdout.lock").exists() and out.getvalue().count(b"\n") == 1
+
+
+@pytest.mark.anyio
+async def test_sink_errors_are_sink_errors() -> None:
+    out = io.BytesIO()
+    out.close()
+    sink = StdoutSink(out)
+    with pytest.raises(SinkError) as raised:
+        await sink.write("api_logs", [api()])
+    assert raised.value.retryable
+    with pytest.raises(SinkError) as unknown:
+        await sink.write("nope", [api()])
+    assert not unknown.value.retryable
