@@ -460,7 +460,7 @@ async def test_a_hanging_log_database_holds_up_no_request(tmp_path: Path) -> Non
         settings = make_settings(tmp_path / "app", log_sinks=("csv", "turso"), turso_database_url=remote.url)
         settings.data_dir.mkdir()
         async with serving(settings) as (client, state):
-            server.inject("delay", times=1, delay=5.0)  # longer than the requests below take
+            server.inject("delay", times=1, delay=4.0)  # longer than the requests below take
             before = server.pipeline_requests
             assert (await client.get("/")).status_code == 200
             deadline = time.monotonic() + 10
@@ -472,6 +472,11 @@ async def test_a_hanging_log_database_holds_up_no_request(tmp_path: Path) -> Non
             # every request above finished while the database had not acknowledged a single row
             stats = (await client.get("/health")).json()["logs"]["sinks"]
             assert stats["turso"]["written"] == 0 and stats["turso"]["queued"] == 21
+            # then the stuck write ends and the lane catches up (before shutdown's deadline)
+            deadline = time.monotonic() + 20
+            while stats["turso"]["written"] < 21 and time.monotonic() < deadline:
+                await anyio.sleep(0.05)  # polling the sink counters with a deadline
+                stats = (await client.get("/health")).json()["logs"]["sinks"]
         with contextlib.closing(sqlite3.connect(tmp_path / "remote.db")) as conn:
             remote_ids = [r[0] for r in conn.execute("SELECT id FROM api_logs ORDER BY id")]
     assert remote_ids == [r.id for r in csv_rows(settings)] and len(remote_ids) == 21
