@@ -384,7 +384,7 @@ async def test_created_at_is_when_the_request_arrived(tmp_path: Path) -> None:
 
 
 async def test_excluded_prefixes_and_no_bodies_for_logs_pages(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, log_sinks=("csv",))
+    settings = make_settings(tmp_path, log_sinks=("csv", "turso"))
     async with serving(settings, TEST_ROUTES) as (client, _):
         assert (await client.get("/health")).status_code == 200
         assert (await client.get("/static/app.css")).status_code == 200
@@ -393,11 +393,20 @@ async def test_excluded_prefixes_and_no_bodies_for_logs_pages(tmp_path: Path) ->
         assert probe.json() == {"marker": "LOGS-BODY-MARKER"}
         page = await client.get("/", headers={"Accept": "application/json"})
         assert page.status_code == 200
+        # the real explorer, as its admin (the first local account)
+        await client.signup("admin@example.com")
+        for path in ("/logs", "/logs/overview"):
+            explorer = await client.get(path)
+            assert explorer.status_code == 200 and "<table" in explorer.text
     rows = csv_rows(settings)
-    assert [r.endpoint for r in rows] == ["/logs/probe", "/"]
+    assert [r.endpoint for r in rows][:2] == ["/logs/probe", "/"]
     assert rows[0].response_status == 200 and rows[0].response_body is None
     assert rows[1].response_body is not None  # other pages' bodies are captured (summarised)
     assert b"LOGS-BODY-MARKER" not in raw_log_bytes(settings)
+    explorer_rows = [r for r in rows if r.endpoint.startswith("/logs/overview") or r.endpoint == "/logs"]
+    assert len(explorer_rows) == 2
+    assert all(r.response_status == 200 and r.response_body is None and r.user_id for r in explorer_rows)
+    assert not any(r.endpoint.startswith(("/health", "/static")) for r in rows)
 
 
 async def test_extra_redaction_keys_from_settings(tmp_path: Path) -> None:
