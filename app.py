@@ -29,9 +29,7 @@ from handlers._web import redirect, render
 from handlers.ratelimit import LoginLimits
 from log import diagnostics
 from log.middleware import RequestLogMiddleware
-from log.hrana import HranaError
 from log.pipeline import LogPipeline
-from log.queries import explorer_statements
 from middleware.csrf import CsrfMiddleware
 from middleware.flush import FlushAfterRequestMiddleware
 from middleware.security_headers import SecurityHeadersMiddleware
@@ -74,7 +72,6 @@ def make_lifespan(settings: Settings, logs: LogPipeline):
         if demo_mode:
             logger.warning(diagnostics.DEMO_WARNING)
         await logs.open(http)
-        await prepare_explorer(logs)
         try:
             yield {
                 "settings": settings,
@@ -93,16 +90,6 @@ def make_lifespan(settings: Settings, logs: LogPipeline):
             await http.aclose()
 
     return lifespan
-
-
-async def prepare_explorer(logs: LogPipeline) -> None:
-    """Log tables + the explorer's rollups and indexes, in one transaction (idempotent)."""
-    if logs.log_db is None:
-        return
-    try:
-        await logs.log_db.transaction([(sql, ()) for sql in explorer_statements()])
-    except HranaError as exc:  # the explorer then says the database did not answer; the app runs
-        logger.error("log explorer: cannot prepare rollups in the log database: %s", exc.message)
 
 
 def user_id_of(scope) -> str | None:

@@ -24,7 +24,9 @@ from log.build import build_api_log, build_exception_row, redactor
 from log.captured import Captured
 from log.csv_sink import CsvSink
 from log.fanout import FanOut
+from log.hrana import HranaError
 from log.ids import SnowflakeIds
+from log.queries import explorer_statements
 from log.redact import RedactionPolicy
 from log.replay import AutoReplay
 from log.rows import LogRow
@@ -99,9 +101,13 @@ class LogPipeline:
     async def open(self, http: httpx.AsyncClient) -> None:
         s = self.settings
         self.log_db = open_log_database(s.log_database_url, s.turso_auth_token or None, http)
+        usable = await self._prepare_database()
         if not self.enabled:
             return
-        await self._lease_worker_id()
+        if usable:
+            await self._lease_worker_id()
+        else:
+            self.ids = SnowflakeIds(FALLBACK_WORKER_ID, _now_ms)
         self._built = self._sinks()
         self.fanout = FanOut(
             self._built,
@@ -115,6 +121,26 @@ class LogPipeline:
         if s.log_flush != "request":
             await self.fanout.start()
             self._start_replay()
+
+    async def _prepare_database(self) -> bool:
+        """Log tables, the explorer's rollups and indexes, in one transaction (idempotent).
+
+        A wrong URL or token is said here once, clearly; the app keeps serving, rows stay in
+        the other sinks (CSV) and the Turso lane holds them until the database answers.
+        """
+        assert self.log_db is not None
+        try:
+            with anyio.fail_after(15):
+                await self.log_db.transaction([(sql, ()) for sql in explorer_statements()])
+        except (HranaError, TimeoutError) as exc:
+            message = getattr(exc, "message", None) or "no answer within 15 s"
+            logger.error(
+                "log database %r is not usable (%s); the app keeps serving, log rows stay in CSV "
+                "and pending for it (python -m cli logs sync replays them); log worker id %d",
+                self.log_db, message, FALLBACK_WORKER_ID,
+            )
+            return False
+        return True
 
     def _start_replay(self) -> None:
         """Rows the Turso lane deferred to CSV (it was full) go to Turso once it writes again."""

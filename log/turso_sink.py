@@ -93,7 +93,8 @@ class TursoSink:
         try:
             await self.db.transaction([(sql, ()) for sql in schema_statements(self._schema)])
         except HranaError as exc:
-            logger.error("turso sink disabled: cannot prepare tables at %r: %s", self.db, exc.message)
+            # Not logged here: the fan-out reports the stopped lane, and the pipeline has already
+            # said why the database is unusable (one clear line, not three).
             raise SinkError(f"turso: cannot prepare tables: {exc.message}", retryable=exc.retryable) from None
 
     async def write(self, table: str, rows: Sequence[LogRow]) -> WriteResult:
