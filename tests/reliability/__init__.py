@@ -185,13 +185,14 @@ class Remote:
         return db_ids(self.db_path, table)
 
 
-def db_ids(db_path: Path, table: str = "api_logs") -> list[int]:
-    """Every id in a log table of a SQLite file (the stand-in's, or a file: log database)."""
+def db_ids(db_path: Path, table: str = "api_logs", column: str = "id") -> list:
+    """Every id (or another column) in a log table of a SQLite file (the stand-in's, or a
+    file: log database)."""
     if not db_path.exists():
         return []
     with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)) as conn:
         try:
-            return [r[0] for r in conn.execute(f"SELECT id FROM {table}")]
+            return [r[0] for r in conn.execute(f"SELECT {column} FROM {table}")]
         except sqlite3.OperationalError:  # the sink has not created the table yet
             return []
 
