@@ -226,9 +226,12 @@ async def signed_in(url: str, email: str = "load@example.com") -> AsyncIterator[
         yield client
 
 
-def mixed_request(client: AppClient, i: int) -> tuple[str, Callable]:
+MIX = ("list", "create", "search")
+
+
+def mixed_request(client: AppClient, i: int, mix: tuple[str, ...] = MIX) -> tuple[str, Callable]:
     """Request i of the mix: the item list, a create, a search (all signed in)."""
-    kind = ("list", "create", "search")[i % 3]
+    kind = mix[i % len(mix)]
     if kind == "list":
         return kind, lambda: client.get("/items")
     if kind == "create":
@@ -247,6 +250,7 @@ async def run_load(
     results: list[Result],
     on_progress: Callable[[float], None] | None = None,
     stop: Callable[[], bool] = lambda: False,
+    mix: tuple[str, ...] = MIX,
 ) -> None:
     """Open-loop load: request i starts at i / rate seconds, whether or not earlier ones are done,
     so a slow server shows up as latency, not as a lower rate. Exactly rate * duration requests
@@ -255,7 +259,7 @@ async def run_load(
     t0 = time.monotonic()
 
     async def one(i: int) -> None:
-        kind, call = mixed_request(client, i)
+        kind, call = mixed_request(client, i, mix)
         result = Result(kind=kind, started=time.monotonic())
         results.append(result)
         try:

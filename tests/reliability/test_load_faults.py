@@ -68,7 +68,7 @@ async def fault_schedule(remote: Remote, duration: float, timeline: list[tuple[f
 
 
 async def test_turso_faults_mid_run_lose_nothing_and_fail_no_user_request(tmp_path: Path) -> None:
-    duration = scaled(30.0, minimum=6.0)
+    duration = scaled(20.0, minimum=6.0)
     with Remote(tmp_path / "turso.db") as remote:
         log_dir = tmp_path / "logs"
         env = {"LOG_SINKS": "csv,turso", "LOG_DIR": str(log_dir), "TURSO_DATABASE_URL": remote.url}

@@ -35,7 +35,7 @@ async def test_sigterm_under_load_keeps_a_row_for_every_answered_request(tmp_pat
             db_path = tmp_path / "data" / "logs.db"  # the default: file:DATA_DIR/logs.db
         app = start_app(tmp_path / "data", env)
         stack.callback(app.stop, signal.SIGKILL)
-        before = scaled(4.0, minimum=2.0)
+        before = scaled(3.0, minimum=1.5)
         results: list[Result] = []
         sent_at: list[float] = []
 
