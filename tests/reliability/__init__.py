@@ -189,6 +189,68 @@ class Remote:
         return db_ids(self.db_path, table)
 
 
+class RemoteProcess(Remote):
+    """The same stand-in in a process of its own, for latency measurements: in a thread of the
+    load generator's process it would compete with it for the GIL and skew the numbers.
+    Faults go to it over a control route (POST /_faults) that only this wrapper serves."""
+
+    def __init__(self, db_path: Path, token: str | None = None) -> None:
+        self.db_path, self.token = db_path, token
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def up(self) -> None:
+        if self.process is None:
+            code = f"from tests.reliability import serve_remote; serve_remote({str(self.db_path)!r}, {self.port}, {self.token!r})"
+            self.process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+
+            def ready() -> bool:
+                try:
+                    return httpx.get(f"{self.url}/v2", timeout=1).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_for(ready, 15, "the Hrana stand-in process")
+
+    def down(self) -> None:
+        if self.process is not None:
+            process, self.process = self.process, None
+            process.terminate()
+            process.wait(10)
+
+    def _control(self, **params: str) -> None:
+        httpx.post(f"{self.url}/_faults", params=params, timeout=5).raise_for_status()
+
+    def fail(self, kind: str, *, delay: float = 0.0) -> None:
+        self._control(kind=kind, delay=str(delay))
+
+    def clear(self) -> None:
+        if self.process is not None:
+            self._control(kind="clear")
+
+
+def serve_remote(db_path: str, port: int, token: str | None) -> None:
+    """RemoteProcess's child: the stand-in plus the fault control route."""
+    import uvicorn
+
+    server = HranaServer(db_path, token=token)
+
+    async def app(scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/_faults":
+            params = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&") if "=" in p)
+            if params.get("kind") == "clear":
+                server.faults.clear()
+            else:
+                server.inject(params["kind"], 1_000_000, delay=float(params.get("delay", 0)))
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await server(scope, receive, send)
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off", http="h11")
+
+
 def db_ids(db_path: Path, table: str = "api_logs", column: str = "id") -> list:
     """Every id (or another column) in a log table of a SQLite file (the stand-in's, or a
     file: log database)."""
