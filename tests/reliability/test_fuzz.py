@@ -116,7 +116,7 @@ def test_fuzzed_requests_never_500_and_each_gets_one_well_formed_row(tmp_path: P
         anon_csrf = CSRF_RE.search(portal.call(clients[False].get, "/").text).group(1)
         setup_requests += 1
 
-        @settings(max_examples=max(20, int(150 * SCALE)), deadline=None,
+        @settings(max_examples=max(30, int(300 * SCALE)), deadline=None,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
         @given(req=requests)
         def one(req: dict) -> None:
