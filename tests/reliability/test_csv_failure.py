@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import os
 import resource
-import shutil
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -129,5 +128,3 @@ async def test_csv_sink_failure_is_reported_and_loses_nothing(tmp_path: Path, ki
     assert [i for i, n in collections.Counter(csv_ids).items() if n > 1] == []
     assert len(csv_ids) == served
     assert sorted(csv_ids) == sorted(db_ids(remote.db_path))
-    if kind == "read_only_dir":
-        shutil.rmtree(breakage.log_dir)
