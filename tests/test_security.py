@@ -254,3 +254,30 @@ def test_kept_html_bodies_have_their_tokens_redacted(page: str, kept: str) -> No
         out = body_to_json(content_type="text/html; charset=utf-8", data=page.encode(), total_size=len(page),
                            cap=16384, policy=RedactionPolicy(), is_response=True, status=status, html_mode=mode)
         assert out is not None and "tok-1" not in out and "[REDACTED]" in out and kept in out, out
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        # JSON sent with a form content type: the whole text becomes one form key.
+        ("application/x-www-form-urlencoded", b'{"password": "tok-1", "v": []}'),
+        ("application/x-www-form-urlencoded", b"password: tok-1&name=kept"),
+        ("application/x-www-form-urlencoded", b"user[password]=tok-1&name=kept"),
+    ],
+)
+def test_form_keys_that_hold_a_secret_are_redacted(content_type: str, body: bytes) -> None:
+    from log.bodies import body_to_json
+    from log.redact import RedactionPolicy
+
+    out = body_to_json(content_type=content_type, data=body, total_size=len(body), cap=16384,
+                       policy=RedactionPolicy(), is_response=False)
+    assert out is not None and "tok-1" not in out and "[REDACTED]" in out, out
+
+
+def test_query_keys_that_hold_a_secret_are_redacted() -> None:
+    from log.build import endpoint_of
+    from log.redact import RedactionPolicy
+
+    for query in ("password:tok-1", "access_token=tok-1&q=kept", "%7B%22token%22:%22tok-1%22%7D", "x&secret%20tok-1"):
+        endpoint = endpoint_of("/items", query, RedactionPolicy())
+        assert "tok-1" not in endpoint and "[REDACTED]" in endpoint, endpoint
