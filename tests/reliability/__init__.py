@@ -8,6 +8,7 @@ Scale with RELIABILITY_SCALE (1.0 = about a minute for the whole folder).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sqlite3
@@ -149,6 +150,9 @@ def app_process(data_dir: Path, env: dict[str, str], **kwargs) -> Iterator[AppPr
 # -- the Turso stand-in, which can go down and come back on the same port -------------------
 
 
+UVICORN_LOGGERS = ("uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+
+
 class Remote:
     """A HranaServer on a fixed loopback port that can be taken down and brought back."""
 
@@ -162,6 +166,10 @@ class Remote:
     def up(self) -> None:
         if self._stack is None:
             stack = contextlib.ExitStack()
+            # uvicorn.Config sets the levels of the uvicorn.* loggers of this (the pytest)
+            # process; put them back afterwards so later tests see the defaults.
+            for name in UVICORN_LOGGERS:
+                stack.callback(logging.getLogger(name).setLevel, logging.getLogger(name).level)
             stack.enter_context(running(self.server, port=self.port))
             self._stack = stack
 
