@@ -106,8 +106,17 @@ def redact_headers(headers: Iterable[tuple[str, str]], policy: RedactionPolicy) 
     return group_pairs((n, REDACTED if header_is_sensitive(n, policy) else v) for n, v in headers)
 
 
+# What a form or query field name looks like. A sensitive "name" that does not (a JSON text
+# posted as a form, "password: hunter2" in a query) may hold the secret itself: it goes too.
+_FIELD_NAME = re.compile(r"[\w.\-\[\]]{1,100}")
+
+
+def _sensitive_key(key: str) -> str:
+    return key if _FIELD_NAME.fullmatch(key) else REDACTED
+
+
 def redact_pairs(pairs: Iterable[tuple[str, str]], policy: RedactionPolicy) -> list[tuple[str, str]]:
-    return [(k, REDACTED if key_is_sensitive(k, policy) else v) for k, v in pairs]
+    return [(_sensitive_key(k), REDACTED) if key_is_sensitive(k, policy) else (k, v) for k, v in pairs]
 
 
 def redact_json(value: Any, policy: RedactionPolicy) -> Any:
@@ -162,8 +171,9 @@ def redact_query_string(query: str, policy: RedactionPolicy) -> str:
     parts = []
     for part in query.split("&"):
         raw_key, sep, _ = part.partition("=")
-        if key_is_sensitive(unquote_plus(raw_key), policy):
-            part = f"{raw_key}={REDACTED}"
+        key = unquote_plus(raw_key)
+        if key_is_sensitive(key, policy):
+            part = f"{raw_key if _FIELD_NAME.fullmatch(key) else REDACTED}={REDACTED}"
         parts.append(part)
     return "&".join(parts)
 
