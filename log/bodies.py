@@ -29,17 +29,14 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import re
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 import msgspec
 
 from log.redact import (
-    REDACTED,
     RedactionPolicy,
     group_pairs,
-    key_is_sensitive,
     may_hold_sensitive_key,
     redact_json,
     redact_html,
@@ -66,36 +63,6 @@ def _media_type(content_type: str | None) -> tuple[str, str]:
             except LookupError:
                 pass
     return media.strip().lower(), charset
-
-
-# Tags and attributes may be cut off at the capture cap: an unterminated one is still redacted.
-_INPUT_TAG = re.compile(r"<input\b[^>]*(?:>|$)", re.IGNORECASE)
-_NAME_ATTR = re.compile(r"""\bname\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
-_VALUE_ATTR = re.compile(r"""(\bvalue\s*=\s*)(?:"[^"]*"?|'[^']*'?|[^\s>]+)""", re.IGNORECASE)
-_JSON_ATTR = re.compile(r"""(\bhx-(?:headers|vals)\s*=\s*)(?:"([^"]*)"?|'([^']*)'?)""", re.IGNORECASE)
-
-
-def redact_html(text: str, policy: RedactionPolicy) -> str:
-    """Redact secrets a page carries in markup: <input name=sensitive value=...> and sensitive
-    keys of hx-headers / hx-vals JSON. Lexical, like redact_json_text; the page text is kept."""
-    if not may_hold_sensitive_key(text, policy):
-        return text
-
-    def input_tag(m: re.Match[str]) -> str:
-        tag = m.group()
-        name = _NAME_ATTR.search(tag)
-        if name is None or not key_is_sensitive(next(g for g in name.groups() if g is not None), policy):
-            return tag
-        return _VALUE_ATTR.sub(lambda v: f'{v.group(1)}"{REDACTED}"', tag)
-
-    def json_attr(m: re.Match[str]) -> str:
-        if m.group(2) is None:  # single-quoted: raw JSON inside
-            return f"{m.group(1)}'{redact_json_text(m.group(3), policy)}'"
-        # Double-quoted: the JSON's quotes are entities; redact the decoded form, re-encode.
-        decoded = m.group(2).replace("&#34;", '"').replace("&quot;", '"')
-        return f'{m.group(1)}"{redact_json_text(decoded, policy).replace(chr(34), "&#34;")}"'
-
-    return _JSON_ATTR.sub(json_attr, _INPUT_TAG.sub(input_tag, text))
 
 
 def _is_json(media: str, data: bytes) -> bool:
