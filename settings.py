@@ -94,6 +94,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             log_html_bodies=get("LOG_HTML_BODIES", "summary"),
             log_csv_max_bytes=_int("LOG_CSV_MAX_BYTES", get("LOG_CSV_MAX_BYTES"), 64 * MIB),
             log_csv_keep=_int("LOG_CSV_KEEP", get("LOG_CSV_KEEP"), 5),
+            log_exclude_prefixes=tuple(
+                p.strip() for p in get("LOG_EXCLUDE_PREFIXES", "/static,/health").split(",") if p.strip()
+            ),
             log_flush=get("LOG_FLUSH", "background"),
             log_redact_extra=_patterns("LOG_REDACT_EXTRA", get("LOG_REDACT_EXTRA")),
             web_concurrency=max(1, _int("WEB_CONCURRENCY", get("WEB_CONCURRENCY"), 1)),
