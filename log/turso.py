@@ -118,10 +118,16 @@ class HttpLogDatabase(_TypedReads):
         await self._with_retry(once)
 
     async def transaction(self, statements: Sequence[Statement]) -> list[StmtOutcome]:
-        request = hrana.transaction_batch([hrana.stmt(sql, args) for sql, args in statements])
+        def encode() -> bytes:
+            batch = hrana.transaction_batch([hrana.stmt(sql, args) for sql, args in statements])
+            return hrana.pipeline_body([batch])
+
+        # A 500-row batch takes milliseconds of pure Python to encode: do it off the event loop
+        # (requests keep being served), and once per batch, not once per retry.
+        body = await anyio.to_thread.run_sync(encode) if len(statements) > 4 else encode()
 
         async def once() -> list[StmtOutcome]:
-            results = await self._pipeline([request])
+            results = await self._post(body, 1)
             return hrana.transaction_outcomes(hrana.response_of(results[0], "batch"), len(statements))
 
         return await self._with_retry(once)
@@ -142,7 +148,9 @@ class HttpLogDatabase(_TypedReads):
         """One fresh stream per call (baton null, `close` last): no baton is ever reused, so an
         expired or lost stream can only cost one retry. A returned base_url would only apply to
         further requests on this stream, and there are none."""
-        body = hrana.pipeline_body(requests)
+        return await self._post(hrana.pipeline_body(requests), len(requests))
+
+    async def _post(self, body: bytes, n_requests: int) -> list[Any]:
         try:
             resp = await self._client.post(
                 f"{self.base_url}/v2/pipeline", content=body, headers=self._headers, timeout=self._timeout
@@ -152,7 +160,7 @@ class HttpLogDatabase(_TypedReads):
         if resp.status_code >= 300:
             raise hrana.error_from_http(resp.status_code, resp.content, resp.headers.get("retry-after"))
         results, _base_url = hrana.parse_pipeline(resp.content)
-        if len(results) != len(requests) + 1:
+        if len(results) != n_requests + 1:
             raise TransportError("pipeline response has the wrong number of results")
         return results
 
