@@ -14,7 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CELLS = [
     "hello /bench/ping",
-    *(f"{config} {route}" for config in ("off", "csv", "csv+turso", "stdout") for route in ("/items", "/bench/ping")),
+    *(f"{config} {route}" for config in ("off", "csv", "csv+turso", "stdout")
+      for route in ("/items", "/bench/ping", "/bench/ping anon")),
 ]
 
 
@@ -35,7 +36,8 @@ def test_run_all_smoke_runs_the_new_benchmarks() -> None:
     assert sorted(matrix["cells"]) == sorted(CELLS)
     for cell in matrix["cells"].values():
         assert cell["requests"] > 0 and cell["requests_per_s"] > 0 and cell["cpu_us_per_request"] > 0
-    assert {(r["route"], r["baseline"]) for r in matrix["ratios"]} == {("/items", "off"), ("/bench/ping", "hello")}
+    assert {(r["route"], r["baseline"]) for r in matrix["ratios"]} == {
+        ("/items", "off"), ("/bench/ping", "hello"), ("/bench/ping anon", "hello")}
     assert matrix["stdout_lines"] > 0  # the stdout sink really wrote its rows
     assert re.search(r"\| csv\+turso \| /items \| [\d,]+ \|", out), out
     assert re.search(r"ratio /items csv\+turso/off: \d\.\d{3} req/s", out), out
