@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.run_all              # full runs (about 10 minutes; explorer DB built once)
     .venv/bin/python -m bench.run_all --smoke      # every script that has --smoke, tiny sizes
     .venv/bin/python -m bench.run_all --only overhead_matrix,memory_growth
-    .venv/bin/python -m bench.run_all --write-md   # also replace BENCHMARKS.md's results section
+    .venv/bin/python -m bench.run_all --write-md   # also update BENCHMARKS.md's results (the benchmarks run)
 
 Each benchmark runs in its own process (python -m bench.<name>); its stdout is kept, stderr
 (the servers' start-up lines) is dropped unless it fails. Nothing git-tracked is written unless
@@ -56,7 +56,7 @@ def versions() -> dict[str, str]:
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
     wrk_line = (wrk.stdout + wrk.stderr).splitlines()[0] if (wrk.stdout + wrk.stderr) else "not installed"
     return {"python": platform.python_version(), "uvicorn": uvicorn.__version__, "starlette": starlette.__version__,
-            "wrk": wrk_line.strip(), "sqlite": sqlite3.sqlite_version}
+            "wrk": "wrk " + wrk_line.split(" Copyright")[0].replace("wrk ", "", 1).strip(), "sqlite": sqlite3.sqlite_version}
 
 
 def machine() -> dict[str, str]:
@@ -75,26 +75,38 @@ def run_one(name: str, argv: list[str]) -> tuple[int, str, float]:
     return done.returncode, out, time.monotonic() - began
 
 
-def report(results: list[tuple[str, list[str], int, str, float]], smoke: bool) -> str:
+def header(smoke: bool) -> str:
     m, v = machine(), versions()
-    lines = [f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}{' (smoke)' if smoke else ''}; "
-             f"machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']}, Linux {m['kernel']}; "
-             f"load average at the end {os.getloadavg()[0]:.2f}.",
-             f"Versions: Python {v['python']}, uvicorn {v['uvicorn']}, Starlette {v['starlette']}, "
-             f"{v['wrk']}, SQLite {v['sqlite']}.", ""]
-    for name, argv, code, out, seconds in results:
-        lines.append(f"### {name}\n\n`.venv/bin/python -m {' '.join(argv)}` ({seconds:.0f} s"
-                     f"{'' if code == 0 else f', FAILED with status {code}'})\n")
-        # The JSON summary line is for machines; the rest is for people.
-        text = "\n".join(line for line in out.rstrip().splitlines() if not line.startswith("{"))
-        lines.append("```\n" + text + "\n```\n")
-    return "\n".join(lines)
+    return (f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']} RAM, Linux {m['kernel']}; shared with other "
+            f"test runs.{' Smoke sizes.' if smoke else ''}\n"
+            f"Versions: Python {v['python']}, uvicorn {v['uvicorn']}, Starlette {v['starlette']}, "
+            f"{v['wrk']}, SQLite {v['sqlite']}.\n")
 
 
-def write_md(section: str) -> None:
+def subsection(name: str, argv: list[str], code: int, out: str, seconds: float) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    # The JSON summary line is for machines; the rest is for people.
+    text = "\n".join(line for line in out.rstrip().splitlines() if not line.startswith("{"))
+    return (f"### {name}\n\n`.venv/bin/python -m {' '.join(argv)}`: run {when}, {seconds:.0f} s, load average "
+            f"{os.getloadavg()[0]:.2f} at the end{'' if code == 0 else f', exit status {code}'}\n\n"
+            f"```\n{text}\n```\n")
+
+
+def merge(section: str, head: str, fresh: dict[str, str], order: list[str]) -> str:
+    """The results section with the freshly run benchmarks' subsections replaced, the rest kept."""
+    old: dict[str, str] = {}
+    for block in re.split(r"(?m)^(?=### )", section):
+        if block.startswith("### "):
+            old[block.split("\n", 1)[0][4:].strip()] = block.rstrip() + "\n"
+    blocks = {**old, **fresh}
+    names = [n for n in order if n in blocks] + [n for n in blocks if n not in order]
+    return head + "\n" + "\n".join(blocks[n] for n in names)
+
+
+def write_md(head: str, fresh: dict[str, str], order: list[str]) -> None:
     text = MD.read_text()
     start, end = text.index(START) + len(START), text.index(END)
-    MD.write_text(text[:start] + "\n" + section + "\n" + text[end:])
+    MD.write_text(text[:start] + "\n" + merge(text[start:end], head, fresh, order) + "\n" + text[end:])
 
 
 def main() -> None:
@@ -102,7 +114,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated benchmark names")
     parser.add_argument("--explorer-db", type=Path, default=DEFAULT_DB, help="built by make_log_db if missing")
-    parser.add_argument("--write-md", action="store_true", help="replace BENCHMARKS.md's results section")
+    parser.add_argument("--write-md", action="store_true", help="update BENCHMARKS.md's results (the benchmarks run)")
     args = parser.parse_args()
     only = {n for n in args.only.split(",") if n}
     results = []
@@ -118,7 +130,8 @@ def main() -> None:
              if "UNMET" in line and "none" not in line]
     print("== UNMET targets:" + ("".join(f"\n  {u}" for u in unmet) if unmet else " none"))
     if args.write_md:
-        write_md(report(results, args.smoke))
+        order = [name for name, _ in plan(False, Path("/nonexistent"))]
+        write_md(header(args.smoke), {r[0]: subsection(*r) for r in results}, order)
         print(f"== wrote {MD.relative_to(ROOT)}")
     sys.exit(1 if any(code for _, _, code, _, _ in results) else 0)
 
