@@ -8,4 +8,5 @@ if ! cmp -s requirements.lock .venv/.installed-runtime 2>/dev/null; then
   cp requirements.lock .venv/.installed-runtime
 fi
 echo "Serving on http://127.0.0.1:${PORT:-8000}"
-exec .venv/bin/python -m uvicorn app:app --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}"
+# No uvicorn access log: it prints raw query strings (tokens included); the app logs requests itself.
+exec .venv/bin/python -m uvicorn app:app --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" --no-access-log

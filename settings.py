@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,6 +40,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_csv_max_bytes: int = 64 * MIB
     log_csv_keep: int = 5
     log_exclude_prefixes: tuple[str, ...] = ("/static", "/health")
+    log_redact_extra: tuple[str, ...] = ()  # more key regexes to scrub, on top of the defaults
     log_flush: str = "background"
     web_concurrency: int = 1
     turso_database_url: str = ""  # default: file:<data_dir>/logs.db
@@ -92,7 +94,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             log_html_bodies=get("LOG_HTML_BODIES", "summary"),
             log_csv_max_bytes=_int("LOG_CSV_MAX_BYTES", get("LOG_CSV_MAX_BYTES"), 64 * MIB),
             log_csv_keep=_int("LOG_CSV_KEEP", get("LOG_CSV_KEEP"), 5),
+            log_exclude_prefixes=tuple(
+                p.strip() for p in get("LOG_EXCLUDE_PREFIXES", "/static,/health").split(",") if p.strip()
+            ),
             log_flush=get("LOG_FLUSH", "background"),
+            log_redact_extra=_patterns("LOG_REDACT_EXTRA", get("LOG_REDACT_EXTRA")),
             web_concurrency=max(1, _int("WEB_CONCURRENCY", get("WEB_CONCURRENCY"), 1)),
             turso_database_url=get("TURSO_DATABASE_URL"),
             turso_auth_token=get("TURSO_AUTH_TOKEN"),
@@ -159,6 +165,17 @@ def _int(name: str, value: str, default: int) -> int:
     if number < 0:
         raise SystemExit(f"{name} must be a whole number of at least 0, got {value!r}")
     return number
+
+
+def _patterns(name: str, value: str) -> tuple[str, ...]:
+    # A bad regex must stop start-up with the variable's name, not fail on the first request.
+    patterns = tuple(p.strip() for p in value.split(",") if p.strip())
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise SystemExit(f"{name}: {pattern!r} is not a valid regular expression ({exc})") from None
+    return patterns
 
 
 def _bool(value: str, default: bool) -> bool:

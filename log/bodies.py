@@ -19,6 +19,9 @@ Truncation (total_size > captured bytes) is always explicit, never a silently cu
                                                                          redacted) and text/*
   {"truncated": true, "size": total, "kept": n, "form": {...redacted...}}  form bodies
 Text is decoded with the charset parameter (default UTF-8) and errors="replace": never raises.
+Kept HTML (error pages, or LOG_HTML_BODIES=full) has the values of sensitively named <input>s
+and of sensitive keys in JSON attributes (hx-headers, hx-vals) redacted: every page carries
+the CSRF token in both places.
 Plain text bodies cannot be redacted by key; secrets must not be sent as text/plain.
 """
 
@@ -36,6 +39,7 @@ from log.redact import (
     group_pairs,
     may_hold_sensitive_key,
     redact_json,
+    redact_html,
     redact_json_text,
     redact_pairs,
 )
@@ -133,5 +137,7 @@ def _body_value(
         if media == "text/html" and not keep_html:
             return summary(media, data, total_size)
         text = data.decode(charset, errors="replace")
+        if media == "text/html":
+            text = redact_html(text, policy)
         return marker("text", text) if truncated else text
     return summary(media, data, total_size)

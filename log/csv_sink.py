@@ -127,12 +127,17 @@ class CsvSink:
                     self._rotate(table)
                     self._prepare(table)
                     size = path.stat().st_size
-                with path.open("ab") as f:
+                # Unbuffered: a buffered file's truncate() and close() would first flush what a
+                # failed write left in its buffer, re-adding part of the batch (a torn row that
+                # the next batch's first row would be glued onto).
+                with path.open("ab", buffering=0) as f:
                     try:
-                        f.write(data)
+                        view = memoryview(data)
+                        while view:  # a raw write may be partial (file size limit, disk full)
+                            view = view[f.write(view) :]
                         self._sync(f)
                     except OSError:
-                        f.truncate(size)  # all or nothing: drop the partial batch
+                        os.ftruncate(f.fileno(), size)  # all or nothing: drop the partial batch
                         raise
             except OSError as exc:
                 raise SinkError(f"csv: cannot append to {table}: {exc}", retryable=True) from exc

@@ -56,7 +56,7 @@ class LogPipeline:
         # Cloud Run does not set it; the deploy does (--set-env-vars GOOGLE_CLOUD_PROJECT=...).
         self.cloud_project = cloud_project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
         self.enabled = bool(settings.log_sinks)
-        self.policy = RedactionPolicy()
+        self.policy = RedactionPolicy().with_extra(settings.log_redact_extra)
         self.ids = SnowflakeIds(0, _now_ms)
         self.fanout: FanOut | None = None
         self.log_db: LogDatabase | None = None

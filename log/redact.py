@@ -11,6 +11,7 @@ Over-redaction (e.g. "author" matches "auth") is the accepted price of never lea
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -105,8 +106,17 @@ def redact_headers(headers: Iterable[tuple[str, str]], policy: RedactionPolicy) 
     return group_pairs((n, REDACTED if header_is_sensitive(n, policy) else v) for n, v in headers)
 
 
+# What a form or query field name looks like. A sensitive "name" that does not (a JSON text
+# posted as a form, "password: hunter2" in a query) may hold the secret itself: it goes too.
+_FIELD_NAME = re.compile(r"[\w.\-\[\]]{1,100}")
+
+
+def _sensitive_key(key: str) -> str:
+    return key if _FIELD_NAME.fullmatch(key) else REDACTED
+
+
 def redact_pairs(pairs: Iterable[tuple[str, str]], policy: RedactionPolicy) -> list[tuple[str, str]]:
-    return [(k, REDACTED if key_is_sensitive(k, policy) else v) for k, v in pairs]
+    return [(_sensitive_key(k), REDACTED) if key_is_sensitive(k, policy) else (k, v) for k, v in pairs]
 
 
 def redact_json(value: Any, policy: RedactionPolicy) -> Any:
@@ -161,8 +171,9 @@ def redact_query_string(query: str, policy: RedactionPolicy) -> str:
     parts = []
     for part in query.split("&"):
         raw_key, sep, _ = part.partition("=")
-        if key_is_sensitive(unquote_plus(raw_key), policy):
-            part = f"{raw_key}={REDACTED}"
+        key = unquote_plus(raw_key)
+        if key_is_sensitive(key, policy):
+            part = f"{raw_key if _FIELD_NAME.fullmatch(key) else REDACTED}={REDACTED}"
         parts.append(part)
     return "&".join(parts)
 
@@ -225,3 +236,41 @@ def _skip_value(tokens: list[str], i: int) -> int:
             if depth == 0:
                 break
     return i
+
+
+# HTML kept in logs (error pages, LOG_HTML_BODIES=full) carries the page's secrets: the CSRF
+# token in hidden inputs and in hx-headers='{"X-CSRF-Token": "..."}'. Scrub them tag by tag.
+# A tag or attribute cut off by the capture cap still counts (up to the end of the text).
+_HTML_TAG = re.compile(r"<[a-zA-Z][^>]*(?:>|\Z)")
+_HTML_ATTR = re.compile(r"""([^\s=/>"']+)(\s*=\s*)("[^"]*(?:"|\Z)|'[^']*(?:'|\Z)|[^\s>"']+)""")
+
+
+def redact_html(text: str, policy: RedactionPolicy) -> str:
+    """In every tag: a sensitive attribute's value; value/content of an element whose name/id
+    is sensitive (<input name="csrf_token" value=...>, <meta name="csrf-token" content=...>);
+    sensitive keys inside JSON-valued attributes (hx-headers, hx-vals)."""
+    if not policy.enabled or not may_hold_sensitive_key(text, policy):
+        return text
+
+    def tag(m: re.Match[str]) -> str:
+        source = m.group(0)
+        attrs = _HTML_ATTR.findall(source)
+        secret_element = any(
+            k.lower() in ("name", "id") and key_is_sensitive(v.strip("\"'"), policy) for k, _, v in attrs
+        )
+
+        def attr(a: re.Match[str]) -> str:
+            name, eq, value = a.groups()
+            quote = value[0] if value[0] in "\"'" else '"'
+            if key_is_sensitive(name, policy) or (secret_element and name.lower() in ("value", "content")):
+                return f"{name}{eq}{quote}{REDACTED}{quote}"
+            if value[0] in "\"'" and may_hold_sensitive_key(value, policy):
+                inner = value[1:-1] if len(value) > 1 and value[-1] == quote else value[1:]
+                if "&" in inner:  # entity-escaped JSON (hx-vals="{&quot;csrf&quot;: ...}")
+                    return f"{name}{eq}{quote}{html.escape(redact_json_text(html.unescape(inner), policy))}{quote}"
+                return f"{name}{eq}{quote}{redact_json_text(inner, policy)}{quote}"
+            return a.group(0)
+
+        return _HTML_ATTR.sub(attr, source)
+
+    return _HTML_TAG.sub(tag, text)

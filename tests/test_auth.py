@@ -417,7 +417,9 @@ async def test_tampered_or_foreign_cookies_mean_signed_out(client_for):
     payload = URLSafeTimedSerializer(SECRET, salt="session").loads(good)
     stale_payload = {**payload, "s": {**payload["s"], "user": {**payload["s"]["user"], "is_admin": False}}}
     body, _, sig = good.rpartition(".")
-    flipped = sig[:-1] + ("A" if sig[-1] != "A" else "B")
+    # Flip the FIRST character: the last base64 character carries padding bits, and changing
+    # only those can leave the decoded signature unchanged (a flaky "tamper").
+    flipped = ("A" if sig[0] != "A" else "B") + sig[1:]
     bad_cookies = [
         body + "." + flipped,  # signature tampered
         good[:10] + ("x" if good[10] != "x" else "y") + good[11:],  # payload tampered

@@ -209,3 +209,11 @@ async def test_warnings_are_logged_at_start_up(tmp_path: Path, caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert any("SECRET_KEY was wrapped in quotes" in m for m in messages)
     assert all("quoted" not in m.replace("SECRET_KEY was wrapped in quotes", "") for m in messages)
+
+
+def test_log_exclude_prefixes_are_configurable(tmp_path):
+    from settings import Settings
+
+    assert Settings.from_env({}, env_file=None).log_exclude_prefixes == ("/static", "/health")
+    custom = Settings.from_env({"LOG_EXCLUDE_PREFIXES": " /static , /metrics,"}, env_file=None)
+    assert custom.log_exclude_prefixes == ("/static", "/metrics")
