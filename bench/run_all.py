@@ -37,8 +37,10 @@ def plan(smoke: bool, explorer_db: Path) -> list[tuple[str, list[str]]]:
         ("turso_pipeline_bench", ["bench.turso_pipeline_bench", *smoke_flag]),
         ("import_bench", ["bench.import_bench", *smoke_flag]),
     ]
-    if (ROOT / "bench" / "fault_latency.py").is_file():
-        steps.append(("fault_latency", ["bench.fault_latency", *smoke_flag]))
+    # Added by another branch; run when present.
+    for name in ("logging_overhead", "fault_latency"):
+        if (ROOT / "bench" / f"{name}.py").is_file():
+            steps.append((name, [f"bench.{name}", *smoke_flag]))
     if not smoke:
         steps.append(("turso_bench", ["bench.turso_bench"]))
         if not explorer_db.is_file():
