@@ -1,0 +1,38 @@
+"""The production app plus one trivial JSON route, for the overhead benchmarks only.
+
+    uvicorn bench.bench_app:app
+
+`create_app(Settings.from_env())` as `uvicorn app:app` builds it (every middleware, the log
+pipeline), with GET /bench/ping appended: a route that does no work of its own, so its
+requests/s measure the middleware stack and the logging. Production code stays untouched.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from app import create_app
+from log import diagnostics
+from settings import Settings
+
+
+async def ping(request: Request) -> JSONResponse:
+    return JSONResponse({"ok": True})
+
+
+def build() -> Starlette:
+    settings = Settings.from_env()
+    diagnostics.configure(cloud_run=settings.on_cloud_run)
+    app = create_app(settings)
+    app.router.routes.append(Route("/bench/ping", ping))
+    return app
+
+
+def __getattr__(name: str) -> Starlette:
+    # Built when uvicorn asks for it, like app.py: importing this module has no side effects.
+    if name == "app":
+        return build()
+    raise AttributeError(name)

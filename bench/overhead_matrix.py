@@ -1,0 +1,199 @@
+"""What logging costs per request, every configuration in ONE run, on a real uvicorn under wrk.
+
+    .venv/bin/python -m bench.overhead_matrix [--smoke] [--seconds 5] [--rounds 3] [--connections 16]
+
+Servers (each its own DATA_DIR, all started before measuring, all pinned to core 0 with
+`taskset -c 0`; only one is loaded at a time):
+  hello      bench/hello_app.py: a bare Starlette hello world (no middleware), the ceiling
+  off        the app (bench/bench_app.py) with LOG_SINKS=""
+  csv        LOG_SINKS=csv
+  csv+turso  LOG_SINKS=csv,turso against the local Hrana server (tests/hrana_server.py in its
+             own process on core 1): the full fan-out
+  stdout     LOG_SINKS=stdout, the server's stdout redirected to a file
+Routes: /items (signed in, 20 items), /bench/ping (trivial JSON, signed-in cookie sent) and
+"/bench/ping anon" (no cookie: every request is a first visit that gets a new signed session
+cookie, which is what wrk does to a cookie-less route). wrk runs on core 1.
+Every round visits every (server, route) pair once, so slow drift in a shared machine's load
+spreads over all of them; each cell is the median of the rounds. Server CPU µs per request
+comes from /proc/<pid>/stat (utime + stime, every thread) around each wrk run.
+
+Targets: items page, csv+turso >= 0.90 x off; /bench/ping (both), csv+turso >= 0.50 x hello.
+A missed target prints an "UNMET:" line. The last line printed is a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.turso_pipeline_bench import CSRF_RE, TOKEN, cpu_seconds, free_port, start_hrana, stop, wait_http, wrk
+
+ROOT = Path(__file__).resolve().parent.parent
+ITEMS = 20
+# label -> (path, send the signed-in session cookie). wrk keeps no cookies: without one every
+# request is a first visit, for which the session middleware mints and signs a new session.
+ROUTES = {"/items": ("/items", True), "/bench/ping": ("/bench/ping", True), "/bench/ping anon": ("/bench/ping", False)}
+TARGETS = (  # (route label, measured config, baseline config, minimum ratio)
+    ("/items", "csv+turso", "off", 0.90),
+    ("/bench/ping", "csv+turso", "hello", 0.50),
+    ("/bench/ping anon", "csv+turso", "hello", 0.50),
+)
+
+
+def configs(hrana_url: str) -> dict[str, tuple[str, dict[str, str]]]:
+    """name -> (ASGI app, environment)."""
+    return {
+        "hello": ("bench.hello_app:app", {}),
+        "off": ("bench.bench_app:app", {"LOG_SINKS": ""}),
+        "csv": ("bench.bench_app:app", {"LOG_SINKS": "csv"}),
+        "csv+turso": ("bench.bench_app:app", {"LOG_SINKS": "csv,turso", "TURSO_DATABASE_URL": hrana_url,
+                                              "TURSO_AUTH_TOKEN": TOKEN}),
+        "stdout": ("bench.bench_app:app", {"LOG_SINKS": "stdout"}),
+    }
+
+
+def start_server(app: str, data_dir: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    data_dir.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("K_SERVICE",)}
+    env.update({"DATA_DIR": str(data_dir), "SECRET_KEY": "bench-secret", **env_extra})
+    cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+           "--no-access-log", "--log-level", "warning"]
+    if shutil.which("taskset"):
+        cmd = ["taskset", "-c", "0", *cmd]  # taskset execs: the pid is uvicorn's
+    # The stdout sink writes there; a file, as a log shipper reading a pipe would keep up.
+    out = open(data_dir / "stdout.log", "wb")  # noqa: SIM115 (closed by the child's exit)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out)
+    out.close()
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/bench/ping", proc)
+    return proc, url
+
+
+def sign_in_with_items(url: str, n: int) -> str:
+    """Sign up on this server, add n items; the session cookie for wrk."""
+    with httpx.Client(base_url=url) as client:
+        csrf = CSRF_RE.search(client.get("/").text)
+        assert csrf, "no CSRF token on the landing page"
+        client.post("/signup", data={"email": "bench@example.com", "password": "correct horse battery",
+                                     "csrf_token": csrf[1]})
+        csrf = CSRF_RE.search(client.get("/items").text)
+        assert csrf, "signup did not sign in"
+        for i in range(n):
+            client.post("/items", data={"name": f"Bench item {i}", "quantity": str(i + 1), "csrf_token": csrf[1]})
+        page = client.get("/items")
+        assert f"Bench item {n - 1}" in page.text, page.text[:300]
+        return f"session={client.cookies['session']}"
+
+
+def median_cell(runs: list[dict[str, float]]) -> dict[str, Any]:
+    return {
+        "requests_per_s": statistics.median(r["requests_per_s"] for r in runs),
+        "cpu_us_per_request": statistics.median(r["cpu_us_per_request"] for r in runs),
+        "requests": sum(r["requests"] for r in runs),
+        "runs_requests_per_s": [round(r["requests_per_s"]) for r in runs],
+    }
+
+
+def measure(tmp: Path, hrana_url: str, seconds: float, rounds: int, connections: int, warm_up: bool) -> dict[str, Any]:
+    servers: dict[str, tuple[subprocess.Popen, str, str]] = {}
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+    try:
+        for name, (app, env) in configs(hrana_url).items():
+            proc, url = start_server(app, tmp / name.replace("+", "-"), env)
+            cookie = sign_in_with_items(url, ITEMS) if name != "hello" else ""
+            servers[name] = (proc, url, cookie)
+        pairs = [(name, route) for name in servers for route in ROUTES
+                 if not (name == "hello" and route != "/bench/ping")]
+        if warm_up:
+            for name, route in pairs:
+                wrk(servers[name][1] + ROUTES[route][0], servers[name][2], 1, connections)
+        for _ in range(rounds):
+            for name, route in pairs:
+                proc, url, cookie = servers[name]
+                path, signed_in = ROUTES[route]
+                cpu0 = cpu_seconds(proc.pid)
+                rps, total = wrk(url + path, cookie if signed_in else "", seconds, connections)
+                cpu = cpu_seconds(proc.pid) - cpu0
+                runs.setdefault((name, route), []).append(
+                    {"requests_per_s": rps, "requests": total, "cpu_us_per_request": cpu * 1e6 / total})
+    finally:
+        for proc, _, _ in servers.values():
+            stop(proc)  # graceful: the lifespan flushes the log rows
+    # The stdout sink's JSON lines (uvicorn's and the app's own logging go to stderr).
+    stdout_rows = sum(1 for line in (tmp / "stdout" / "stdout.log").read_bytes().splitlines() if b"trace_id" in line)
+    return {"cells": {f"{name} {route}": median_cell(rs) for (name, route), rs in runs.items()},
+            "stdout_lines": stdout_rows}
+
+
+def ratios(cells: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for route, config, base, target in TARGETS:
+        m, b = cells[f"{config} {route}"], cells[f"{base} {ROUTES[route][0]}"]
+        out.append({
+            "route": route, "config": config, "baseline": base, "target": target,
+            "ratio": m["requests_per_s"] / b["requests_per_s"],
+            "cpu_ratio": b["cpu_us_per_request"] / m["cpu_us_per_request"],
+        })
+    return out
+
+
+def table(cells: dict[str, Any]) -> str:
+    lines = ["| server | route | req/s (median) | rounds (req/s) | server CPU µs/request | vs off (req/s) |",
+             "|---|---|---:|---|---:|---:|"]
+    for key, c in cells.items():
+        name, route = key.split(" ", 1)
+        off = cells.get(f"off {route}")
+        rel = f"{c['requests_per_s'] / off['requests_per_s']:.2f}" if off and name != "hello" else "-"
+        lines.append(f"| {name} | {route} | {c['requests_per_s']:,.0f} | "
+                     f"{', '.join(f'{r:,}' for r in c['runs_requests_per_s'])} | {c['cpu_us_per_request']:,.0f} | {rel} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--smoke", action="store_true", help="a tiny run (seconds), for the test suite")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.rounds, args.connections = 1.0, 1, 4
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install wrk; ./test.sh installs it)")
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        hrana, url = start_hrana(tmp)
+        try:
+            result = measure(tmp, url, args.seconds, args.rounds, args.connections, warm_up=not args.smoke)
+        finally:
+            stop(hrana)
+    cells = result["cells"]
+    print(f"overhead matrix: {args.rounds} round(s) x {args.seconds:g} s per cell, wrk -t1 -c{args.connections}, "
+          f"server on core 0, wrk + Hrana on core 1, load average {os.getloadavg()[0]:.2f}")
+    print(table(cells))
+    rs = ratios(cells)
+    for r in rs:
+        print(f"ratio {r['route']} {r['config']}/{r['baseline']}: {r['ratio']:.3f} req/s, "
+              f"{r['cpu_ratio']:.3f} CPU per request (target >= {r['target']:.2f})")
+    unmet = [r for r in rs if r["ratio"] < r["target"]]
+    for r in unmet:
+        print(f"UNMET: {r['route']} {r['config']} is {r['ratio']:.3f} x {r['baseline']} req/s (target {r['target']:.2f})")
+    if not unmet:
+        print("UNMET: none")
+    print(json.dumps({"cells": cells, "ratios": rs, "stdout_lines": result["stdout_lines"],
+                      "seconds": args.seconds, "rounds": args.rounds}))
+
+
+if __name__ == "__main__":
+    main()
