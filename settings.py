@@ -43,6 +43,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_redact_extra: tuple[str, ...] = ()  # more key regexes to scrub, on top of the defaults
     log_flush: str = "background"
     web_concurrency: int = 1
+    template_reload: bool = False
     turso_database_url: str = ""  # default: file:<data_dir>/logs.db
     turso_auth_token: str = ""
     import_throttle_ms: int = 0  # test-only: slows the import so progress can be observed
@@ -99,6 +100,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             log_flush=get("LOG_FLUSH", "background"),
             log_redact_extra=_patterns("LOG_REDACT_EXTRA", get("LOG_REDACT_EXTRA")),
+            template_reload=_bool(get("TEMPLATE_RELOAD"), False),
             web_concurrency=max(1, _int("WEB_CONCURRENCY", get("WEB_CONCURRENCY"), 1)),
             turso_database_url=get("TURSO_DATABASE_URL"),
             turso_auth_token=get("TURSO_AUTH_TOKEN"),
