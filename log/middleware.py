@@ -49,8 +49,12 @@ def decode_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
 
 def is_excluded(path: str, prefixes: Sequence[str]) -> bool:
     """Segment-wise prefix match: "/static" excludes "/static" and "/static/x", not "/staticky"."""
-    stems = [p.rstrip("/") for p in prefixes]
-    return any(path == s or path.startswith(s + "/") for s in stems)
+    return _excluded(path, tuple(p.rstrip("/") for p in prefixes))
+
+
+def _excluded(path: str, stems: tuple[str, ...]) -> bool:
+    # Runs on every request: a cheap startswith first, the segment check only on a hit.
+    return any(path.startswith(s) and (len(path) == len(s) or path[len(s)] == "/") for s in stems)
 
 
 def client_ip(
@@ -127,6 +131,7 @@ class RequestLogMiddleware:
         self.record = record
         self.body_cap = body_cap
         self.exclude_prefixes = exclude_prefixes
+        self._exclude_stems = tuple(p.rstrip("/") for p in exclude_prefixes)
         self.trusted_proxy = trusted_proxy
         self.user_id_of = user_id_of
         self.clock = clock
@@ -177,7 +182,7 @@ class RequestLogMiddleware:
                 ex.disconnected = True
                 raise
 
-        if is_excluded(scope.get("path", ""), self.exclude_prefixes):
+        if _excluded(scope.get("path", ""), self._exclude_stems):
             await self.app(scope, receive, send_wrapper)
             return
 

@@ -23,6 +23,7 @@ _ZERO_16 = "0" * 16
 
 # Checked in this order; the first valid one wins (explicit ids beat propagated ones).
 _ID_HEADERS = ("x-trace-id", "x-request-id")
+_ALL_TRACE_HEADERS = frozenset({*_ID_HEADERS, "traceparent", "x-cloud-trace-context"})
 
 
 def _header(headers: Sequence[tuple[str, str]], name: str) -> str | None:
@@ -78,6 +79,9 @@ def trace_id_from_headers(headers: Sequence[tuple[str, str]], new_uuid: Callable
     Order: X-Trace-ID, X-Request-ID (valid UUIDs), W3C traceparent, X-Cloud-Trace-Context
     (32-hex trace ids shown in UUID form), else a fresh `new_uuid()`.
     """
+    # Fast path (every request): one scan for any of the four names, usually finding none.
+    if not any(key.lower() in _ALL_TRACE_HEADERS for key, _ in headers):
+        return new_uuid()
     for name in _ID_HEADERS:
         value = _header(headers, name)
         if value is not None and (tid := canonical_uuid(value)) is not None:
