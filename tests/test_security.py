@@ -281,3 +281,42 @@ def test_query_keys_that_hold_a_secret_are_redacted() -> None:
     for query in ("password:tok-1", "access_token=tok-1&q=kept", "%7B%22token%22:%22tok-1%22%7D", "x&secret%20tok-1"):
         endpoint = endpoint_of("/items", query, RedactionPolicy())
         assert "tok-1" not in endpoint and "[REDACTED]" in endpoint, endpoint
+
+
+@pytest.mark.anyio
+async def test_planted_secrets_appear_on_no_explorer_page(make_client, tmp_path) -> None:
+    """The explorer shows what the sinks hold; a secret sent by a client shows on none of its pages."""
+    import asyncio
+    import sqlite3
+
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, log_sinks=("csv", "turso"))
+    admin = await make_client(settings)
+    await admin.signup("admin@example.com")  # the first local account is the admin
+    secret = "s3cr3t-PLANTED-9f2c"
+    trace = "cccccccc-0000-4000-8000-00000000000c"
+    await admin.post(
+        f"/items?access_token={secret}",
+        data={"name": "x", "password": secret, "csrf_token": admin.csrf},
+        headers={"Authorization": f"Bearer {secret}", "X-Trace-ID": trace, "X-Api-Key": secret},
+    )
+    await admin.post(
+        "/items", json={"deep": {"a": [{"password": secret, "token": secret}]}},
+        headers={"X-CSRF-Token": admin.csrf, "X-Trace-ID": trace},
+    )
+    pages = ["/logs?range=24h", f"/logs?trace={trace}&range=24h", f"/logs/traces/{trace}", "/logs/overview?range=1h"]
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:  # the rows reach the log database in the background (batches of 200 ms)
+        with sqlite3.connect(tmp_path / "logs.db") as db:
+            stored = db.execute("SELECT count(*) FROM api_logs WHERE trace_id = ?", (trace,)).fetchone()[0]
+        if stored >= 2:
+            trace_page = await admin.get(f"/logs/traces/{trace}")
+            break
+        assert asyncio.get_running_loop().time() < deadline, "rows never reached the log database"
+        await asyncio.sleep(0.05)
+    for path in pages:
+        page = await admin.get(path)
+        assert page.status_code == 200, path
+        assert secret not in page.text, path
+    assert "[REDACTED]" in trace_page.text  # the rows are there, with their secrets scrubbed
