@@ -65,6 +65,9 @@ def test_items_flow(page: Page, live_server, artifacts) -> None:
     card = page.locator('article[data-item-name="Banana"]')
     card.get_by_role("link", name="Edit").click()
     edit_form = page.locator("form[id^=item-]")
+    # htmx focuses the [autofocus] Name field after the swap settles; wait for that, or the
+    # delayed focus could steal keystrokes meant for another field.
+    expect(edit_form.get_by_label("Name")).to_be_focused()
     edit_form.get_by_label("Name").fill("Blue banana")
     edit_form.get_by_label("Quantity").fill("13")
     edit_form.get_by_role("button", name="Save").click()

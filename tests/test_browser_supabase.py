@@ -121,6 +121,7 @@ def test_supabase_flow(page: Page, browser: Browser, supabase_server: LiveServer
     card = page.locator('article[data-item-name="Banana"]')
     card.get_by_role("link", name="Edit").click()
     edit_form = page.locator("form[id^=item-]")
+    expect(edit_form.get_by_label("Name")).to_be_focused()  # htmx's delayed autofocus first
     edit_form.get_by_label("Name").fill("Blue banana")
     edit_form.get_by_label("Quantity").fill("13")
     edit_form.get_by_role("button", name="Save").click()
