@@ -309,6 +309,7 @@ async def test_emit_from_worker_thread_wakes_the_loop():
         thread.start()
         await until(lambda: sink.ids() == list(range(5)))  # a full batch, woken from the thread
         thread.join()
+    assert sink.ids() == list(range(5))
 
 
 @pytest.mark.anyio

@@ -172,7 +172,9 @@ def test_encode_json_handles_anything():
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.binary(),
                     lambda c: st.lists(c) | st.dictionaries(st.text(), c), max_leaves=20))
 def test_encode_json_always_gives_json_text(value):
-    json.loads(encode_json(value))
+    text = encode_json(value)
+    assert isinstance(text, str)
+    json.loads(text)  # raises unless it is JSON text
 
 
 def test_format_utc():

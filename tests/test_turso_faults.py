@@ -88,7 +88,7 @@ def test_repr_masks_the_token(client: httpx.AsyncClient) -> None:
 
 @pytest.mark.anyio
 async def test_health_check(server: Running, client: httpx.AsyncClient) -> None:
-    await HttpLogDatabase(client, server.url).health()
+    assert await HttpLogDatabase(client, server.url).health() is None  # raises when unhealthy
 
 
 @pytest.mark.anyio

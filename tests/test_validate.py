@@ -175,11 +175,12 @@ def db():
 def test_accepted_items_satisfy_the_database_constraints(db: sqlite3.Connection, f: dict[str, str]):
     data, _ = validate_item(f)
     if data is not None:
-        with db:
-            db.execute(
+        with db:  # a CHECK constraint violation raises here
+            cur = db.execute(
                 "INSERT INTO items (user_id, name, description, quantity) VALUES (1, ?, ?, ?)",
                 (data.name, data.description, data.quantity),
             )
+        assert cur.rowcount == 1
 
 
 @pytest.mark.parametrize("name", ["\x00", "\x00abc", "a\x00"])
