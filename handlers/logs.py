@@ -57,11 +57,6 @@ def _not_found(request: Request) -> Response:
     return render(request, "not_found.html", status=404, block="not_found")
 
 
-def _block(request: Request, name: str) -> str | None:
-    # htmx restoring history (back button, cache miss) swaps the whole body: it needs the page.
-    return None if request.headers.get("hx-history-restore-request") == "true" else name
-
-
 def _query(params: dict[str, str], **extra: str) -> str:
     """The current filters as a query string (only the non-empty ones), plus `extra`."""
     keep = {k: v for k, v in params.items() if v and k != "before"}
@@ -80,7 +75,7 @@ async def list_logs(request: Request) -> Response:
         before = _before_id(params.get("before", ""))
     except FilterError as exc:
         ctx["error"] = str(exc)
-        return render(request, "logs.html", ctx, status=422, block=_block(request, "log_results"))
+        return render(request, "logs.html", ctx, status=422, block="log_results")
     db = request.state.log_db
     try:
         rare = False
@@ -92,13 +87,13 @@ async def list_logs(request: Request) -> Response:
         rows = await db.select(sql, args)
     except HranaError as exc:
         ctx["error"] = f"The log database did not answer: {exc.message}"
-        return render(request, "logs.html", ctx, status=503, block=_block(request, "log_results"))
+        return render(request, "logs.html", ctx, status=503, block="log_results")
     if len(rows) > PAGE_SIZE:
         rows = rows[:PAGE_SIZE]
         ctx["next_url"] = "/logs?" + _query(params, before=str(rows[-1]["id"]))
     ctx["rows"] = rows
     ctx["newest_url"] = "/logs?" + _query(params)
-    return render(request, "logs.html", ctx, block=_block(request, "log_results"))
+    return render(request, "logs.html", ctx, block="log_results")
 
 
 def _before_id(raw: str) -> int | None:
@@ -164,7 +159,7 @@ async def overview(request: Request) -> Response:
         filters = parse_filters(params)
     except FilterError as exc:
         ctx["error"] = str(exc)
-        return render(request, "logs_overview.html", ctx, status=422, block=_block(request, "overview"))
+        return render(request, "logs_overview.html", ctx, status=422, block="overview")
     db = request.state.log_db
     try:
         oldest = None
@@ -177,9 +172,9 @@ async def overview(request: Request) -> Response:
         part_rows = [row for part in plan.endpoint_parts for row in await db.select(*part)]
     except HranaError as exc:
         ctx["error"] = f"The log database did not answer: {exc.message}"
-        return render(request, "logs_overview.html", ctx, status=503, block=_block(request, "overview"))
+        return render(request, "logs_overview.html", ctx, status=503, block="overview")
     ctx.update(overview_context(plan.start, plan.end, plan.bucket_minutes, series_rows, part_rows))
-    return render(request, "logs_overview.html", ctx, block=_block(request, "overview"))
+    return render(request, "logs_overview.html", ctx, block="overview")
 
 
 def overview_context(
