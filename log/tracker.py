@@ -19,24 +19,18 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 import msgspec
 
+from log.build import format_utc
 from log.rows import TaskProgressLog
 
 START, IN_PROGRESS, SUCCESS, FAILED = "START", "IN_PROGRESS", "SUCCESS", "FAILED"
 
 _encoder = msgspec.json.Encoder(enc_hook=str, order="sorted")
 _REDACT_FAILED = '"[redaction failed]"'  # never fall back to the unredacted value
-
-
-def _format_utc(ts: float) -> str:
-    """UTC "YYYY-MM-DD HH:MM:SS.fff", the format SQLite's STRFTIME('%Y-%m-%d %H:%M:%f') uses."""
-    seconds, millis = divmod(round(ts * 1000), 1000)
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S.") + f"{millis:03d}"
 
 
 def encode_json(value: object) -> str:
@@ -106,7 +100,7 @@ class TaskTracker:
             error_message=fields.get("error_message"),
             stack_trace=fields.get("stack_trace"),
             execution_order=self._order,
-            created_at=_format_utc(self._clock()),
+            created_at=format_utc(self._clock()),
         )
         try:
             self._emit(row)
