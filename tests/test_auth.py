@@ -20,10 +20,6 @@ SECRET = "test-secret"  # what tests.conftest.make_settings uses
 GENERIC = "Invalid email or password."
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture
 async def make_app(tmp_path: Path):

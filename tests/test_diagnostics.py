@@ -19,10 +19,6 @@ from tests.conftest import make_settings
 SECRETS = {"secret_key": "s3cr3t-session-key", "turso_auth_token": "tur5o-t0ken", "supabase_anon_key": "an0n-key"}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture
 def clean_logging() -> Iterator[None]:

@@ -30,10 +30,6 @@ LOGGING = {"log_sinks": ("csv", "turso")}
 DEADLINE_S = 15.0
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 class Harness:
     """One app instance with its lifespan running; `state` is the dict every request copies,

@@ -22,10 +22,6 @@ from tests.conftest import AppClient, make_settings
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture
 async def alice(make_client) -> AppClient:

@@ -11,10 +11,6 @@ from log.rows import ApiLog, TaskProgressLog
 from log.sink import SinkError, WriteResult
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 def api(i: int, text: str = "x") -> ApiLog:
     return ApiLog(

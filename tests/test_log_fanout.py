@@ -9,10 +9,6 @@ from log.rows import ApiLog, TaskProgressLog
 from log.sink import SinkError, WriteResult
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 def api(i: int) -> ApiLog:
     return ApiLog(

@@ -23,10 +23,6 @@ CAP = 64
 CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 def uuid_source() -> Callable[[], str]:
     counter = itertools.count(1)

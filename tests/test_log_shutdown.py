@@ -20,10 +20,6 @@ from tests.test_request_logging import Made, csv_rows, db_rows, logged, serving
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.mark.parametrize("flush", ["background", "request"])
 async def test_every_accepted_row_is_written_by_the_end_of_the_lifespan(tmp_path: Path, flush: str) -> None:

@@ -35,10 +35,6 @@ from tests.hrana_server import HranaServer, Running, running
 TOKEN = "sync-test-token"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Running]:

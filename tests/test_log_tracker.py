@@ -14,10 +14,6 @@ TRACE = "0f8fad5b-d9cb-469f-a165-70867728950e"
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
 
 def make(rows: list[TaskProgressLog], **kw) -> TaskTracker:
     ids = itertools.count(100)

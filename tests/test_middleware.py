@@ -20,10 +20,6 @@ TOKEN_RE = re.compile(r'"X-CSRF-Token": "([^"]+)"')
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 async def refresh(client: AppClient) -> str:
     # Every full page carries the token in <body hx-headers>, signed in or not.

@@ -42,10 +42,6 @@ pytestmark = pytest.mark.anyio
 CREATED_AT = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 # -- extra routes the real app lacks: a crash, a probe under /logs, a request we can hold -------
 

@@ -48,10 +48,6 @@ SECRETS = {
 VISIBLE = "visible-marker-77c1"  # sent next to the secrets: proves the same fields are logged
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 def everything_in(db_path: Path) -> str:
     with contextlib.closing(sqlite3.connect(db_path)) as conn:

@@ -194,10 +194,6 @@ def test_empty_key_file_is_refused_not_used(tmp_path: Path, content: str):
         load_or_create_key(path)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.mark.anyio
 async def test_warnings_are_logged_at_start_up(tmp_path: Path, caplog):

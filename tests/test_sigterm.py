@@ -32,10 +32,6 @@ CLOUD_RUN_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
 LEASE_RELEASE_MAX = 1.0  # log/pipeline.py aclose
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 def dockerfile() -> tuple[list[str], dict[str, str]]:
     parsed = instructions((ROOT / "Dockerfile").read_text())

@@ -36,10 +36,6 @@ CLOUD_HDR = f"{TRACE}/12345;o=1"
 PARENT_HDR = f"00-{TRACE}-00f067aa0ba902b7-01"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 def api(**kw) -> ApiLog:
     base = dict(

@@ -18,10 +18,6 @@ PASSWORD = "correct horse battery"
 LATEST = max(n for n, _ in pending(0))
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture
 async def store(tmp_path: Path):

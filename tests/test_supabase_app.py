@@ -31,10 +31,6 @@ PASSWORD = "correct horse 1"  # the stand-in, like Supabase's setting, wants let
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 class SkewClock:
     """The stand-in's clock, movable so tokens can be issued already expired (no waiting)."""

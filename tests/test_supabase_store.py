@@ -24,10 +24,6 @@ pytestmark = pytest.mark.anyio
 ADMIN = "boss@example.test"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[PgCluster]:

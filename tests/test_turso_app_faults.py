@@ -28,10 +28,6 @@ TOKEN = "app-fault-token"
 N = 30
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -20,10 +20,6 @@ from tests.hrana_server import HranaServer, Running, running
 TOKEN = "s3cret-token-value"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Running]:

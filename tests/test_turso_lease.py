@@ -22,10 +22,6 @@ from log.worker_lease import (
 from tests.hrana_server import HranaServer, Running, running
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Running]:

@@ -20,10 +20,6 @@ from tests.hrana_server import HranaServer, Running, running
 TOKEN = "test-token-123"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Running]:

@@ -35,10 +35,6 @@ pytestmark = [pytest.mark.reliability, pytest.mark.anyio]
 FSIZE_LIMIT = 64 * 1024  # the app's own SQLite files stay well below it (no item writes)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 class Breakage:
     """How the CSV directory is broken before start (`prepare`), and repaired (`repair`)."""

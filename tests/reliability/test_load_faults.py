@@ -34,10 +34,6 @@ RATE = 50.0  # requests per second
 EXPECTED = {"list": 200, "create": 200, "search": 200}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 async def fault_schedule(remote: Remote, duration: float, timeline: list[tuple[float, str]]) -> None:
     """Healthy for the first third, failing in four ways through the middle third, then healthy."""

@@ -18,10 +18,6 @@ pytestmark = [pytest.mark.reliability, pytest.mark.anyio]
 RATE = 50.0
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.mark.parametrize("log_db", ["hrana", "file"])
 async def test_sigterm_under_load_keeps_a_row_for_every_answered_request(tmp_path: Path, log_db: str) -> None:
