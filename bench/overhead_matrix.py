@@ -105,11 +105,14 @@ def median_cell(runs: list[dict[str, float]]) -> dict[str, Any]:
     }
 
 
-def measure(tmp: Path, hrana_url: str, seconds: float, rounds: int, connections: int, warm_up: bool) -> dict[str, Any]:
+def measure(tmp: Path, hrana_url: str, seconds: float, rounds: int, connections: int, warm_up: bool,
+            only: set[str] | None = None) -> dict[str, Any]:
     servers: dict[str, tuple[subprocess.Popen, str, str]] = {}
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     try:
         for name, (app, env) in configs(hrana_url).items():
+            if only and name not in only:
+                continue
             proc, url = start_server(app, tmp / name.replace("+", "-"), env)
             cookie = sign_in_with_items(url, ITEMS) if name != "hello" else ""
             servers[name] = (proc, url, cookie)
@@ -131,7 +134,8 @@ def measure(tmp: Path, hrana_url: str, seconds: float, rounds: int, connections:
         for proc, _, _ in servers.values():
             stop(proc)  # graceful: the lifespan flushes the log rows
     # The stdout sink's JSON lines (uvicorn's and the app's own logging go to stderr).
-    stdout_rows = sum(1 for line in (tmp / "stdout" / "stdout.log").read_bytes().splitlines() if b"trace_id" in line)
+    stdout_log = tmp / "stdout" / "stdout.log"
+    stdout_rows = sum(1 for line in stdout_log.read_bytes().splitlines() if b"trace_id" in line) if stdout_log.exists() else 0
     return {"cells": {f"{name} {route}": median_cell(rs) for (name, route), rs in runs.items()},
             "stdout_lines": stdout_rows}
 
@@ -139,6 +143,8 @@ def measure(tmp: Path, hrana_url: str, seconds: float, rounds: int, connections:
 def ratios(cells: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for route, config, base, target in TARGETS:
+        if f"{config} {route}" not in cells or f"{base} {ROUTES[route][0]}" not in cells:
+            continue  # a server left out with --only
         m, b = cells[f"{config} {route}"], cells[f"{base} {ROUTES[route][0]}"]
         out.append({
             "route": route, "config": config, "baseline": base, "target": target,
@@ -166,6 +172,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per wrk run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--only", default="", help="comma-separated servers to run (default: all), e.g. hello,off,csv+turso")
     args = parser.parse_args()
     if args.smoke:
         args.seconds, args.rounds, args.connections = 1.0, 1, 4
@@ -175,7 +182,8 @@ def main() -> None:
         tmp = Path(tmp_name)
         hrana, url = start_hrana(tmp)
         try:
-            result = measure(tmp, url, args.seconds, args.rounds, args.connections, warm_up=not args.smoke)
+            result = measure(tmp, url, args.seconds, args.rounds, args.connections, warm_up=not args.smoke,
+                             only={n for n in args.only.split(",") if n} or None)
         finally:
             stop(hrana)
     cells = result["cells"]

@@ -7,7 +7,10 @@ Pure. The middleware captured at most `cap` bytes of a body of `total_size` byte
         complete and parseable          -> the parsed value, redacted, re-encoded
         complete but unparseable        -> a JSON string of the text, lexically redacted
   application/x-www-form-urlencoded     -> {"field": "value" | [repeats...]}, redacted
-  text/html responses with status < 400 -> summary (below), unless html_mode == "full";
+  text/html responses with status < 400 -> {"summary": {"content_type", "size", "captured_bytes"}},
+                                           unless html_mode == "full"; no hash: every page embeds
+                                           its own trace id and CSRF token, so a page's hash would
+                                           never repeat and hashing 16 KiB costs ~8 µs per request;
                                            error pages keep their text (they explain the error)
   other text/*                          -> a JSON string of the text
   multipart, binary, anything else      -> {"summary": {"content_type": ..., "size": total,
@@ -82,6 +85,10 @@ def summary(media: str, data: bytes, total_size: int) -> dict[str, Any]:
     }
 
 
+def page_summary(media: str, data: bytes, total_size: int) -> dict[str, Any]:
+    return {"summary": {"content_type": media, "size": total_size, "captured_bytes": len(data)}}
+
+
 def body_to_json(
     *,
     content_type: str | None,
@@ -135,7 +142,7 @@ def _body_value(
     if media.startswith("text/"):
         keep_html = html_mode == "full" or not is_response or (status is not None and status >= 400)
         if media == "text/html" and not keep_html:
-            return summary(media, data, total_size)
+            return page_summary(media, data, total_size)
         text = data.decode(charset, errors="replace")
         if media == "text/html":
             text = redact_html(text, policy)

@@ -31,8 +31,13 @@ TASK_STATUSES = frozenset({"START", "IN_PROGRESS", "SUCCESS", "FAILED"})
 def format_utc(epoch_seconds: float) -> str:
     total_ms = round(epoch_seconds * 1000)  # round, not floor: 0.123 * 1000 is 122.99999...
     seconds, ms = divmod(total_ms, 1000)
-    stamp = dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
-    return f"{stamp:%Y-%m-%d %H:%M:%S}.{ms:03d}"
+    return f"{_utc_second(seconds)}.{ms:03d}"
+
+
+@functools.lru_cache(maxsize=4)
+def _utc_second(seconds: int) -> str:
+    # Every row of the same second shares this text; datetime formatting is most of the cost.
+    return f"{dt.datetime.fromtimestamp(seconds, dt.timezone.utc):%Y-%m-%d %H:%M:%S}"
 
 
 def endpoint_of(path: str, query_string: str, policy: RedactionPolicy) -> str:

@@ -21,6 +21,8 @@ import re
 import typing
 from collections.abc import Iterable, Iterator, Sequence
 
+import msgspec
+
 from log.rows import TABLES, ApiLog, LogRow, TaskProgressLog, columns
 
 NULL = "\\N"
@@ -28,6 +30,7 @@ _DANGEROUS_START = ("=", "+", "-", "@", "\t", "\r", "'")
 _RARE_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # line ends to str.splitlines, not to csv
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\0": "\\0"} | {c: f"\\u{ord(c):04x}" for c in _RARE_BREAKS}
 _RARE_RE = re.compile(f"[{_RARE_BREAKS}]")
+_NEEDS_ESCAPE = re.compile(f"[\\\\\n\r\0{_RARE_BREAKS}]")
 _UNESCAPE_RE = re.compile(r"\\(?:u([0-9a-f]{4})|(.))", re.DOTALL)
 _UNESCAPES = {"\\": "\\", "n": "\n", "r": "\r", "0": "\0"}
 
@@ -80,7 +83,23 @@ def header_line(row_type: RowType) -> str:
 
 def encode_rows(rows: Iterable[LogRow]) -> str:
     """CSV lines (no header) for rows, all of one table, each ending in CRLF."""
-    return _write([encode_cell(getattr(row, name)) for name in row.__struct_fields__] for row in rows)
+    return _write([_encode_row(row) for row in rows])
+
+
+def _encode_row(row: LogRow) -> list[str]:
+    # encode_cell for every field, inlined (every logged request passes here): most cells
+    # need no escaping, and one regex search says so faster than the four replaces.
+    cells = []
+    for value in msgspec.structs.astuple(row):
+        if value is None:
+            cells.append(NULL)
+            continue
+        if value.__class__ is str:
+            text = _escape(value) if _NEEDS_ESCAPE.search(value) is not None else value
+        else:
+            text = str(value)
+        cells.append("'" + text if text.startswith(_DANGEROUS_START) else text)
+    return cells
 
 
 def _write(records: Iterable[Sequence[str]]) -> str:

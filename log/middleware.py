@@ -18,9 +18,9 @@ Exactly one `record()` call per http request, whatever happens:
 from __future__ import annotations
 
 import ipaddress
+import os
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,7 +40,12 @@ def _no_user(scope: Scope) -> str | None:
 
 
 def _uuid4() -> str:
-    return str(uuid.uuid4())
+    # uuid.uuid4() with the UUID object skipped (a third of its cost on every request).
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def decode_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, str]]:

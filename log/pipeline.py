@@ -90,9 +90,10 @@ class LogPipeline:
                     body_cap=s.log_body_max_bytes, html_mode=s.log_html_bodies,  # type: ignore[arg-type]
                 )
             )
-            crash = build_exception_row(captured, row_id=self.next_id(), policy=self.policy)
-            if crash is not None:
-                self.emit(crash)
+            if captured.exception is not None:  # an id only when there is a crash row to give it
+                crash = build_exception_row(captured, row_id=self.next_id(), policy=self.policy)
+                if crash is not None:
+                    self.emit(crash)
         except Exception:  # a logging bug must never fail the request
             self.record_errors += 1
             logger.exception("could not build a log row")

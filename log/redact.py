@@ -11,6 +11,7 @@ Over-redaction (e.g. "author" matches "auth") is the accepted price of never lea
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from collections.abc import Iterable
@@ -87,7 +88,14 @@ def key_is_sensitive(key: str, policy: RedactionPolicy) -> bool:
 
 
 def header_is_sensitive(name: str, policy: RedactionPolicy) -> bool:
-    return policy.enabled and (name.lower() in policy.header_names or key_is_sensitive(name, policy))
+    return policy.enabled and _header_verdict(name, policy.header_names, policy.key_regex)
+
+
+@functools.lru_cache(maxsize=1024)
+def _header_verdict(name: str, header_names: frozenset[str], key_regex: re.Pattern[str] | None) -> bool:
+    # Every request repeats the same few header names: judge each once, not per request.
+    assert key_regex is not None
+    return name.lower() in header_names or key_regex.search(name) is not None
 
 
 def group_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str | list[str]]:
@@ -103,7 +111,18 @@ def group_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str | list[str]]:
 
 
 def redact_headers(headers: Iterable[tuple[str, str]], policy: RedactionPolicy) -> dict[str, str | list[str]]:
-    return group_pairs((n, REDACTED if header_is_sensitive(n, policy) else v) for n, v in headers)
+    # Runs for every request: group_pairs inlined, verdicts memoised per header name.
+    out: dict[str, str | list[str]] = {}
+    if policy.enabled:
+        names, regex = policy.header_names, policy.key_regex
+        headers = [(n, REDACTED if _header_verdict(n, names, regex) else v) for n, v in headers]
+    for name, value in headers:
+        if name not in out:
+            out[name] = value
+        else:
+            prev = out[name]
+            out[name] = [*prev, value] if isinstance(prev, list) else [prev, value]
+    return out
 
 
 # What a form or query field name looks like. A sensitive "name" that does not (a JSON text

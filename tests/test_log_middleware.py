@@ -506,3 +506,16 @@ def test_streaming_and_disconnect_on_a_real_server(live):
     assert hang_rec.response_body == b"started;"
     assert hang_rec.trace_id == "11111111-2222-3333-4444-555555555555"
     assert hang_rec.exception is None
+
+
+def test_default_trace_ids_are_random_version_4_uuids() -> None:
+    import uuid
+
+    from log.middleware import _uuid4
+
+    ids = [_uuid4() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text  # canonical lower-case 8-4-4-4-12
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
