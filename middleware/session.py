@@ -1,25 +1,32 @@
 """Signed-cookie sessions: who is signed in, and the CSRF token, for every HTTP request.
 
-The cookie holds {"csrf": token, "s": Session | None}, signed and timestamped with
-itsdangerous; it expires after max_age. Each request, the store re-validates the session
-(`store.resume`: the account still exists; Supabase refreshes tokens), and the result lands in
-scope["state"]: `session`, `user`, `csrf_token`. Handlers change the session only through
-`set_session()`; the cookie is re-sent when anything in it changed.
+The cookie holds {"csrf": token, "s": Session | None}, signed and timestamped in itsdangerous'
+URLSafeTimedSerializer format (middleware/signed_cookie.py); it expires after max_age. A
+returning browser's cookie is verified once, then found in a small per-instance cache. Each
+request, the store re-validates the session (`store.resume`: the account still exists; Supabase
+refreshes tokens), and the result lands in scope["state"]: `session`, `user`, `csrf_token`.
+Handlers change the session only through `set_session()`; the cookie is re-sent when anything in
+it changed.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from middleware.signed_cookie import SignedSerializer, fresh
 from store.base import Session, StoreUnavailable
 
 COOKIE = "session"
+# Verified cookies remembered per middleware: enough for every browser active at once on a small
+# deployment; past it the oldest entry goes (costing one HMAC when that browser returns).
+CACHE_SIZE = 2048
 _UNCHANGED = object()
 
 
@@ -32,22 +39,51 @@ def set_session(conn: HTTPConnection, session: Session | None) -> None:
 
 class SessionMiddleware:
     def __init__(
-        self, app: ASGIApp, *, secret_key: str, max_age: int, https_only: bool = False
+        self,
+        app: ASGIApp,
+        *,
+        secret_key: str,
+        max_age: int,
+        https_only: bool = False,
+        clock: Callable[[], float] = time.time,
+        cache_size: int = CACHE_SIZE,
     ) -> None:
+        if cache_size < 1:
+            raise ValueError("cache_size must be at least 1")
         self.app = app
-        self.serializer = URLSafeTimedSerializer(secret_key, salt="session")
+        self.serializer = SignedSerializer(secret_key, salt="session", clock=clock)
         self.max_age = max_age
         self.https_only = https_only
+        self.cache_size = cache_size
+        # cookie value -> (signed-at timestamp, payload). Only cookies whose signature checked
+        # out get in, so a flood of forged cookies costs an HMAC each and never evicts anything.
+        # The payload dicts are shared between requests: read them, never change them.
+        self.verified: dict[str, tuple[int, dict[str, Any]]] = {}
 
     def load(self, scope: Scope) -> dict[str, Any] | None:
+        """The request's cookie payload when it is ours and not expired (read-only), else None."""
         raw = _cookie(scope, COOKIE)
         if not raw:
             return None
-        try:
-            payload = self.serializer.loads(raw, max_age=self.max_age)
-        except BadSignature:  # also SignatureExpired
+        now = self.serializer.now()
+        hit = self.verified.get(raw)
+        if hit is not None:
+            # Age is checked on every request, cached or not: a cookie expires on time.
+            if fresh(hit[0], now, self.max_age):
+                return hit[1]
+            del self.verified[raw]
             return None
-        return payload if isinstance(payload, dict) else None
+        unsigned = self.serializer.unsign(raw)
+        if unsigned is None or not fresh(unsigned[0], now, self.max_age):
+            return None
+        payload = unsigned[1]
+        if not isinstance(payload, dict):
+            return None
+        if len(self.verified) >= self.cache_size:
+            # dicts keep insertion order: the first key is the oldest entry.
+            del self.verified[next(iter(self.verified))]
+        self.verified[raw] = (unsigned[0], payload)
+        return payload
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
