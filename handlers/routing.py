@@ -169,8 +169,9 @@ class IndexedRouter(Router):
             scope["router"] = self
 
         # Starlette's loop (Router.app), over the candidates only.
+        routes = self._routes  # not the property: this runs on every request
         partial = None
-        for route in candidates(self.routes.route_index(), get_route_path(scope)):
+        for route in candidates(routes._index or routes.route_index(), get_route_path(scope)):
             match, child_scope = route.matches(scope)
             if match is Match.FULL:
                 scope["route"] = route
