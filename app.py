@@ -28,6 +28,7 @@ from handlers import auth, health, imports, items
 from handlers import logs as explorer
 from handlers._web import redirect, render
 from handlers.ratelimit import LoginLimits
+from handlers.routing import IndexedRouter
 from log import diagnostics
 from log.middleware import RequestLogMiddleware
 from log.pipeline import LogPipeline
@@ -171,7 +172,7 @@ def create_app(settings: Settings) -> Starlette:
     ]
     if settings.log_flush == "request":
         middleware.insert(1, Middleware(FlushAfterRequestMiddleware, flush=logs.flush_due))
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=middleware,
         lifespan=make_lifespan(settings, logs),
@@ -182,6 +183,11 @@ def create_app(settings: Settings) -> Starlette:
             AuthError: session_expired,
         },
     )
+    # Same routes, lifespan and slash redirects, but dispatch tries only the routes that can
+    # match the path instead of all of them in turn (handlers/routing.py). Set before the first
+    # request, when Starlette builds its middleware stack around app.router.
+    app.router = IndexedRouter(app.router.routes, lifespan=app.router.lifespan_context)
+    return app
 
 
 def __getattr__(name: str) -> Starlette:
