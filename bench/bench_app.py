@@ -9,6 +9,8 @@ requests/s measure the middleware stack and the logging. Production code stays u
 
 from __future__ import annotations
 
+import os
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -28,6 +30,10 @@ def build() -> Starlette:
     diagnostics.configure(cloud_run=settings.on_cloud_run)
     app = create_app(settings)
     app.router.routes.append(Route("/bench/ping", ping))
+    # bench/layer_costs.py: BENCH_DROP_MIDDLEWARE=SessionMiddleware,... measures the app without
+    # those layers (before the first request, when Starlette builds the stack).
+    drop = {n for n in os.environ.get("BENCH_DROP_MIDDLEWARE", "").split(",") if n}
+    app.user_middleware = [m for m in app.user_middleware if m.cls.__name__ not in drop]
     return app
 
 

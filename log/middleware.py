@@ -31,6 +31,7 @@ from log.captured import Captured
 from log.trace import trace_id_from_headers
 
 TRACE_HEADER = b"x-trace-id"
+_RAW_TRACE_NAMES = frozenset({b"x-trace-id", b"x-request-id", b"traceparent", b"x-cloud-trace-context"})
 _DISCONNECTS = (OSError, ClientDisconnect)
 _500_BODY = b"Internal Server Error"
 
@@ -86,36 +87,51 @@ def client_ip(
         return peer
 
 
-class _Body:
-    """First `cap` bytes of a stream of chunks, plus the total size."""
+class _Exchange:
+    """Mutable state of one request while it is in flight.
 
-    __slots__ = ("cap", "data", "size")
+    Bodies: the first `cap` bytes and the total size. A body that arrives in one chunk (most
+    do) is kept by reference, not copied; only multi-chunk bodies get a buffer.
+    """
+
+    __slots__ = ("cap", "request_body", "request_size", "response_body", "response_size", "status",
+                 "raw_response_headers", "started", "complete", "disconnected", "expect_trailers",
+                 "completed_at")
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
-        self.data = bytearray()
-        self.size = 0
-
-    def add(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        room = self.cap - len(self.data)
-        if room > 0:
-            self.data += chunk[:room]
-
-
-class _Exchange:
-    """Mutable state of one request while it is in flight."""
-
-    def __init__(self, cap: int) -> None:
-        self.request = _Body(cap)
-        self.response = _Body(cap)
+        self.request_body: bytes | bytearray = b""
+        self.request_size = 0
+        self.response_body: bytes | bytearray = b""
+        self.response_size = 0
         self.status: int | None = None
-        self.response_headers: list[tuple[str, str]] = []
+        self.raw_response_headers: Sequence[tuple[bytes, bytes]] = ()
         self.started = False
         self.complete = False
         self.disconnected = False
         self.expect_trailers = False
         self.completed_at: float | None = None
+
+
+def _kept(kept: bytes | bytearray, chunk: bytes, cap: int) -> bytes | bytearray:
+    """`kept` plus as much of `chunk` as fits under `cap` bytes."""
+    room = cap - len(kept)
+    if room <= 0 or not chunk:
+        return kept
+    if not kept:
+        return chunk[:room] if len(chunk) > room else chunk  # by reference when it all fits
+    if not isinstance(kept, bytearray):
+        kept = bytearray(kept)
+    kept += chunk[:room]
+    return kept
+
+
+def _with_trace_header(headers: Sequence[tuple[bytes, bytes]], value: bytes) -> list[tuple[bytes, bytes]]:
+    # Exactly one x-trace-id: an app's own is replaced (rare, hence the cheap check first).
+    for name, _ in headers:
+        if name.lower() == TRACE_HEADER:
+            return [(k, v) for k, v in headers if k.lower() != TRACE_HEADER] + [(TRACE_HEADER, value)]
+    return [*headers, (TRACE_HEADER, value)]
 
 
 class RequestLogMiddleware:
@@ -144,39 +160,54 @@ class RequestLogMiddleware:
         self.new_uuid = new_uuid
         self.record_errors = 0  # record() / user_id_of() failures, swallowed so requests never fail
 
+    def _trace_id(self, raw: Sequence[tuple[bytes, bytes]]) -> str:
+        # Every request: one pass over the raw names, decoding only when a trace header is there.
+        for name, _ in raw:
+            if name.lower() in _RAW_TRACE_NAMES:
+                return trace_id_from_headers(decode_headers(raw), self.new_uuid)
+        return self.new_uuid()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         received_at, t0 = self.clock(), self.perf()
-        headers = decode_headers(scope.get("headers", []))
-        trace_id = trace_id_from_headers(headers, self.new_uuid)
+        raw_headers = scope.get("headers", ())
+        trace_id = self._trace_id(raw_headers)
         # Handlers and templates read it from request.state; keep an existing state dict
         # (uvicorn puts lifespan state there).
-        scope.setdefault("state", {})["trace_id"] = trace_id
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        state["trace_id"] = trace_id
+        trace_value = trace_id.encode("ascii")
         ex = _Exchange(self.body_cap)
 
         async def receive_wrapper() -> Message:
             message = await receive()
-            if message["type"] == "http.request":
-                ex.request.add(message.get("body", b""))
-            elif message["type"] == "http.disconnect" and not ex.complete:
+            kind = message["type"]
+            if kind == "http.request":
+                chunk = message.get("body", b"")
+                ex.request_size += len(chunk)
+                ex.request_body = _kept(ex.request_body, chunk, ex.cap)
+            elif kind == "http.disconnect" and not ex.complete:
                 ex.disconnected = True
             return message
 
         async def send_wrapper(message: Message) -> None:
             kind = message["type"]
-            if kind == "http.response.start":
-                raw = [(k, v) for k, v in message.get("headers", []) if k.lower() != TRACE_HEADER]
-                raw.append((TRACE_HEADER, trace_id.encode("ascii")))
-                message = {**message, "headers": raw}
-                ex.started, ex.status = True, message["status"]
-                ex.response_headers = decode_headers(raw)
-                ex.expect_trailers = bool(message.get("trailers", False))
-            elif kind == "http.response.body":
-                ex.response.add(message.get("body", b""))
+            if kind == "http.response.body":
+                chunk = message.get("body", b"")
+                ex.response_size += len(chunk)
+                ex.response_body = _kept(ex.response_body, chunk, ex.cap)
                 if not message.get("more_body", False) and not ex.expect_trailers:
                     self._complete(ex)
+            elif kind == "http.response.start":
+                headers = _with_trace_header(message.get("headers", ()), trace_value)
+                message = {**message, "headers": headers}
+                ex.started, ex.status = True, message["status"]
+                ex.raw_response_headers = headers
+                ex.expect_trailers = bool(message.get("trailers", False))
             elif kind == "http.response.trailers" and not message.get("more_trailers", False):
                 self._complete(ex)
             elif kind == "http.response.pathsend":
@@ -214,7 +245,7 @@ class RequestLogMiddleware:
             ex.disconnected = ex.disconnected or not ex.complete
             raise
         finally:
-            self._record(scope, ex, error, headers, trace_id, received_at, t0)
+            self._record(scope, ex, error, raw_headers, trace_id, received_at, t0)
 
     async def _send_500(self, send: Send, ex: _Exchange) -> None:
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
@@ -242,7 +273,7 @@ class RequestLogMiddleware:
         scope: Scope,
         ex: _Exchange,
         error: BaseException | None,
-        headers: list[tuple[str, str]],
+        raw_headers: Sequence[tuple[bytes, bytes]],
         trace_id: str,
         received_at: float,
         t0: float,
@@ -259,6 +290,7 @@ class RequestLogMiddleware:
         if error is not None:
             exception = f"{type(error).__name__}: {error}"
             stack = "".join(traceback.format_exception(error))
+        headers = decode_headers(raw_headers)
         captured = Captured(
             received_at=received_at,
             duration_ms=max(0, round((end - t0) * 1000)),
@@ -266,12 +298,12 @@ class RequestLogMiddleware:
             path=scope.get("path", ""),
             query_string=scope.get("query_string", b"").decode("latin-1"),
             request_headers=headers,
-            request_body=bytes(ex.request.data),
-            request_body_size=ex.request.size,
+            request_body=bytes(ex.request_body),
+            request_body_size=ex.request_size,
             response_status=self._status(ex, error),
-            response_headers=ex.response_headers,
-            response_body=bytes(ex.response.data),
-            response_body_size=ex.response.size,
+            response_headers=decode_headers(ex.raw_response_headers),
+            response_body=bytes(ex.response_body),
+            response_body_size=ex.response_size,
             client_ip=client_ip(scope.get("client"), headers, self.trusted_proxy),
             user_id=user_id,
             trace_id=trace_id,
