@@ -4,7 +4,8 @@ Decisions recorded here:
   * endpoint = the path plus the REDACTED raw query string ("/items?q=abc&token=[REDACTED]");
     the query is part of what was called, and keeping it in one column keeps it greppable.
     Secrets inside path segments (/reset/<token>) cannot be recognised by name and are kept.
-  * request_header = JSON object of the redacted request headers (repeated names -> list).
+  * request_header = JSON object of the redacted request headers (repeated names -> list); values
+    longer than HEADER_VALUE_MAX characters are cut and marked "…[N chars]".
   * bodies: see log/bodies.py.
   * created_at = when the request was received, UTC "YYYY-MM-DD HH:MM:SS.fff" (what SQLite's
     STRFTIME('%Y-%m-%d %H:%M:%f') produces, so app rows and DB defaults sort together).
@@ -40,6 +41,18 @@ def _utc_second(seconds: int) -> str:
     return f"{dt.datetime.fromtimestamp(seconds, dt.timezone.utc):%Y-%m-%d %H:%M:%S}"
 
 
+# A header value longer than this is cut, with a marker saying how long it was: uvicorn accepts
+# request headers of any size, and one 64 KiB header must not become a 64 KiB column in every sink.
+HEADER_VALUE_MAX = 2048
+
+
+def capped_headers(headers: list[tuple[str, str]], limit: int = HEADER_VALUE_MAX) -> list[tuple[str, str]]:
+    for _, value in headers:
+        if len(value) > limit:
+            return [(n, v if len(v) <= limit else f"{v[:limit]}…[{len(v)} chars]") for n, v in headers]
+    return headers  # the usual case: nothing to cut, no copy
+
+
 def endpoint_of(path: str, query_string: str, policy: RedactionPolicy) -> str:
     return f"{path}?{redact_query_string(query_string, policy)}" if query_string else path
 
@@ -60,7 +73,7 @@ def build_api_log(
         trace_id=c.trace_id,
         method=c.method,
         endpoint=endpoint_of(c.path, c.query_string, policy),
-        request_header=_encoder.encode(redact_headers(c.request_headers, policy)).decode(),
+        request_header=_encoder.encode(redact_headers(capped_headers(c.request_headers), policy)).decode(),
         request_body=body_to_json(
             content_type=_content_type(c.request_headers),
             data=c.request_body,

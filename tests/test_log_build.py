@@ -153,3 +153,16 @@ def test_redactor_for_task_tracker():
 def test_endpoint_of():
     assert endpoint_of("/a", "", POLICY) == "/a"
     assert endpoint_of("/a", "x=1&password=2", POLICY) == f"/a?x=1&password={REDACTED}"
+
+
+def test_long_header_values_are_cut_and_marked_secrets_still_redacted():
+    long = "x" * 70_000
+    c = msgspec.structs.replace(
+        captured(), request_headers=[("user-agent", long), ("x-api-key", "k" * 5000), ("accept", "*/*")]
+    )
+    row = build_api_log(c, row_id=1, policy=POLICY, body_cap=1024)
+    headers = msgspec.json.decode(row.request_header)
+    assert headers["user-agent"] == "x" * 2048 + "…[70000 chars]"
+    assert headers["x-api-key"] == REDACTED
+    assert headers["accept"] == "*/*"
+    assert len(row.request_header) < 2300
