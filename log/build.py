@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from log.bodies import HtmlMode, body_to_json
-from log.captured import Captured
+from log.captured import Captured, text_headers
 from log.redact import RedactionPolicy, redact_headers, redact_json, redact_query_string
 from log.rows import ApiLog, TaskProgressLog
 
@@ -68,14 +68,15 @@ def _content_type(headers: list[tuple[str, str]]) -> str | None:
 def build_api_log(
     c: Captured, *, row_id: int, policy: RedactionPolicy, body_cap: int, html_mode: HtmlMode = "summary"
 ) -> ApiLog:
+    request_headers = text_headers(c.request_headers)
     return ApiLog(
         id=row_id,
         trace_id=c.trace_id,
         method=c.method,
         endpoint=endpoint_of(c.path, c.query_string, policy),
-        request_header=_encoder.encode(redact_headers(capped_headers(c.request_headers), policy)).decode(),
+        request_header=_encoder.encode(redact_headers(capped_headers(request_headers), policy)).decode(),
         request_body=body_to_json(
-            content_type=_content_type(c.request_headers),
+            content_type=_content_type(request_headers),
             data=c.request_body,
             total_size=c.request_body_size,
             cap=body_cap,
@@ -84,7 +85,7 @@ def build_api_log(
         ),
         response_status=c.response_status,
         response_body=body_to_json(
-            content_type=_content_type(c.response_headers),
+            content_type=_content_type(text_headers(c.response_headers)),
             data=c.response_body,
             total_size=c.response_body_size,
             cap=body_cap,

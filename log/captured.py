@@ -7,7 +7,13 @@ to build rows and emit them to the fan-out.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
+
+# Request and response headers as the middleware saw them: raw ASGI (bytes, bytes) pairs, which
+# the row builder decodes a batch at a time (text_headers), or already decoded (str, str) pairs.
+Headers = Sequence[tuple[bytes, bytes]] | Sequence[tuple[str, str]]
 
 
 class Captured(msgspec.Struct, kw_only=True):
@@ -16,11 +22,11 @@ class Captured(msgspec.Struct, kw_only=True):
     method: str
     path: str
     query_string: str  # raw query string, latin-1 decoded
-    request_headers: list[tuple[str, str]]  # lower-case names, latin-1 decoded, in order
+    request_headers: Headers  # in order; see text_headers()
     request_body: bytes  # first LOG_BODY_MAX_BYTES bytes only
     request_body_size: int  # total bytes the app received
     response_status: int  # 499 on client disconnect, 500 on unhandled exception
-    response_headers: list[tuple[str, str]]
+    response_headers: Headers
     response_body: bytes  # first LOG_BODY_MAX_BYTES bytes only
     response_body_size: int
     client_ip: str | None
@@ -28,3 +34,10 @@ class Captured(msgspec.Struct, kw_only=True):
     trace_id: str  # already validated/normalised UUID string
     exception: str | None = None  # "ValueError: boom" for unhandled exceptions
     stack_trace: str | None = None
+
+
+def text_headers(headers: Headers) -> list[tuple[str, str]]:
+    """(lower-case name, value) str pairs, latin-1 decoded; str pairs are taken as they are."""
+    if headers and isinstance(headers[0][0], bytes):
+        return [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers]  # type: ignore[union-attr]
+    return list(headers)  # type: ignore[arg-type]

@@ -3,7 +3,8 @@
 Pure ASGI (no BaseHTTPMiddleware), so streaming responses keep streaming and the request body
 is only read when the app reads it: receive/send are wrapped, every message is passed on as is
 (only `http.response.start` gets an added `x-trace-id` header) and the first `body_cap` bytes
-of each body are copied on the way through.
+of each body are kept on the way through. Headers are handed on raw (ASGI byte pairs): the
+row builder decodes them a batch at a time, off the request's own path.
 
 Exactly one `record()` call per http request, whatever happens:
 - normal response: its status;
@@ -290,21 +291,24 @@ class RequestLogMiddleware:
         if error is not None:
             exception = f"{type(error).__name__}: {error}"
             stack = "".join(traceback.format_exception(error))
-        headers = decode_headers(raw_headers)
+        client = scope.get("client")
         captured = Captured(
             received_at=received_at,
             duration_ms=max(0, round((end - t0) * 1000)),
             method=scope.get("method", ""),
             path=scope.get("path", ""),
             query_string=scope.get("query_string", b"").decode("latin-1"),
-            request_headers=headers,
+            request_headers=raw_headers,  # decoded later, in the batched row build
             request_body=bytes(ex.request_body),
             request_body_size=ex.request_size,
             response_status=self._status(ex, error),
-            response_headers=decode_headers(ex.raw_response_headers),
+            response_headers=ex.raw_response_headers,
             response_body=bytes(ex.response_body),
             response_body_size=ex.response_size,
-            client_ip=client_ip(scope.get("client"), headers, self.trusted_proxy),
+            client_ip=(
+                client_ip(client, decode_headers(raw_headers), True) if self.trusted_proxy
+                else str(client[0]) if client else None
+            ),
             user_id=user_id,
             trace_id=trace_id,
             exception=exception,

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from log.captured import Captured
+from log.captured import Captured, text_headers
 from log.middleware import RequestLogMiddleware, client_ip, is_excluded
 
 CAP = 64
@@ -188,14 +188,14 @@ async def test_mixed_requests_give_exactly_one_record_each():
     js, urlform, multipart, binary, invalid, oversized, too_large, _, _, err, missing, streamed = records
     assert js.query_string == "x=1&y=%20"
     assert js.request_body == b'{"a":1}' and js.request_body_size == 7
-    assert ("content-type", "application/json") in js.request_headers
+    assert ("content-type", "application/json") in text_headers(js.request_headers)
     assert js.user_id == "user-7"  # set by the inner auth middleware, read after the app ran
     assert responses[0].json()["trace"] == js.trace_id  # handlers see request.state.trace_id
     assert js.client_ip == "203.0.113.9"
     assert js.received_at == 1_700_000_000.5
     assert js.duration_ms == 250  # start tick to the tick at which the last byte was sent
-    assert ("content-type", "application/json") in js.response_headers
-    assert ("x-trace-id", js.trace_id) in js.response_headers
+    assert ("content-type", "application/json") in text_headers(js.response_headers)
+    assert ("x-trace-id", js.trace_id) in text_headers(js.response_headers)
 
     assert urlform.request_body == b"name=n&pw=secret"
     assert multipart.request_body.startswith(b"--") and b"Content-Disposition" in multipart.request_body
@@ -519,3 +519,11 @@ def test_default_trace_ids_are_random_version_4_uuids() -> None:
         parsed = uuid.UUID(text)
         assert str(parsed) == text  # canonical lower-case 8-4-4-4-12
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_text_headers_decodes_raw_asgi_pairs_and_keeps_decoded_ones() -> None:
+    raw = [(b"Content-Type", b"text/html; charset=utf-8"), (b"x-v", "é".encode("latin-1"))]
+    assert text_headers(raw) == [("content-type", "text/html; charset=utf-8"), ("x-v", "é")]
+    decoded = [("content-type", "application/json")]
+    assert text_headers(decoded) == decoded
+    assert text_headers([]) == []
