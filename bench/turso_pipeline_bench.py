@@ -260,16 +260,19 @@ def items_page(data_dir: Path, hrana_url: str, hrana_db: Path, seconds: float, c
     servers: dict[str, tuple[subprocess.Popen, str]] = {}
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     try:
+        cookies = {}
         for mode, env in modes.items():
-            servers[mode] = start_app(data_dir, env)
-        cookie = signed_in_cookie(servers["off"][1])
+            # Each server its own DATA_DIR (database, CSV files), as in production.
+            (data_dir / mode).mkdir(parents=True, exist_ok=True)
+            servers[mode] = start_app(data_dir / mode, env)
+            cookies[mode] = signed_in_cookie(servers[mode][1])
         if warm_up:
-            for proc, url in servers.values():
-                wrk(f"{url}/items", cookie, 1, connections)
+            for mode, (proc, url) in servers.items():
+                wrk(f"{url}/items", cookies[mode], 1, connections)
         for _ in range(rounds):
             for mode, (proc, url) in servers.items():
                 cpu0 = cpu_seconds(proc.pid)
-                rps, total = wrk(f"{url}/items", cookie, seconds, connections)
+                rps, total = wrk(f"{url}/items", cookies[mode], seconds, connections)
                 cpu = cpu_seconds(proc.pid) - cpu0
                 runs[mode].append({"requests_per_s": rps, "requests": total, "cpu_us_per_request": cpu * 1e6 / total})
     finally:
@@ -283,7 +286,7 @@ def items_page(data_dir: Path, hrana_url: str, hrana_db: Path, seconds: float, c
             "cpu_us_per_request": sum(r["cpu_us_per_request"] * r["requests"] for r in rs) / sum(r["requests"] for r in rs),
             "rounds": rs,
         }
-    csv_rows = sum(1 for r in read_rows(data_dir / "logs", "api_logs") if r.endpoint == "/items")
+    csv_rows = sum(1 for r in read_rows(data_dir / "on" / "logs", "api_logs") if r.endpoint == "/items")
     with contextlib.closing(sqlite3.connect(hrana_db)) as conn:
         db_rows = conn.execute("SELECT count(*) FROM api_logs WHERE endpoint = '/items'").fetchone()[0]
     return {**out, "ratio_on_off": out["on"]["requests_per_s"] / out["off"]["requests_per_s"],
