@@ -291,7 +291,6 @@ class RequestLogMiddleware:
         if error is not None:
             exception = f"{type(error).__name__}: {error}"
             stack = "".join(traceback.format_exception(error))
-        client = scope.get("client")
         captured = Captured(
             received_at=received_at,
             duration_ms=max(0, round((end - t0) * 1000)),
@@ -305,9 +304,9 @@ class RequestLogMiddleware:
             response_headers=ex.raw_response_headers,
             response_body=bytes(ex.response_body),
             response_body_size=ex.response_size,
-            client_ip=(
-                client_ip(client, decode_headers(raw_headers), True) if self.trusted_proxy
-                else str(client[0]) if client else None
+            # X-Forwarded-For is only read (and so decoded here) behind a trusted proxy.
+            client_ip=client_ip(
+                scope.get("client"), decode_headers(raw_headers) if self.trusted_proxy else (), self.trusted_proxy
             ),
             user_id=user_id,
             trace_id=trace_id,
