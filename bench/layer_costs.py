@@ -19,8 +19,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.overhead_matrix import sign_in_with_items, start_server
-from bench.turso_pipeline_bench import TOKEN, cpu_seconds, start_hrana, stop, wrk
+from bench.overhead_matrix import start_server
+from bench.turso_pipeline_bench import TOKEN, cpu_seconds, sign_in_with_items, start_hrana, stop, wrk
 
 LAYERS = ("SecurityHeadersMiddleware", "RequestLogMiddleware", "SizeLimitMiddleware", "SessionMiddleware",
           "CsrfMiddleware")

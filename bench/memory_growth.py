@@ -25,8 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.overhead_matrix import sign_in_with_items
-from bench.turso_pipeline_bench import free_port, stop, wait_http
+from bench.turso_pipeline_bench import free_port, sign_in_with_items, stop, wait_http
 from log.csv_sink import read_rows
 
 ROOT = Path(__file__).resolve().parent.parent

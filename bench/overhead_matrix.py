@@ -34,9 +34,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.turso_pipeline_bench import CSRF_RE, TOKEN, cpu_seconds, free_port, start_hrana, stop, wait_http, wrk
+from bench.turso_pipeline_bench import (TOKEN, cpu_seconds, free_port, sign_in_with_items, start_hrana, stop,
+                                        wait_http, wrk)
 
 ROOT = Path(__file__).resolve().parent.parent
 ITEMS = 20
@@ -78,22 +77,6 @@ def start_server(app: str, data_dir: Path, env_extra: dict[str, str]) -> tuple[s
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/bench/ping", proc)
     return proc, url
-
-
-def sign_in_with_items(url: str, n: int) -> str:
-    """Sign up on this server, add n items; the session cookie for wrk."""
-    with httpx.Client(base_url=url) as client:
-        csrf = CSRF_RE.search(client.get("/").text)
-        assert csrf, "no CSRF token on the landing page"
-        client.post("/signup", data={"email": "bench@example.com", "password": "correct horse battery",
-                                     "csrf_token": csrf[1]})
-        csrf = CSRF_RE.search(client.get("/items").text)
-        assert csrf, "signup did not sign in"
-        for i in range(n):
-            client.post("/items", data={"name": f"Bench item {i}", "quantity": str(i + 1), "csrf_token": csrf[1]})
-        page = client.get("/items")
-        assert f"Bench item {n - 1}" in page.text, page.text[:300]
-        return f"session={client.cookies['session']}"
 
 
 def median_cell(runs: list[dict[str, float]]) -> dict[str, Any]:

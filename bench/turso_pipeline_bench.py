@@ -218,7 +218,8 @@ def start_app(data_dir: Path, env_extra: dict[str, str]) -> tuple[subprocess.Pop
     return proc, url
 
 
-def signed_in_cookie(url: str) -> str:
+def sign_in_with_items(url: str, n: int) -> str:
+    """Sign up on this server, add n items; the session cookie for wrk."""
     with httpx.Client(base_url=url) as client:
         csrf = CSRF_RE.search(client.get("/").text)
         assert csrf, "no CSRF token on the landing page"
@@ -226,10 +227,10 @@ def signed_in_cookie(url: str) -> str:
                                      "csrf_token": csrf[1]})
         csrf = CSRF_RE.search(client.get("/items").text)
         assert csrf, "signup did not sign in"
-        for i in range(10):
+        for i in range(n):
             client.post("/items", data={"name": f"Bench item {i}", "quantity": str(i + 1), "csrf_token": csrf[1]})
         page = client.get("/items")
-        assert "Bench item 9" in page.text, page.text[:300]
+        assert f"Bench item {n - 1}" in page.text, page.text[:300]
         return f"session={client.cookies['session']}"
 
 
@@ -265,7 +266,7 @@ def items_page(data_dir: Path, hrana_url: str, hrana_db: Path, seconds: float, c
             # Each server its own DATA_DIR (database, CSV files), as in production.
             (data_dir / mode).mkdir(parents=True, exist_ok=True)
             servers[mode] = start_app(data_dir / mode, env)
-            cookies[mode] = signed_in_cookie(servers[mode][1])
+            cookies[mode] = sign_in_with_items(servers[mode][1], 10)
         if warm_up:
             for mode, (proc, url) in servers.items():
                 wrk(f"{url}/items", cookies[mode], 1, connections)
