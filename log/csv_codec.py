@@ -46,6 +46,9 @@ _IS_INT: dict[RowType, tuple[bool, ...]] = {t: _int_fields(t) for t in TABLES.va
 
 
 def _escape(value: str) -> str:
+    # Most cells hold nothing to escape: one regex search says so faster than the four replaces.
+    if _NEEDS_ESCAPE.search(value) is None:
+        return value
     # Chained str.replace is a C-speed scan that returns quickly when there is nothing to do.
     text = value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\0", "\\0")
     if _RARE_RE.search(text) is not None:
@@ -83,23 +86,7 @@ def header_line(row_type: RowType) -> str:
 
 def encode_rows(rows: Iterable[LogRow]) -> str:
     """CSV lines (no header) for rows, all of one table, each ending in CRLF."""
-    return _write([_encode_row(row) for row in rows])
-
-
-def _encode_row(row: LogRow) -> list[str]:
-    # encode_cell for every field, inlined (every logged request passes here): most cells
-    # need no escaping, and one regex search says so faster than the four replaces.
-    cells = []
-    for value in msgspec.structs.astuple(row):
-        if value is None:
-            cells.append(NULL)
-            continue
-        if value.__class__ is str:
-            text = _escape(value) if _NEEDS_ESCAPE.search(value) is not None else value
-        else:
-            text = str(value)
-        cells.append("'" + text if text.startswith(_DANGEROUS_START) else text)
-    return cells
+    return _write([[encode_cell(v) for v in msgspec.structs.astuple(row)] for row in rows])
 
 
 def _write(records: Iterable[Sequence[str]]) -> str:

@@ -87,6 +87,10 @@ def retryable_code(code: str | None) -> bool:
 
 def encode_value(value: Any) -> dict[str, Any]:
     """Python value -> Hrana Value. bool is checked before int because bool is an int subclass."""
+    # Text first: most values in log rows are text (6,000 values in a 500-row batch). An exact
+    # type check, so a str subclass still goes through the isinstance checks below.
+    if value.__class__ is str:
+        return {"type": "text", "value": value}
     if value is None:
         return {"type": "null"}
     if isinstance(value, bool):
@@ -141,26 +145,7 @@ def _bad(value: Any) -> Any:
 
 
 def stmt(sql: str, args: Sequence[Any] = (), *, want_rows: bool = True) -> dict[str, Any]:
-    return {"sql": sql, "args": encode_values(args), "want_rows": want_rows}
-
-
-_NULL = {"type": "null"}
-
-
-def encode_values(args: Sequence[Any]) -> list[dict[str, Any]]:
-    """encode_value for each arg, with the two types log rows are made of (text, NULL) inlined:
-    a 500-row batch has 6,000 values. Exact type checks, so bool and int subclasses still go
-    through encode_value."""
-    out = []
-    for a in args:
-        cls = a.__class__
-        if cls is str:
-            out.append({"type": "text", "value": a})
-        elif a is None:
-            out.append(_NULL)
-        else:
-            out.append(encode_value(a))
-    return out
+    return {"sql": sql, "args": [encode_value(a) for a in args], "want_rows": want_rows}
 
 
 def execute_request(statement: dict[str, Any]) -> dict[str, Any]:

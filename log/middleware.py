@@ -28,7 +28,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from log.captured import Captured
+from log.captured import Captured, text_headers
 from log.trace import trace_id_from_headers
 
 TRACE_HEADER = b"x-trace-id"
@@ -48,10 +48,6 @@ def _uuid4() -> str:
     b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = b.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def decode_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    return [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw]
 
 
 def is_excluded(path: str, prefixes: Sequence[str]) -> bool:
@@ -165,7 +161,7 @@ class RequestLogMiddleware:
         # Every request: one pass over the raw names, decoding only when a trace header is there.
         for name, _ in raw:
             if name.lower() in _RAW_TRACE_NAMES:
-                return trace_id_from_headers(decode_headers(raw), self.new_uuid)
+                return trace_id_from_headers(text_headers(raw), self.new_uuid)
         return self.new_uuid()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -306,7 +302,7 @@ class RequestLogMiddleware:
             response_body_size=ex.response_size,
             # X-Forwarded-For is only read (and so decoded here) behind a trusted proxy.
             client_ip=client_ip(
-                scope.get("client"), decode_headers(raw_headers) if self.trusted_proxy else (), self.trusted_proxy
+                scope.get("client"), text_headers(raw_headers) if self.trusted_proxy else (), self.trusted_proxy
             ),
             user_id=user_id,
             trace_id=trace_id,

@@ -111,18 +111,10 @@ def group_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str | list[str]]:
 
 
 def redact_headers(headers: Iterable[tuple[str, str]], policy: RedactionPolicy) -> dict[str, str | list[str]]:
-    # Runs for every request: group_pairs inlined, verdicts memoised per header name.
-    out: dict[str, str | list[str]] = {}
-    if policy.enabled:
+    if policy.enabled:  # verdicts memoised per header name (_header_verdict)
         names, regex = policy.header_names, policy.key_regex
         headers = [(n, REDACTED if _header_verdict(n, names, regex) else v) for n, v in headers]
-    for name, value in headers:
-        if name not in out:
-            out[name] = value
-        else:
-            prev = out[name]
-            out[name] = [*prev, value] if isinstance(prev, list) else [prev, value]
-    return out
+    return group_pairs(headers)
 
 
 # What a form or query field name looks like. A sensitive "name" that does not (a JSON text
