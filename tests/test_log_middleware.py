@@ -508,19 +508,6 @@ def test_streaming_and_disconnect_on_a_real_server(live):
     assert hang_rec.exception is None
 
 
-def test_default_trace_ids_are_random_version_4_uuids() -> None:
-    import uuid
-
-    from log.middleware import _uuid4
-
-    ids = [_uuid4() for _ in range(2000)]
-    assert len(set(ids)) == len(ids)
-    for text in ids:
-        parsed = uuid.UUID(text)
-        assert str(parsed) == text  # canonical lower-case 8-4-4-4-12
-        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
-
-
 def test_text_headers_decodes_raw_asgi_pairs_and_keeps_decoded_ones() -> None:
     raw = [(b"Content-Type", b"text/html; charset=utf-8"), (b"x-v", "é".encode("latin-1"))]
     assert text_headers(raw) == [("content-type", "text/html; charset=utf-8"), ("x-v", "é")]
