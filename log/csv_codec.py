@@ -31,6 +31,11 @@ _RARE_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # line ends to str.splitl
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\0": "\\0"} | {c: f"\\u{ord(c):04x}" for c in _RARE_BREAKS}
 _RARE_RE = re.compile(f"[{_RARE_BREAKS}]")
 _NEEDS_ESCAPE = re.compile(f"[\\\\\n\r\0{_RARE_BREAKS}]")
+# A row's text cells, each preceded by \x1f (a character no rule above mentions), searched at
+# once: an escape character anywhere, or \x1f then a dangerous first character, means some
+# cell needs the per-cell path. False alarms (data holding \x1f then "=") only cost that path.
+_SEP = "\x1f"
+_FORMULA_START = re.compile(f"{_SEP}[=+\\-@\t\r']")
 _UNESCAPE_RE = re.compile(r"\\(?:u([0-9a-f]{4})|(.))", re.DOTALL)
 _UNESCAPES = {"\\": "\\", "n": "\n", "r": "\r", "0": "\0"}
 
@@ -86,7 +91,16 @@ def header_line(row_type: RowType) -> str:
 
 def encode_rows(rows: Iterable[LogRow]) -> str:
     """CSV lines (no header) for rows, all of one table, each ending in CRLF."""
-    return _write([[encode_cell(v) for v in msgspec.structs.astuple(row)] for row in rows])
+    return _write([_encode_row(msgspec.structs.astuple(row)) for row in rows])
+
+
+def _encode_row(values: tuple[str | int | None, ...]) -> list[str]:
+    # The cells encode_cell gives each value. Most rows' text needs no escaping and no formula
+    # guard, and two searches over the whole row say so faster than one per cell.
+    joined = _SEP + _SEP.join([v for v in values if v.__class__ is str])
+    if _NEEDS_ESCAPE.search(joined) is None and _FORMULA_START.search(joined) is None:
+        return [v if v.__class__ is str else encode_cell(v) for v in values]  # type: ignore[misc]
+    return [encode_cell(v) for v in values]
 
 
 def _write(records: Iterable[Sequence[str]]) -> str:

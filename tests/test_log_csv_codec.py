@@ -12,7 +12,8 @@ from log.rows import ApiLog, TaskProgressLog, columns
 
 plain_text = st.text(st.characters(blacklist_categories=("Cs",)))  # any unicode but lone surrogates
 tricky = st.sampled_from(
-    ["=", "+", "-", "@", "\t", "\r", "'", "''", "\\", "\\N", "\n", '"', ",", "\r\n", "\u2028", "\x85", "\0", " "]
+    ["=", "+", "-", "@", "\t", "\r", "'", "''", "\\", "\\N", "\n", '"', ",", "\r\n", "\u2028", "\x85", "\0", " ",
+     "\x1f", "\x1f=", "\x1f-"]  # \x1f: encode_rows' separator for its whole-row check
 )
 texts = st.one_of(plain_text, st.lists(tricky | plain_text, max_size=6).map("".join), st.just(""), st.just("\\N"))
 int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -84,3 +85,23 @@ def test_wrong_header_and_bad_rows_raise():
     with pytest.raises(ValueError):
         decode_cell("\\q", False)
     assert list(read_csv([], ApiLog)) == []
+
+
+@given(any_rows)
+def test_whole_row_check_gives_exactly_the_per_cell_encoding(rows):
+    # encode_rows skips per-cell escaping when one search over the row finds nothing to do;
+    # the cells must be what encode_cell gives each value, whatever the text holds.
+    expected = io.StringIO()
+    csv.writer(expected, lineterminator="\r\n").writerows(
+        [[encode_cell(v) for v in msgspec.structs.astuple(r)] for r in rows]
+    )
+    assert encode_rows(rows) == expected.getvalue()
+
+
+@pytest.mark.parametrize("text", ["=1+1", "x", "a\x1f=b", "\x1f", "-", "'", "ok\\", "\u2028", "\t"])
+def test_whole_row_check_on_separator_and_formula_edges(text):
+    row = ApiLog(id=1, trace_id=text, method="GET", endpoint=text, request_header="{}", request_body=None,
+                 response_status=200, response_body=text, duration_ms=-1, ip_address=None, user_id=text,
+                 created_at="2026-01-01 00:00:00.000")
+    cells = next(csv.reader(io.StringIO(encode_rows([row]))))
+    assert cells == [encode_cell(v) for v in msgspec.structs.astuple(row)]
