@@ -10,6 +10,10 @@ Servers (each its own DATA_DIR, all started before measuring, all pinned to core
   csv+turso  LOG_SINKS=csv,turso against the local Hrana server (tests/hrana_server.py in its
              own process on core 1): the full fan-out
   stdout     LOG_SINKS=stdout, the server's stdout redirected to a file
+  log-only-csv, log-only-csv+turso, log-only-stdout
+             the app with every middleware but the log one left out (BENCH_DROP_MIDDLEWARE):
+             the hello world plus the logging layer and its sinks, on /bench/ping only. Their
+             ratio to hello is what logging alone costs a trivial route; reported, no target.
 Routes: /items (signed in, 20 items), /bench/ping (trivial JSON, signed-in cookie sent) and
 "/bench/ping anon" (no cookie: every request is a first visit that gets a new signed session
 cookie, which is what wrk does to a cookie-less route). wrk runs on core 1.
@@ -48,17 +52,33 @@ TARGETS = (  # (route label, measured config, baseline config, minimum ratio)
     ("/bench/ping anon", "csv+turso", "hello", 0.50),
 )
 
+# The app's middleware other than logging; the log-only servers leave all of them out.
+NOT_LOGGING = "SecurityHeadersMiddleware,SizeLimitMiddleware,SessionMiddleware,CsrfMiddleware"
+LOG_ONLY_PREFIX = "log-only-"
+
 
 def configs(hrana_url: str) -> dict[str, tuple[str, dict[str, str]]]:
     """name -> (ASGI app, environment)."""
+    sinks = {
+        "csv": {"LOG_SINKS": "csv"},
+        "csv+turso": {"LOG_SINKS": "csv,turso", "TURSO_DATABASE_URL": hrana_url, "TURSO_AUTH_TOKEN": TOKEN},
+        "stdout": {"LOG_SINKS": "stdout"},
+    }
     return {
         "hello": ("bench.hello_app:app", {}),
         "off": ("bench.bench_app:app", {"LOG_SINKS": ""}),
-        "csv": ("bench.bench_app:app", {"LOG_SINKS": "csv"}),
-        "csv+turso": ("bench.bench_app:app", {"LOG_SINKS": "csv,turso", "TURSO_DATABASE_URL": hrana_url,
-                                              "TURSO_AUTH_TOKEN": TOKEN}),
-        "stdout": ("bench.bench_app:app", {"LOG_SINKS": "stdout"}),
+        **{name: ("bench.bench_app:app", env) for name, env in sinks.items()},
+        **{LOG_ONLY_PREFIX + name: ("bench.bench_app:app", {**env, "BENCH_DROP_MIDDLEWARE": NOT_LOGGING})
+           for name, env in sinks.items()},
     }
+
+
+def routes_of(server: str) -> list[str]:
+    if server == "hello":
+        return ["/bench/ping"]
+    if server.startswith(LOG_ONLY_PREFIX):
+        return ["/bench/ping anon"]  # no session layer: nobody to sign in
+    return list(ROUTES)
 
 
 def start_server(app: str, data_dir: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen, str]:
@@ -97,10 +117,9 @@ def measure(tmp: Path, hrana_url: str, seconds: float, rounds: int, connections:
             if only and name not in only:
                 continue
             proc, url = start_server(app, tmp / name.replace("+", "-"), env)
-            cookie = sign_in_with_items(url, ITEMS) if name != "hello" else ""
-            servers[name] = (proc, url, cookie)
-        pairs = [(name, route) for name in servers for route in ROUTES
-                 if not (name == "hello" and route != "/bench/ping")]
+            signed_in = "/items" in routes_of(name)
+            servers[name] = (proc, url, sign_in_with_items(url, ITEMS) if signed_in else "")
+        pairs = [(name, route) for name in servers for route in routes_of(name)]
         if warm_up:
             for name, route in pairs:
                 wrk(servers[name][1] + ROUTES[route][0], servers[name][2], 1, connections)
@@ -134,6 +153,17 @@ def ratios(cells: dict[str, Any]) -> list[dict[str, Any]]:
             "ratio": m["requests_per_s"] / b["requests_per_s"],
             "cpu_ratio": b["cpu_us_per_request"] / m["cpu_us_per_request"],
         })
+    return out
+
+
+def logging_alone(cells: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each log-only server vs hello on the trivial route: logging's own cost, no target."""
+    hello = cells.get("hello /bench/ping")
+    out = []
+    for key, c in cells.items():
+        if hello and key.startswith(LOG_ONLY_PREFIX):
+            out.append({"config": key.split(" ", 1)[0], "ratio": c["requests_per_s"] / hello["requests_per_s"],
+                        "cpu_us_added": c["cpu_us_per_request"] - hello["cpu_us_per_request"]})
     return out
 
 
@@ -177,12 +207,16 @@ def main() -> None:
     for r in rs:
         print(f"ratio {r['route']} {r['config']}/{r['baseline']}: {r['ratio']:.3f} req/s, "
               f"{r['cpu_ratio']:.3f} CPU per request (target >= {r['target']:.2f})")
+    alone = logging_alone(cells)
+    for r in alone:
+        print(f"logging alone on the trivial route, {r['config']}/hello: {r['ratio']:.3f} req/s, "
+              f"+{r['cpu_us_added']:.0f} µs of server CPU per request")
     unmet = [r for r in rs if r["ratio"] < r["target"]]
     for r in unmet:
         print(f"UNMET: {r['route']} {r['config']} is {r['ratio']:.3f} x {r['baseline']} req/s (target {r['target']:.2f})")
     if not unmet:
         print("UNMET: none")
-    print(json.dumps({"cells": cells, "ratios": rs, "stdout_lines": result["stdout_lines"],
+    print(json.dumps({"cells": cells, "ratios": rs, "logging_alone": alone, "stdout_lines": result["stdout_lines"],
                       "seconds": args.seconds, "rounds": args.rounds}))
 
 

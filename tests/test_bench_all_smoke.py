@@ -16,6 +16,7 @@ CELLS = [
     "hello /bench/ping",
     *(f"{config} {route}" for config in ("off", "csv", "csv+turso", "stdout")
       for route in ("/items", "/bench/ping", "/bench/ping anon")),
+    *(f"log-only-{config} /bench/ping anon" for config in ("csv", "csv+turso", "stdout")),
 ]
 
 
@@ -27,7 +28,7 @@ def test_run_all_smoke_runs_the_new_benchmarks() -> None:
     env = {k: v for k, v in os.environ.items() if k != "K_SERVICE"}
     done = subprocess.run(
         [sys.executable, "-m", "bench.run_all", "--smoke", "--only", "overhead_matrix,memory_growth"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
@@ -38,6 +39,10 @@ def test_run_all_smoke_runs_the_new_benchmarks() -> None:
         assert cell["requests"] > 0 and cell["requests_per_s"] > 0 and cell["cpu_us_per_request"] > 0
     assert {(r["route"], r["baseline"]) for r in matrix["ratios"]} == {
         ("/items", "off"), ("/bench/ping", "hello"), ("/bench/ping anon", "hello")}
+    # Logging alone (the hello world plus the log layer) is reported for every sink configuration.
+    assert [r["config"] for r in matrix["logging_alone"]] == ["log-only-csv", "log-only-csv+turso", "log-only-stdout"]
+    assert all(0 < r["ratio"] for r in matrix["logging_alone"])
+    assert re.search(r"logging alone on the trivial route, log-only-csv\+turso/hello: \d\.\d{3} req/s", out), out
     assert matrix["stdout_lines"] > 0  # the stdout sink really wrote its rows
     assert re.search(r"\| csv\+turso \| /items \| [\d,]+ \|", out), out
     assert re.search(r"ratio /items csv\+turso/off: \d\.\d{3} req/s", out), out
