@@ -151,7 +151,8 @@ def create_app(settings: Settings) -> Starlette:
         # Next, so that 413s and crashes get their log row too.
         Middleware(
             RequestLogMiddleware,
-            record=logs.record,
+            # No sinks (LOG_SINKS=""): trace ids only, no capture work per request.
+            record=logs.record if logs.enabled else None,
             body_cap=settings.log_body_max_bytes,
             exclude_prefixes=settings.log_exclude_prefixes,
             trusted_proxy=settings.trusted_proxy,

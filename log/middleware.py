@@ -6,7 +6,9 @@ is only read when the app reads it: receive/send are wrapped, every message is p
 of each body are kept on the way through. Headers are handed on raw (ASGI byte pairs): the
 row builder decodes them a batch at a time, off the request's own path.
 
-Exactly one `record()` call per http request, whatever happens:
+With `record=None` (logging off) only the trace id is kept: request.state.trace_id and the
+`x-trace-id` response header, with no capture work. Otherwise exactly one `record()` call per
+http request, whatever happens:
 - normal response: its status;
 - client gone (http.disconnect seen before the response completed, or send raised OSError /
   ClientDisconnect): 499, nothing re-raised (there is nobody to answer);
@@ -122,12 +124,21 @@ def _with_trace_header(headers: Sequence[tuple[bytes, bytes]], value: bytes) -> 
     return [*headers, (TRACE_HEADER, value)]
 
 
+def _trace_header_sender(send: Send, trace_value: bytes) -> Send:
+    async def send_with_trace(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": _with_trace_header(message.get("headers", ()), trace_value)}
+        await send(message)
+
+    return send_with_trace
+
+
 class RequestLogMiddleware:
     def __init__(
         self,
         app: ASGIApp,
         *,
-        record: Callable[[Captured], None],
+        record: Callable[[Captured], None] | None,
         body_cap: int = 16384,
         exclude_prefixes: tuple[str, ...] = ("/static", "/health"),
         trusted_proxy: bool = False,
@@ -205,6 +216,10 @@ class RequestLogMiddleware:
             except _DISCONNECTS:
                 ex.disconnected = True
                 raise
+
+        if self.record is None:  # logging off: the trace id and its header, nothing captured
+            await self.app(scope, receive, _trace_header_sender(send, trace_value))
+            return
 
         if _excluded(scope.get("path", ""), self._exclude_stems):
             await self.app(scope, receive, send_wrapper)

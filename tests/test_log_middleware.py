@@ -514,3 +514,31 @@ def test_text_headers_decodes_raw_asgi_pairs_and_keeps_decoded_ones() -> None:
     decoded = [("content-type", "application/json")]
     assert text_headers(decoded) == decoded
     assert text_headers([]) == []
+
+
+@pytest.mark.anyio
+async def test_logging_off_keeps_the_trace_id_and_header_and_captures_nothing() -> None:
+    seen: dict[str, str] = {}
+
+    async def app(scope, receive, send):
+        seen["trace_id"] = scope["state"]["trace_id"]
+        body = (await receive())["body"]
+        await send({"type": "http.response.start", "status": 201, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": body})
+
+    mw = RequestLogMiddleware(app, record=None)
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"hello", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/items", "query_string": b"",
+             "headers": [(b"x-request-id", b"11111111-2222-3333-4444-555555555555")]}
+    await mw(scope, receive, send)
+    assert seen["trace_id"] == "11111111-2222-3333-4444-555555555555"
+    assert sent[0]["status"] == 201
+    assert (b"x-trace-id", b"11111111-2222-3333-4444-555555555555") in sent[0]["headers"]
+    assert sent[1]["body"] == b"hello"
