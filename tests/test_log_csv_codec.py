@@ -89,8 +89,8 @@ def test_wrong_header_and_bad_rows_raise():
 
 @given(any_rows)
 def test_whole_row_check_gives_exactly_the_per_cell_encoding(rows):
-    # encode_rows skips per-cell escaping when one search over the row finds nothing to do;
-    # the cells must be what encode_cell gives each value, whatever the text holds.
+    # encode_rows skips per-cell escaping when one search over the row finds nothing to do, and
+    # quotes cells itself: the bytes must be the csv module's for encode_cell of each value.
     expected = io.StringIO()
     csv.writer(expected, lineterminator="\r\n").writerows(
         [[encode_cell(v) for v in msgspec.structs.astuple(r)] for r in rows]
