@@ -166,3 +166,13 @@ def test_long_header_values_are_cut_and_marked_secrets_still_redacted():
     assert headers["x-api-key"] == REDACTED
     assert headers["accept"] == "*/*"
     assert len(row.request_header) < 2300
+
+
+def test_content_type_is_read_from_raw_or_decoded_headers_last_one_wins() -> None:
+    from log.build import _content_type
+
+    raw = [(b"Content-Type", b"text/plain"), (b"x-a", b"1"), (b"content-type", b"application/json; charset=latin-1")]
+    assert _content_type(raw) == "application/json; charset=latin-1"
+    assert _content_type([("CONTENT-TYPE", "text/html")]) == "text/html"
+    assert _content_type([(b"content-typex", b"text/html")]) is None
+    assert _content_type([]) is None
