@@ -49,6 +49,8 @@ logger = logging.getLogger("app")
 # (Dockerfile: 4 s) for in-flight requests, then this for the log sinks' final flush, then up to
 # 1 s to release the worker-id lease; the rest is margin.
 LOG_FLUSH_DEADLINE = 3.0
+# Served without a session: no cookie read or minted, no session check against the store.
+SESSIONLESS_PREFIXES = ("/static", "/health")
 
 
 def open_store(settings: Settings, http: httpx.AsyncClient) -> tuple[str, SqliteStore | SupabaseStore]:
@@ -168,6 +170,7 @@ def create_app(settings: Settings) -> Starlette:
             secret_key=settings.secret_key,
             max_age=settings.session_max_age,
             https_only=settings.https_only,
+            skip_prefixes=SESSIONLESS_PREFIXES,
         ),
         Middleware(CsrfMiddleware),
     ]

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from log.captured import Captured, text_headers
 from log.random_ids import uuid4_text
 from log.trace import trace_id_from_headers
+from middleware.paths import stems, under
 
 TRACE_HEADER = b"x-trace-id"
 _RAW_TRACE_NAMES = frozenset({b"x-trace-id", b"x-request-id", b"traceparent", b"x-cloud-trace-context"})
@@ -41,16 +42,6 @@ _500_BODY = b"Internal Server Error"
 
 def _no_user(scope: Scope) -> str | None:
     return None
-
-
-def is_excluded(path: str, prefixes: Sequence[str]) -> bool:
-    """Segment-wise prefix match: "/static" excludes "/static" and "/static/x", not "/staticky"."""
-    return _excluded(path, tuple(p.rstrip("/") for p in prefixes))
-
-
-def _excluded(path: str, stems: tuple[str, ...]) -> bool:
-    # Runs on every request: a cheap startswith first, the segment check only on a hit.
-    return any(path.startswith(s) and (len(path) == len(s) or path[len(s)] == "/") for s in stems)
 
 
 def client_ip(
@@ -151,7 +142,7 @@ class RequestLogMiddleware:
         self.record = record
         self.body_cap = body_cap
         self.exclude_prefixes = exclude_prefixes
-        self._exclude_stems = tuple(p.rstrip("/") for p in exclude_prefixes)
+        self._exclude_stems = stems(exclude_prefixes)
         self.trusted_proxy = trusted_proxy
         self.user_id_of = user_id_of
         self.clock = clock
@@ -221,7 +212,7 @@ class RequestLogMiddleware:
             await self.app(scope, receive, _trace_header_sender(send, trace_value))
             return
 
-        if _excluded(scope.get("path", ""), self._exclude_stems):
+        if under(scope.get("path", ""), self._exclude_stems):
             await self.app(scope, receive, send_wrapper)
             return
 

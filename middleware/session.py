@@ -20,6 +20,7 @@ import msgspec
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from middleware.paths import stems, under
 from middleware.signed_cookie import SignedSerializer, fresh
 from store.base import Session, StoreUnavailable
 
@@ -47,6 +48,7 @@ class SessionMiddleware:
         https_only: bool = False,
         clock: Callable[[], float] = time.time,
         cache_size: int = CACHE_SIZE,
+        skip_prefixes: tuple[str, ...] = (),
     ) -> None:
         if cache_size < 1:
             raise ValueError("cache_size must be at least 1")
@@ -55,6 +57,10 @@ class SessionMiddleware:
         self.max_age = max_age
         self.https_only = https_only
         self.cache_size = cache_size
+        # Paths that never use a session (static files, health probes): no cookie read, no
+        # store.resume() (a database query, or a call to Supabase Auth), no cookie minted for a
+        # cookie-less client, so their responses stay cacheable.
+        self.skip_stems = stems(skip_prefixes)
         # cookie value -> (signed-at timestamp, payload). Only cookies whose signature checked
         # out get in, so a flood of forged cookies costs an HMAC each and never evicts anything.
         # The payload dicts are shared between requests: read them, never change them.
@@ -86,7 +92,7 @@ class SessionMiddleware:
         return payload
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or under(scope["path"], self.skip_stems):
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})

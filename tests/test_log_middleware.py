@@ -17,7 +17,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from log.captured import Captured, text_headers
-from log.middleware import RequestLogMiddleware, client_ip, is_excluded
+from log.middleware import RequestLogMiddleware, client_ip
+from middleware.paths import is_excluded
 
 CAP = 64
 CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

@@ -316,3 +316,26 @@ async def test_planted_secrets_appear_on_no_explorer_page(make_client, tmp_path)
         assert page.status_code == 200, path
         assert secret not in page.text, path
     assert "[REDACTED]" in trace_page.text  # the rows are there, with their secrets scrubbed
+
+
+@pytest.mark.anyio
+async def test_static_files_and_health_probes_get_no_session(make_client, tmp_path: Path) -> None:
+    # No cookie minted for a cookie-less client (their responses stay cacheable, probes stay
+    # cheap), and a signed-in browser's session is not checked against the store for them.
+    client = await make_client()
+    for path in ("/static/app.css", "/health"):
+        response = await client.get(path)
+        assert response.status_code == 200, path
+        assert "set-cookie" not in response.headers, path
+        assert "no-store" not in response.headers.get("cache-control", ""), path
+    page = await client.get("/")
+    assert "session=" in page.headers["set-cookie"]  # pages still start a session
+    assert page.headers["cache-control"] == "private, no-store"
+    # Signed in, then the account disappears behind the app's back: a page notices (the session
+    # check drops the session and re-sends the cookie); static files and probes do not check.
+    await client.signup("gone@example.com")
+    with sqlite3.connect(tmp_path / "app.db") as db:
+        db.execute("DELETE FROM users WHERE email = 'gone@example.com'")
+    for path in ("/static/app.css", "/health"):
+        assert "set-cookie" not in (await client.get(path)).headers, path
+    assert "session=" in (await client.get("/items")).headers.get("set-cookie", "")

@@ -22,7 +22,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from app import create_app
-from log.middleware import is_excluded
+from middleware.paths import is_excluded
 from tests.conftest import CSRF_RE, AppClient, make_settings
 from tests.reliability import SCALE, app_process, csv_rows, wait_for
 
