@@ -1,10 +1,9 @@
-import threading
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from log.ids import EPOCH_MS, MAX_SEQUENCE, SnowflakeIds, decode
+from tests.concurrency import take_in_threads
 
 T0 = EPOCH_MS + 1_000_000_000  # some ms after the epoch
 
@@ -89,16 +88,7 @@ def test_thread_safe_unique():
     import time
 
     gen = SnowflakeIds(3, lambda: time.time_ns() // 1_000_000)
-    out: list[list[int]] = [[] for _ in range(4)]
-
-    def work(bucket: list[int]) -> None:
-        bucket.extend(gen.next() for _ in range(5000))
-
-    threads = [threading.Thread(target=work, args=(b,)) for b in out]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    out = take_in_threads(gen.next, threads=4, each=5000)
     all_ids = [i for b in out for i in b]
     assert len(set(all_ids)) == 20000
     for b in out:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 
 import pytest
 
 from log.middleware import RequestLogMiddleware
 from log.random_ids import UuidPool, uuid4_text
+from tests.concurrency import take_in_threads
 
 
 def _assert_v4(text: str) -> None:
@@ -38,17 +38,7 @@ def test_the_middleware_uses_the_pool_by_default() -> None:
 
 def test_threads_never_share_an_id() -> None:
     pool = UuidPool(pool_bytes=160)
-    results: list[list[str]] = [[] for _ in range(4)]
-
-    def take(out: list[str]) -> None:
-        for _ in range(3000):
-            out.append(pool())
-
-    threads = [threading.Thread(target=take, args=(out,)) for out in results]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = take_in_threads(pool, threads=4, each=3000)
     every = [i for out in results for i in out]
     assert len(set(every)) == len(every) == 12000
 
