@@ -171,6 +171,10 @@ class RequestLogMiddleware:
             state = scope["state"] = {}
         state["trace_id"] = trace_id
         trace_value = trace_id.encode("ascii")
+        if self.record is None or under(scope.get("path", ""), self._exclude_stems):
+            # Not recorded (logging off, or an excluded path): the trace id and its header only.
+            await self.app(scope, receive, _trace_header_sender(send, trace_value))
+            return
         ex = _Exchange(self.body_cap)
 
         async def receive_wrapper() -> Message:
@@ -207,14 +211,6 @@ class RequestLogMiddleware:
             except _DISCONNECTS:
                 ex.disconnected = True
                 raise
-
-        if self.record is None:  # logging off: the trace id and its header, nothing captured
-            await self.app(scope, receive, _trace_header_sender(send, trace_value))
-            return
-
-        if under(scope.get("path", ""), self._exclude_stems):
-            await self.app(scope, receive, send_wrapper)
-            return
 
         error: BaseException | None = None
         try:
