@@ -13,12 +13,18 @@ N, R, P = 2**14, 8, 1
 
 
 def hash_password(password: str, *, n: int = N) -> str:
+    # scrypt keys HMAC-SHA256 with the password, and HMAC zero-pads short keys: "pw" and
+    # "pw\0" would hash alike. NUL is never part of a real password; callers validate first.
+    if "\0" in password:
+        raise ValueError("password contains a NUL character")
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=R, p=P, maxmem=64 * 1024 * 1024)
     return f"scrypt${n}${R}${P}${_b64(salt)}${_b64(digest)}"
 
 
 def verify_password(password: str, stored: str) -> bool:
+    if "\0" in password:  # see hash_password: would match the same password without its NULs
+        return False
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
         if scheme != "scrypt":

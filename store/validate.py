@@ -60,4 +60,6 @@ def validate_credentials(form: Mapping[str, str], *, signing_up: bool) -> tuple[
         errors["password"] = "Password must be at most 1024 characters."
     elif not password:
         errors["password"] = "Enter your password."
+    elif "\0" in password:  # store/passwords.py: NUL would make two passwords hash alike
+        errors["password"] = "Password must not contain NUL characters."
     return email, password, errors

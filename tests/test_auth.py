@@ -145,6 +145,21 @@ async def test_signup_validation_errors(client_for):
 
 
 @pytest.mark.anyio
+async def test_nul_in_a_password_is_refused_on_signup_and_login(client_for):
+    # scrypt would hash "pw" and "pw\0" alike (HMAC zero-pads keys): NUL is refused up front.
+    await signup(client_for(), "nul@example.com", "a long enough password")
+    for path, email in (("/signup", "new@example.com"), ("/login", "nul@example.com")):
+        client = client_for()
+        await refresh(client)
+        response = await client.post(
+            path, data={"email": email, "password": "a long enough password\x00"}, headers=client.htmx()
+        )
+        assert response.status_code == 422, path
+        assert "Password must not contain NUL characters." in response.text, path
+        assert signed_in_as(await client.get("/")) is None, path
+
+
+@pytest.mark.anyio
 async def test_duplicate_email(client_for):
     await signup(client_for(), "dup@example.com")
     other = client_for()

@@ -187,3 +187,9 @@ def test_accepted_items_satisfy_the_database_constraints(db: sqlite3.Connection,
 def test_nul_names_never_reach_the_database(name: str):
     data, errors = validate_item(form(name=name))
     assert data is None and "name" in errors
+
+
+@pytest.mark.parametrize("signing_up", [True, False])
+def test_nul_in_a_password_is_a_clear_error(signing_up: bool):
+    _, _, errors = validate_credentials({"email": "a@example.com", "password": "correct horse\x00"}, signing_up=signing_up)
+    assert errors == {"password": "Password must not contain NUL characters."}
