@@ -19,11 +19,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.overhead_matrix import start_server
+from bench.overhead_matrix import NOT_LOGGING, start_server
 from bench.turso_pipeline_bench import TOKEN, cpu_seconds, sign_in_with_items, start_hrana, stop, wrk
 
-LAYERS = ("SecurityHeadersMiddleware", "RequestLogMiddleware", "SizeLimitMiddleware", "SessionMiddleware",
-          "CsrfMiddleware")
+LAYERS = ("RequestLogMiddleware", *NOT_LOGGING.split(","))
 
 
 def variants(hrana_url: str) -> dict[str, tuple[str, dict[str, str]]]:
