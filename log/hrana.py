@@ -184,6 +184,27 @@ def insert_sql(table: str, columns: Sequence[str], nrows: int) -> str:
     )
 
 
+def insert_json_sql(table: str, columns: Sequence[str]) -> str:
+    """INSERT rows given as ONE text argument, a JSON array of row arrays in column order.
+
+    One bound value per chunk instead of one per cell: the client encodes the whole chunk in C
+    (msgspec) instead of wrapping every cell in a Hrana value object, and the request is half
+    the size. JSON keeps the types (integer, text, NULL). SQLite's JSON functions cut text at
+    an embedded NUL, so rows holding one must go through insert_sql instead.
+    `WHERE true` is SQLite's documented way to let an INSERT ... SELECT take an upsert clause.
+    """
+    picks = ",".join(f"json_extract(value,'$[{i}]')" for i in range(len(columns)))
+    return (
+        f"INSERT INTO {table} ({','.join(columns)}) SELECT {picks} FROM json_each(?) WHERE true"
+        " ON CONFLICT(id) DO NOTHING"
+    )
+
+
+def select_by_json_ids_sql(table: str, columns: Sequence[str]) -> str:
+    """The stored rows whose id is in ONE text argument, a JSON array of ids."""
+    return f"SELECT {','.join(columns)} FROM {table} WHERE id IN (SELECT value FROM json_each(?))"
+
+
 def select_by_ids_sql(table: str, columns: Sequence[str], nids: int) -> str:
     return f"SELECT {','.join(columns)} FROM {table} WHERE id IN ({','.join('?' * nids)})"
 

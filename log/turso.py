@@ -122,7 +122,7 @@ class HttpLogDatabase(_TypedReads):
             batch = hrana.transaction_batch([hrana.stmt(sql, args) for sql, args in statements])
             return hrana.pipeline_body([batch])
 
-        # A 500-row batch takes milliseconds of pure Python to encode: do it off the event loop
+        # A 500-row batch is ~0.4 MB of JSON to escape (~0.5 ms): do it off the event loop
         # (requests keep being served), and once per batch, not once per retry.
         body = await anyio.to_thread.run_sync(encode) if len(statements) > 4 else encode()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +35,48 @@ def schema_statements(text: str) -> list[str]:
 
 
 def write_statements(table: str, rows: Sequence[LogRow]) -> list[Statement]:
-    """Pairs of (SELECT existing ids, INSERT chunk), chunked under SQLite's parameter limit."""
+    """Pairs of (SELECT existing ids, INSERT chunk), CHUNK_ROWS rows a chunk.
+
+    A chunk travels as one JSON text argument (hrana.insert_json_sql) unless one of its values
+    would not come out of SQLite's JSON functions as it went in; such a chunk binds one
+    argument per value, as every chunk once did.
+    """
     cols = columns(TABLES[table])
     out: list[Statement] = []
-    for chunk in hrana.chunks(rows, hrana.chunk_size(len(cols))):
-        out.append((hrana.select_by_ids_sql(table, cols, len(chunk)), [r.id for r in chunk]))
-        values = [getattr(r, c) for r in chunk for c in cols]
-        out.append((hrana.insert_sql(table, cols, len(chunk)), values))
+    for chunk in hrana.chunks(rows, hrana.CHUNK_ROWS):
+        doc = rows_json(chunk)
+        if doc is None:
+            for part in hrana.chunks(chunk, hrana.chunk_size(len(cols))):
+                out.append((hrana.select_by_ids_sql(table, cols, len(part)), [r.id for r in part]))
+                out.append((hrana.insert_sql(table, cols, len(part)), [getattr(r, c) for r in part for c in cols]))
+        else:
+            out.append((hrana.select_by_json_ids_sql(table, cols), [_json.encode([r.id for r in chunk]).decode()]))
+            out.append((hrana.insert_json_sql(table, cols), [doc]))
     return out
+
+
+_json = msgspec.json.Encoder()
+_JSON_SAFE = frozenset({str, int, type(None)})
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def rows_json(rows: Sequence[LogRow]) -> str | None:
+    """The rows as one JSON array of arrays (column order), or None when a value would not
+    survive SQLite's JSON functions intact: text holding a NUL (cut there), an integer outside
+    64 bits (read back as a float), or anything but text, integer or NULL."""
+    tuples = [msgspec.structs.astuple(r) for r in rows]
+    values = list(chain.from_iterable(tuples))
+    if not set(map(type, values)) <= _JSON_SAFE:
+        return None
+    ints = [v for v in values if v.__class__ is int]
+    if ints and (min(ints) < _INT64[0] or max(ints) > _INT64[1]):
+        return None
+    doc = _json.encode(tuples)
+    # The escape shows up in the encoding whenever a text holds a NUL (and, rarely, when a
+    # text holds a backslash followed by "u0000": then the exact check below says no).
+    if b"\\u0000" in doc and any("\x00" in v for v in values if v.__class__ is str):
+        return None
+    return doc.decode()
 
 
 class Classified(msgspec.Struct, frozen=True):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from log.rows import ApiLog, TaskProgressLog
 from log.sink import SinkError, WriteResult
 from log.turso import FileLogDatabase, HttpLogDatabase, LogDatabase, fetch_rows, open_log_database
-from log.turso_sink import TursoSink, classify, schema_statements
+from log.turso_sink import TursoSink, classify, rows_json, schema_statements, write_statements
 from tests.hrana_server import HranaServer, Running, running
 
 TOKEN = "test-token-123"
@@ -131,6 +131,43 @@ async def test_unencodable_row_is_a_non_retryable_error(sink: TursoSink) -> None
         await sink.write("api_logs", [api_log(1), api_log(2**63)])
     assert not info.value.retryable
     assert await sink.db.select("SELECT count(*) AS n FROM api_logs") == [{"n": 0}]
+
+
+def test_rows_json_carries_text_integers_and_nulls() -> None:
+    rows = [api_log(1), api_log(2**63 - 1, user_id="u", request_body=None, endpoint='a\\u0000"\u00e9')]
+    doc = rows_json(rows)
+    assert doc is not None
+    assert msgspec.json.decode(doc) == [list(msgspec.structs.astuple(r)) for r in rows]
+
+
+@pytest.mark.parametrize("change", [
+    {"endpoint": "/a\x00b"},  # SQLite's JSON functions would cut it at the NUL
+    {"id": 2**63},  # read back as a float
+    {"id": -(2**63) - 1},
+    {"duration_ms": 1.5},  # not a column type a log row has: the per-value path decides
+    {"request_body": b"raw"},
+])
+def test_rows_json_refuses_what_json_would_change(change: dict[str, object]) -> None:
+    assert rows_json([api_log(1), api_log(2, **change)]) is None
+
+
+def test_one_json_argument_per_chunk_and_per_value_only_where_needed() -> None:
+    rows = [api_log(i) for i in range(250)]
+    rows[120] = api_log(120, endpoint="/nul\x00")
+    statements = write_statements("api_logs", rows)
+    args_per_statement = [len(args) for _, args in statements]
+    # chunks of 100: the first and last as one JSON text each, the middle one value by value
+    assert args_per_statement == [1, 1, 100, 100 * 12, 1, 1]
+    assert "json_each" in statements[1][0] and "json_each" not in statements[3][0]
+
+
+@pytest.mark.anyio
+async def test_mixed_chunks_round_trip(sink: TursoSink) -> None:
+    rows = [api_log(i, endpoint=f"/p{i}", response_body=f'"\\u0000 {i}"') for i in range(250)]
+    rows[120] = api_log(120, endpoint="/nul\x00end")  # this chunk goes value by value
+    assert await sink.write("api_logs", rows) == WriteResult(inserted=250)
+    assert await sink.db.fetch_rows(ApiLog, "id >= ? ORDER BY id", [0]) == rows
+    assert await sink.write("api_logs", rows) == WriteResult(inserted=0, already_present=250)
 
 
 @pytest.mark.anyio
