@@ -15,8 +15,8 @@ Servers (each its own DATA_DIR, all started before measuring, all pinned to core
              the hello world plus the logging layer and its sinks, on /bench/ping only. Their
              ratio to hello is what logging alone costs a trivial route; reported, no target.
 Routes: /items (signed in, 20 items), /bench/ping (trivial JSON, signed-in cookie sent) and
-"/bench/ping anon" (no cookie: every request is a first visit that gets a new signed session
-cookie, which is what wrk does to a cookie-less route). wrk runs on core 1.
+"/bench/ping anon" (no cookie: every request is a first visit; a JSON response mints no session
+cookie, but the session layer still runs). wrk runs on core 1.
 Every round visits every (server, route) pair once, so slow drift in a shared machine's load
 spreads over all of them; each cell is the median of the rounds. Server CPU µs per request
 comes from /proc/<pid>/stat (utime + stime, every thread) around each wrk run.
@@ -44,7 +44,7 @@ from bench.turso_pipeline_bench import (TOKEN, cpu_seconds, free_port, sign_in_w
 ROOT = Path(__file__).resolve().parent.parent
 ITEMS = 20
 # label -> (path, send the signed-in session cookie). wrk keeps no cookies: without one every
-# request is a first visit, for which the session middleware mints and signs a new session.
+# request is a first visit.
 ROUTES = {"/items": ("/items", True), "/bench/ping": ("/bench/ping", True), "/bench/ping anon": ("/bench/ping", False)}
 TARGETS = (  # (route label, measured config, baseline config, minimum ratio)
     ("/items", "csv+turso", "off", 0.90),

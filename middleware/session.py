@@ -6,7 +6,8 @@ returning browser's cookie is verified once, then found in a small per-instance 
 request, the store re-validates the session (`store.resume`: the account still exists; Supabase
 refreshes tokens), and the result lands in scope["state"]: `session`, `user`, `csrf_token`.
 Handlers change the session only through `set_session()`; the cookie is re-sent when anything in
-it changed.
+it changed. A visitor without a cookie gets one with the first HTML response (pages carry the
+CSRF token); other responses do not mint one.
 """
 
 from __future__ import annotations
@@ -98,16 +99,17 @@ class SessionMiddleware:
         state = scope.setdefault("state", {})
         payload = self.load(scope) or {}
         csrf = payload.get("csrf") if isinstance(payload.get("csrf"), str) else None
-        dirty = csrf is None
+        new_token = csrf is None
         csrf = csrf or secrets.token_urlsafe(32)
         session = _decode_session(payload.get("s"))
+        changed = False
         if session is not None:
             try:
                 resumed = await state["store"].resume(session)
             except StoreUnavailable:
                 await _send_503(scope, send)
                 return
-            dirty = dirty or resumed != session
+            changed = resumed != session
             session = resumed
         state.update(session=session, user=session.user if session else None, csrf_token=csrf)
         state["new_session"] = _UNCHANGED
@@ -115,7 +117,10 @@ class SessionMiddleware:
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
                 new = state.get("new_session", _UNCHANGED)
-                if new is not _UNCHANGED or dirty:
+                # A token minted for this request only needs keeping when the response is a
+                # page or fragment (they carry it for their forms); a JSON, CSV or redirect
+                # response to a cookie-less client stays cookie-less and cacheable.
+                if new is not _UNCHANGED or changed or (new_token and _is_html(message)):
                     final = session if new is _UNCHANGED else new
                     # A new login gets a fresh CSRF token too.
                     token = csrf if new is _UNCHANGED else secrets.token_urlsafe(32)
@@ -144,6 +149,13 @@ def _decode_session(raw: object) -> Session | None:
         return msgspec.convert(raw, Session)
     except msgspec.ValidationError:
         return None
+
+
+def _is_html(start: Message) -> bool:
+    for name, value in start.get("headers", ()):
+        if name.lower() == b"content-type":
+            return value.startswith(b"text/html")
+    return False
 
 
 def _cookie(scope: Scope, name: str) -> str | None:

@@ -416,3 +416,57 @@ async def test_size_limit_override_is_per_exact_path():
         assert (await client.post("/big", content=b"x" * 101)).status_code == 413
         assert (await client.post("/big/x", content=b"x" * 11)).status_code == 413
         assert (await client.post("/", content=b"x" * 10)).status_code == 200
+
+
+def replying(content_type: bytes | None, *, log_in=None):
+    """An ASGI app that answers 200 with the given Content-Type (None: no such header)."""
+
+    async def app(scope, receive, send) -> None:
+        if log_in is not None:
+            from middleware.session import set_session
+            from starlette.requests import Request
+
+            set_session(Request(scope), log_in)
+        headers = [(b"content-type", content_type)] if content_type else []
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"x"})
+
+    return app
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("content_type, minted", [
+    (b"text/html; charset=utf-8", True),  # a page: it carries the token for its forms
+    (b"application/json", False),
+    (b"text/csv", False),
+    (None, False),  # redirects
+])
+async def test_cookie_less_visitors_get_a_cookie_only_with_html(content_type, minted):
+    from middleware.session import SessionMiddleware
+
+    app = with_state(SessionMiddleware(replying(content_type), secret_key="k", max_age=60), store=RecordingStore())
+    async with asgi_client(app) as client:
+        response = await client.get("/")
+    assert bool(response.headers.get_list("set-cookie")) is minted
+    assert ("cache-control" in response.headers) is minted
+
+
+@pytest.mark.anyio
+async def test_session_changes_reach_the_cookie_whatever_the_response_type():
+    from middleware.session import SessionMiddleware
+    from store.base import Session, User
+
+    me = Session(user=User(id="1", email="a@b.co"))
+    signing_in = SessionMiddleware(replying(b"application/json", log_in=me), secret_key="k", max_age=60)
+    async with asgi_client(with_state(signing_in, store=RecordingStore())) as client:
+        assert (await client.get("/")).headers["set-cookie"].startswith("session=")
+
+    class Gone(RecordingStore):
+        async def resume(self, session):
+            return None  # the account was deleted meanwhile
+
+    middleware = SessionMiddleware(replying(b"application/json"), secret_key="k", max_age=60)
+    cookie = middleware.cookie_header({"scheme": "http"}, "tok", me).split(";")[0]
+    async with asgi_client(with_state(middleware, store=Gone())) as client:
+        response = await client.get("/", headers={"Cookie": cookie})
+    assert response.headers["set-cookie"].startswith("session=")  # the dead session is cleared
