@@ -43,6 +43,9 @@ def test_run_all_smoke_runs_the_new_benchmarks() -> None:
     assert [r["config"] for r in matrix["logging_alone"]] == ["log-only-csv", "log-only-csv+turso", "log-only-stdout"]
     assert all(0 < r["ratio"] for r in matrix["logging_alone"])
     assert re.search(r"logging alone on the trivial route, log-only-csv\+turso/hello: \d\.\d{3} req/s", out), out
+    # The ceiling: logging off vs hello on each trivial route, what zero-cost logging would reach.
+    assert [r["route"] for r in matrix["ceilings"]] == ["/bench/ping", "/bench/ping anon"]
+    assert re.search(r"ceiling /bench/ping: the app with logging off is \d\.\d{3} x hello", out), out
     assert matrix["stdout_lines"] > 0  # the stdout sink really wrote its rows
     assert re.search(r"\| csv\+turso \| /items \| [\d,]+ \|", out), out
     assert re.search(r"ratio /items csv\+turso/off: \d\.\d{3} req/s", out), out
