@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.pg import PgCluster, free_port
+from tests.pg import PgCluster, free_port, running_cluster
 
 MIGRATIONS = sorted((Path(__file__).parent.parent / "supabase" / "migrations").glob("*.sql"))
 
@@ -83,6 +83,24 @@ def prepare_database(pg: PgCluster, db: str) -> None:
     pg.psql(BOOTSTRAP_SQL, db=db)
     for path in MIGRATIONS:
         pg.psql(path.read_text(), db=db)
+
+
+@contextlib.contextmanager
+def prepared_cluster(db: str = "app") -> Iterator[PgCluster]:
+    """A running PostgreSQL cluster holding `db`, prepared as above (for module-scoped fixtures)."""
+    with running_cluster() as cluster:
+        prepare_database(cluster, db)
+        yield cluster
+
+
+class SkewClock:
+    """A stand-in clock that tests can move, so tokens can be issued already expired (no waiting)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
 
 
 def iso(ts: float) -> str:

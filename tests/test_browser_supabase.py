@@ -15,8 +15,8 @@ from playwright.sync_api import Browser, Page, expect
 
 from log.csv_sink import read_rows
 from tests.conftest import LiveServer, start_server, stop_server
-from tests.pg import PgCluster, running_cluster
-from tests.supabase_standin import Standin, StandinConfig, prepare_database, serve_standin
+from tests.pg import PgCluster
+from tests.supabase_standin import Standin, StandinConfig, prepared_cluster, serve_standin
 
 pytestmark = pytest.mark.browser
 
@@ -27,8 +27,7 @@ ACCESS_TTL = 4
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[PgCluster]:
-    with running_cluster() as cluster:
-        prepare_database(cluster, "app")
+    with prepared_cluster() as cluster:
         yield cluster
 
 

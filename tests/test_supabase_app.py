@@ -21,8 +21,8 @@ from itsdangerous import URLSafeTimedSerializer
 from app import create_app
 from log.csv_sink import read_rows
 from tests.conftest import AppClient, make_settings
-from tests.pg import PgCluster, free_port, running_cluster
-from tests.supabase_standin import Standin, StandinConfig, prepare_database, serve_standin
+from tests.pg import PgCluster, free_port
+from tests.supabase_standin import SkewClock, Standin, StandinConfig, prepared_cluster, serve_standin
 
 pytestmark = pytest.mark.anyio
 
@@ -32,20 +32,10 @@ UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 
 
 
-class SkewClock:
-    """The stand-in's clock, movable so tokens can be issued already expired (no waiting)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[PgCluster]:
-    with running_cluster() as cluster:
-        prepare_database(cluster, "app")
+    with prepared_cluster() as cluster:
         yield cluster
 
 

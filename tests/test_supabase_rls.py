@@ -12,16 +12,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.pg import PgCluster, PsqlError, running_cluster
-from tests.supabase_standin import prepare_database
+from tests.pg import PgCluster, PsqlError
+from tests.supabase_standin import prepared_cluster
 
 DB = "rls"
 
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[PgCluster]:
-    with running_cluster() as cluster:
-        prepare_database(cluster, DB)
+    with prepared_cluster(DB) as cluster:
         yield cluster
 
 

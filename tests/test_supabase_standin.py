@@ -10,14 +10,13 @@ import httpx
 import jwt
 import pytest
 
-from tests.pg import PgCluster, running_cluster
-from tests.supabase_standin import Standin, prepare_database, serve_standin
+from tests.pg import PgCluster
+from tests.supabase_standin import Standin, prepared_cluster, serve_standin
 
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[PgCluster]:
-    with running_cluster() as cluster:
-        prepare_database(cluster, "app")
+    with prepared_cluster() as cluster:
         yield cluster
 
 

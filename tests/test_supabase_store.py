@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from store.base import AuthError, ItemInput, Session, StoreUnavailable, User
 from store.supabase import SupabaseStore
-from tests.pg import PgCluster, free_port, running_cluster
-from tests.supabase_standin import Standin, StandinConfig, prepare_database, serve_standin
+from tests.pg import PgCluster, free_port
+from tests.supabase_standin import SkewClock, Standin, StandinConfig, prepare_database, prepared_cluster, serve_standin
 
 pytestmark = pytest.mark.anyio
 ADMIN = "boss@example.test"
@@ -27,19 +27,9 @@ ADMIN = "boss@example.test"
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[PgCluster]:
-    with running_cluster() as cluster:
-        prepare_database(cluster, "app")
+    with prepared_cluster() as cluster:
         yield cluster
 
-
-class SkewClock:
-    """The stand-in's clock, movable so tokens can be issued already expired."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
 
 
 @pytest.fixture(scope="module")
