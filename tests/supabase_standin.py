@@ -25,10 +25,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import datetime, timezone
 from pathlib import Path
 
 import jwt
+import pytest
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
@@ -91,6 +93,23 @@ def prepared_cluster(db: str = "app") -> Iterator[PgCluster]:
     with running_cluster() as cluster:
         prepare_database(cluster, db)
         yield cluster
+
+
+def module_fixtures(config: Callable[[], StandinConfig] = lambda: StandinConfig()) -> tuple[Any, Any]:
+    """The `pg` and `standin` fixtures a test module binds at its top level: one cluster and one
+    stand-in (made with config()) per module."""
+
+    @pytest.fixture(scope="module")
+    def pg() -> Iterator[PgCluster]:
+        with prepared_cluster() as cluster:
+            yield cluster
+
+    @pytest.fixture(scope="module")
+    def standin(pg: PgCluster) -> Iterator[Standin]:
+        with serve_standin(pg, "app", config()) as s:
+            yield s
+
+    return pg, standin
 
 
 class SkewClock:

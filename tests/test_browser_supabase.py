@@ -15,8 +15,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from log.csv_sink import read_rows
 from tests.conftest import LiveServer, start_server, stop_server
-from tests.pg import PgCluster
-from tests.supabase_standin import Standin, StandinConfig, prepared_cluster, serve_standin
+from tests.supabase_standin import Standin, StandinConfig, module_fixtures, serve_standin
 
 pytestmark = pytest.mark.browser
 
@@ -25,16 +24,7 @@ SERVER_SECRET = "browser-test-secret"  # what tests.conftest.start_server sets a
 ACCESS_TTL = 4
 
 
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PgCluster]:
-    with prepared_cluster() as cluster:
-        yield cluster
-
-
-@pytest.fixture(scope="module")
-def standin(pg: PgCluster) -> Iterator[Standin]:
-    with serve_standin(pg, "app", StandinConfig(access_ttl=ACCESS_TTL)) as s:
-        yield s
+pg, standin = module_fixtures(lambda: StandinConfig(access_ttl=ACCESS_TTL))
 
 
 @pytest.fixture

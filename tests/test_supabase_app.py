@@ -21,8 +21,8 @@ from itsdangerous import URLSafeTimedSerializer
 from app import create_app
 from log.csv_sink import read_rows
 from tests.conftest import AppClient, make_settings
-from tests.pg import PgCluster, free_port
-from tests.supabase_standin import SkewClock, Standin, StandinConfig, prepared_cluster, serve_standin
+from tests.pg import free_port
+from tests.supabase_standin import SkewClock, Standin, StandinConfig, module_fixtures, serve_standin
 
 pytestmark = pytest.mark.anyio
 
@@ -31,18 +31,7 @@ PASSWORD = "correct horse 1"  # the stand-in, like Supabase's setting, wants let
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PgCluster]:
-    with prepared_cluster() as cluster:
-        yield cluster
-
-
-@pytest.fixture(scope="module")
-def standin(pg: PgCluster) -> Iterator[Standin]:
-    with serve_standin(pg, "app", StandinConfig(clock=SkewClock())) as s:
-        yield s
+pg, standin = module_fixtures(lambda: StandinConfig(clock=SkewClock()))
 
 
 @contextlib.contextmanager

@@ -10,20 +10,10 @@ import httpx
 import jwt
 import pytest
 
-from tests.pg import PgCluster
-from tests.supabase_standin import Standin, prepared_cluster, serve_standin
+from tests.supabase_standin import Standin, module_fixtures, serve_standin
 
 
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PgCluster]:
-    with prepared_cluster() as cluster:
-        yield cluster
-
-
-@pytest.fixture(scope="module")
-def standin(pg: PgCluster) -> Iterator[Standin]:
-    with serve_standin(pg, "app") as s:
-        yield s
+pg, standin = module_fixtures()
 
 
 @pytest.fixture

@@ -18,24 +18,13 @@ from hypothesis import strategies as st
 from store.base import AuthError, ItemInput, Session, StoreUnavailable, User
 from store.supabase import SupabaseStore
 from tests.pg import PgCluster, free_port
-from tests.supabase_standin import SkewClock, Standin, StandinConfig, prepare_database, prepared_cluster, serve_standin
+from tests.supabase_standin import SkewClock, Standin, StandinConfig, prepare_database, module_fixtures, serve_standin
 
 pytestmark = pytest.mark.anyio
 ADMIN = "boss@example.test"
 
 
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PgCluster]:
-    with prepared_cluster() as cluster:
-        yield cluster
-
-
-
-@pytest.fixture(scope="module")
-def standin(pg: PgCluster) -> Iterator[Standin]:
-    with serve_standin(pg, "app", StandinConfig(clock=SkewClock())) as s:
-        yield s
+pg, standin = module_fixtures(lambda: StandinConfig(clock=SkewClock()))
 
 
 @pytest.fixture
