@@ -149,6 +149,7 @@ class SupabaseStore:
                 "access_token": s.access_token,
                 "refresh_token": s.refresh_token,
                 "expires_at": str(s.expires_at or int(self._clock()) + s.expires_in),
+                "expires_in": str(s.expires_in),
             },
         )
 
@@ -189,6 +190,7 @@ class SupabaseStore:
         refresh = session.tokens.get("refresh_token", "")
         try:
             expires_at = int(session.tokens.get("expires_at", "0"))
+            lifetime = int(session.tokens["expires_in"]) if "expires_in" in session.tokens else None
         except ValueError:
             return None
         if not access or not refresh:
@@ -197,7 +199,7 @@ class SupabaseStore:
         # expired): hand over that result so this response's cookie carries the new tokens.
         if (recent := self._flights.remembered(refresh_key(refresh))) is not None:
             return recent
-        if needs_refresh(expires_at, self._clock(), self._refresh_margin):
+        if needs_refresh(expires_at, self._clock(), self._refresh_margin, lifetime):
             return await self._refresh(refresh)
         try:
             claims = await self._verifier.get_claims(jwt=access)

@@ -75,7 +75,12 @@ def refresh_key(refresh_token: str) -> str:
     return hashlib.sha256(refresh_token.encode()).hexdigest()
 
 
-def needs_refresh(expires_at: int, now: float, margin: float) -> bool:
+def needs_refresh(expires_at: int, now: float, margin: float, lifetime: int | None = None) -> bool:
+    """Time to refresh: the token expires within `margin` seconds, or within a quarter of its
+    lifetime when that is shorter (a project with 60-second tokens would otherwise refresh on
+    every request, rotating the refresh token each time)."""
+    if lifetime is not None and lifetime > 0:
+        margin = min(margin, lifetime / 4)
     return expires_at - now <= margin
 
 

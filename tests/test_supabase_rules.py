@@ -99,6 +99,14 @@ def test_refresh_is_due_inside_the_margin() -> None:
     assert not needs_refresh(1000, now=939, margin=60)
 
 
+def test_short_lived_tokens_are_refreshed_in_their_last_quarter() -> None:
+    # 20-second tokens: a 60 s margin would refresh on every request; a quarter is 5 s.
+    assert not needs_refresh(1000, now=990, margin=60, lifetime=20)
+    assert needs_refresh(1000, now=995, margin=60, lifetime=20)
+    assert needs_refresh(1000, now=941, margin=60, lifetime=3600)  # long tokens: the margin
+    assert needs_refresh(1000, now=941, margin=60, lifetime=0)  # nonsense lifetime: the margin
+
+
 def test_refresh_key_hides_the_token() -> None:
     assert refresh_key("secret-token") != "secret-token"
     assert "secret" not in refresh_key("secret-token")

@@ -75,7 +75,7 @@ async def test_sign_up_verify_log_in_crud_and_other_users_see_nothing(
 
     alice = await store.log_in(address, "correct horse 1")
     assert alice.user == confirmed.user
-    assert set(alice.tokens) == {"access_token", "refresh_token", "expires_at"}
+    assert set(alice.tokens) == {"access_token", "refresh_token", "expires_at", "expires_in"}
 
     first = await store.create_item(alice, thing("apples", "green ones", 3))
     second = await store.create_item(alice, thing("pears"))
@@ -351,6 +351,24 @@ async def signed_up_expiring_in(seconds: int, store: SupabaseStore,
         clock.offset = 0
 
 
+async def test_short_lived_tokens_are_not_refreshed_on_every_request(store: SupabaseStore,
+                                                                     standin: Standin) -> None:
+    ttl, standin.config.access_ttl = standin.config.access_ttl, 40  # shorter than the 60 s margin
+    try:
+        s = await signed_up(store, standin)
+    finally:
+        standin.config.access_ttl = ttl
+    assert s.tokens["expires_in"] == "40"
+    before = standin.state.refresh_grants
+    assert await store.resume(s) is s  # 40 s left of 40: nothing to refresh yet
+    assert standin.state.refresh_grants == before
+    # Within its last quarter (10 s) it is refreshed.
+    due = Session(user=s.user, tokens={**s.tokens, "expires_at": str(int(time.time()) + 8)})
+    renewed = await store.resume(due)
+    assert renewed is not None and renewed.tokens["refresh_token"] != s.tokens["refresh_token"]
+    assert standin.state.refresh_grants == before + 1
+
+
 async def test_concurrent_resumes_refresh_exactly_once(store: SupabaseStore,
                                                        standin: Standin) -> None:
     s = await signed_up_expiring_in(30, store, standin)  # inside the 60 s refresh margin
@@ -375,6 +393,11 @@ async def test_concurrent_resumes_refresh_exactly_once(store: SupabaseStore,
     assert await store.resume(results[0]) is results[0]
 
 
+def due_now(s: Session) -> Session:
+    """The same session, its cookie saying the access token has expired: resume() refreshes."""
+    return Session(user=s.user, tokens={**s.tokens, "expires_at": "0"})
+
+
 async def test_reusing_a_rotated_refresh_token_late_revokes_the_session(
     standin: Standin, http: httpx.AsyncClient
 ) -> None:
@@ -387,8 +410,7 @@ async def test_reusing_a_rotated_refresh_token_late_revokes_the_session(
     standin.config.reuse_interval = 0  # ...and GoTrue's reuse grace period is over
     try:
         assert await store.resume(s) is None  # theft signal: the session family is revoked
-        forced = make_store(standin, http, refresh_margin=2 * standin.config.access_ttl)
-        assert await forced.resume(renewed) is None
+        assert await store.resume(due_now(renewed)) is None
     finally:
         standin.config.reuse_interval = 10.0
 
@@ -397,8 +419,7 @@ async def test_log_out_revokes_the_session(standin: Standin, http: httpx.AsyncCl
     store = make_store(standin, http)
     s = await signed_up(store, standin)
     await store.log_out(s)
-    refreshing = make_store(standin, http, refresh_margin=2 * standin.config.access_ttl)
-    assert await refreshing.resume(s) is None
+    assert await store.resume(due_now(s)) is None
     response = await http.get(f"{standin.url}/auth/v1/user", headers={
         "apikey": standin.anon_key, "Authorization": f"Bearer {s.tokens['access_token']}"})
     assert response.status_code == 403
