@@ -119,6 +119,11 @@ async def test_turso_outage_loses_no_request_and_no_row(tmp_path: Path, outage: 
         up.__exit__(None, None, None)
 
 
+def ids_in(arg: dict) -> list[int]:
+    """The ids a SELECT-existing argument carries: one integer, or a JSON array of them (text)."""
+    return json.loads(arg["value"]) if arg["type"] == "text" else [int(arg["value"])]
+
+
 class SabotageAfterInsert:
     """Wraps the Hrana server: for the next `times` api_logs batches, the statement after the
     batch's last INSERT is replaced by one that fails, so the server has already run inserts
@@ -144,8 +149,8 @@ class SabotageAfterInsert:
         doc = json.loads(body)
         steps = next((r["batch"]["steps"] for r in doc["requests"] if r.get("type") == "batch"), [])
         inserts = [i for i, s in enumerate(steps) if s["stmt"]["sql"].startswith("INSERT INTO api_logs")]
-        ids = [int(a["value"]) for s in steps if s["stmt"]["sql"].startswith("SELECT") and "FROM api_logs" in
-               s["stmt"]["sql"] for a in s["stmt"]["args"]]
+        ids = [i for s in steps if s["stmt"]["sql"].startswith("SELECT") and "FROM api_logs" in s["stmt"]["sql"]
+               for a in s["stmt"]["args"] for i in ids_in(a)]
         sabotage = bool(inserts) and self.left > 0
         if inserts:
             self.batches.append((sabotage, ids))
