@@ -7,6 +7,7 @@ their own Settings.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ from handlers._web import redirect, render
 from handlers.ratelimit import LoginLimits
 from handlers.routing import IndexedRouter
 from log import diagnostics
+from log.bodies import summarised_page
 from log.middleware import RequestLogMiddleware
 from log.pipeline import LogPipeline
 from middleware.csrf import CsrfMiddleware
@@ -159,6 +161,7 @@ def create_app(settings: Settings) -> Starlette:
             exclude_prefixes=settings.log_exclude_prefixes,
             trusted_proxy=settings.trusted_proxy,
             user_id_of=user_id_of,
+            size_only=functools.partial(summarised_page, html_mode=settings.log_html_bodies),
         ),
         Middleware(
             SizeLimitMiddleware,

@@ -8,7 +8,9 @@ Pure. The middleware captured at most `cap` bytes of a body of `total_size` byte
         complete but unparseable        -> a JSON string of the text, lexically redacted
   application/x-www-form-urlencoded     -> {"field": "value" | [repeats...]}, redacted
   text/html responses with status < 400 -> {"summary": {"content_type", "size", "captured_bytes"}},
-                                           unless html_mode == "full"; no hash: every page embeds
+                                           unless html_mode == "full" (summarised_page; the app's
+                                           middleware keeps none of such a page's bytes, so
+                                           captured_bytes is 0 there); no hash: every page embeds
                                            its own trace id and CSRF token, so a page's hash would
                                            never repeat and hashing 16 KiB costs ~8 µs per request;
                                            error pages keep their text (they explain the error)
@@ -49,6 +51,13 @@ from log.redact import (
 
 HtmlMode = Literal["summary", "full"]
 _encoder = msgspec.json.Encoder()
+
+
+def summarised_page(status: int | None, content_type: str | None, html_mode: HtmlMode = "summary") -> bool:
+    """A response whose row keeps only a summary: an HTML page that did not fail, unless
+    html_mode is "full". Only its size is used, so the capture need not keep its bytes."""
+    return (html_mode == "summary" and (status is None or status < 400)
+            and content_type is not None and content_type.split(";", 1)[0].strip().lower() == "text/html")
 
 
 def _media_type(content_type: str | None) -> tuple[str, str]:
@@ -140,8 +149,7 @@ def _body_value(
         form = group_pairs(redact_pairs(pairs, policy))
         return marker("form", form) if truncated else form
     if media.startswith("text/"):
-        keep_html = html_mode == "full" or not is_response or (status is not None and status >= 400)
-        if media == "text/html" and not keep_html:
+        if is_response and summarised_page(status, content_type, html_mode):
             return page_summary(media, data, total_size)
         text = data.decode(charset, errors="replace")
         if media == "text/html":

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from log.bodies import HtmlMode, body_to_json
-from log.captured import Captured, Headers, text_headers
+from log.captured import Captured, content_type_of, text_headers
 from log.redact import RedactionPolicy, redact_headers, redact_json, redact_query_string
 from log.rows import ApiLog, TaskProgressLog
 
@@ -57,19 +57,6 @@ def endpoint_of(path: str, query_string: str, policy: RedactionPolicy) -> str:
     return f"{path}?{redact_query_string(query_string, policy)}" if query_string else path
 
 
-_CONTENT_TYPE = frozenset({"content-type", b"content-type"})
-
-
-def _content_type(headers: Headers) -> str | None:
-    """The last Content-Type, from raw ASGI or decoded pairs: a response's other headers are
-    never logged, so only this one value is decoded (11 headers on a page: ~3 µs saved a row)."""
-    found = None
-    for name, value in headers:
-        if name.lower() in _CONTENT_TYPE:
-            found = value
-    return found.decode("latin-1") if isinstance(found, bytes) else found
-
-
 def build_api_log(
     c: Captured, *, row_id: int, policy: RedactionPolicy, body_cap: int, html_mode: HtmlMode = "summary"
 ) -> ApiLog:
@@ -81,7 +68,7 @@ def build_api_log(
         endpoint=endpoint_of(c.path, c.query_string, policy),
         request_header=_encoder.encode(redact_headers(capped_headers(request_headers), policy)).decode(),
         request_body=body_to_json(
-            content_type=_content_type(request_headers),
+            content_type=content_type_of(request_headers),
             data=c.request_body,
             total_size=c.request_body_size,
             cap=body_cap,
@@ -90,7 +77,7 @@ def build_api_log(
         ),
         response_status=c.response_status,
         response_body=body_to_json(
-            content_type=_content_type(c.response_headers),
+            content_type=content_type_of(c.response_headers),
             data=c.response_body,
             total_size=c.response_body_size,
             cap=body_cap,

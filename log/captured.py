@@ -41,3 +41,15 @@ def text_headers(headers: Headers) -> list[tuple[str, str]]:
     if headers and isinstance(headers[0][0], bytes):
         return [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers]  # type: ignore[union-attr]
     return list(headers)  # type: ignore[arg-type]
+
+
+_CONTENT_TYPE = frozenset({"content-type", b"content-type"})
+
+
+def content_type_of(headers: Headers) -> str | None:
+    """The last Content-Type, from raw ASGI or decoded pairs, without decoding the other headers."""
+    found = None
+    for name, value in headers:
+        if name.lower() in _CONTENT_TYPE:
+            found = value
+    return found.decode("latin-1") if isinstance(found, bytes) else found

@@ -3,7 +3,8 @@
 Pure ASGI (no BaseHTTPMiddleware), so streaming responses keep streaming and the request body
 is only read when the app reads it: receive/send are wrapped, every message is passed on as is
 (only `http.response.start` gets an added `x-trace-id` header) and the first `body_cap` bytes
-of each body are kept on the way through. Headers are handed on raw (ASGI byte pairs): the
+of each body are kept on the way through (of a response body only its size when `size_only`
+says so: summarised pages). Headers are handed on raw (ASGI byte pairs): the
 row builder decodes them a batch at a time, off the request's own path.
 
 With `record=None` (logging off) only the trace id is kept: request.state.trace_id and the
@@ -29,7 +30,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from log.captured import Captured, text_headers
+from log.captured import Captured, content_type_of, text_headers
 from log.random_ids import uuid4_text
 from log.trace import trace_id_from_headers
 from middleware.paths import stems, under
@@ -75,12 +76,13 @@ class _Exchange:
     do) is kept by reference, not copied; only multi-chunk bodies get a buffer.
     """
 
-    __slots__ = ("cap", "request_body", "request_size", "response_body", "response_size", "status",
+    __slots__ = ("cap", "response_cap", "request_body", "request_size", "response_body", "response_size", "status",
                  "raw_response_headers", "started", "complete", "disconnected", "expect_trailers",
                  "completed_at")
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
+        self.response_cap = cap  # 0 once the response turns out to be a body only measured
         self.request_body: bytes | bytearray = b""
         self.request_size = 0
         self.response_body: bytes | bytearray = b""
@@ -134,6 +136,7 @@ class RequestLogMiddleware:
         exclude_prefixes: tuple[str, ...] = ("/static", "/health"),
         trusted_proxy: bool = False,
         user_id_of: Callable[[Scope], str | None] = _no_user,
+        size_only: Callable[[int, str | None], bool] | None = None,
         clock: Callable[[], float] = time.time,
         perf: Callable[[], float] = time.perf_counter,
         new_uuid: Callable[[], str] = uuid4_text,
@@ -145,6 +148,10 @@ class RequestLogMiddleware:
         self._exclude_stems = stems(exclude_prefixes)
         self.trusted_proxy = trusted_proxy
         self.user_id_of = user_id_of
+        # (status, Content-Type) -> True when the row will only use the response body's size
+        # (summarised pages): its bytes are then not kept, neither copied nor held until the
+        # batch is built.
+        self.size_only = size_only
         self.clock = clock
         self.perf = perf
         self.new_uuid = new_uuid
@@ -193,7 +200,7 @@ class RequestLogMiddleware:
             if kind == "http.response.body":
                 chunk = message.get("body", b"")
                 ex.response_size += len(chunk)
-                ex.response_body = _kept(ex.response_body, chunk, ex.cap)
+                ex.response_body = _kept(ex.response_body, chunk, ex.response_cap)
                 if not message.get("more_body", False) and not ex.expect_trailers:
                     self._complete(ex)
             elif kind == "http.response.start":
@@ -201,6 +208,8 @@ class RequestLogMiddleware:
                 message = {**message, "headers": headers}
                 ex.started, ex.status = True, message["status"]
                 ex.raw_response_headers = headers
+                if self.size_only is not None and self.size_only(ex.status, content_type_of(headers)):
+                    ex.response_cap = 0
                 ex.expect_trailers = bool(message.get("trailers", False))
             elif kind == "http.response.trailers" and not message.get("more_trailers", False):
                 self._complete(ex)

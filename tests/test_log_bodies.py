@@ -153,3 +153,24 @@ def test_planted_secret_never_in_json_or_form_body_at_any_cut(data):
     text = body_to_json(content_type=ct, data=raw[:cut], total_size=len(raw), cap=cut, policy=POLICY, is_response=False)
     # Not even a prefix of the secret survives: partial strings after a sensitive key are redacted too.
     assert "SEC" not in (text or "")
+
+
+@pytest.mark.parametrize("status, content_type, mode, summarised", [
+    (200, "text/html; charset=utf-8", "summary", True),
+    (303, "TEXT/HTML", "summary", True),
+    (None, "text/html", "summary", True),  # as body_to_json has always treated an unknown status
+    (404, "text/html", "summary", False),  # error pages keep their text
+    (200, "text/html", "full", False),
+    (200, "application/json", "summary", False),
+    (200, "text/htmlx", "summary", False),
+    (200, None, "summary", False),
+])
+def test_summarised_page_rule(status, content_type, mode, summarised) -> None:
+    from log.bodies import summarised_page
+
+    assert summarised_page(status, content_type, mode) is summarised
+    # It is the rule body_to_json applies: summarised responses get a page summary (a binary
+    # summary carries a sha256; a page's never does), the others not.
+    out = msgspec.json.decode(body_to_json(content_type=content_type, data=b"<p>hi</p>", total_size=9, cap=100,
+                                           policy=RedactionPolicy(), is_response=True, status=status, html_mode=mode))
+    assert (isinstance(out, dict) and "summary" in out and "sha256" not in out["summary"]) is summarised

@@ -13,7 +13,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from log.captured import Captured, text_headers
@@ -401,6 +401,26 @@ async def test_cancellation_is_recorded_once_and_propagates():
     with pytest.raises(asyncio.CancelledError):
         await call_raw(RequestLogMiddleware(cancelled, record=records.append))
     assert [r.response_status for r in records] == [499]
+
+
+@pytest.mark.anyio
+async def test_size_only_responses_keep_their_size_but_no_bytes():
+    from log.bodies import summarised_page
+
+    async def page(request: Request) -> Response:
+        return HTMLResponse("<p>" + "x" * 5000 + "</p>", status_code=int(request.query_params.get("status", 200)))
+
+    records: list[Captured] = []
+    app = make_app(records, [Route("/page", page)], size_only=summarised_page)
+    async with client_for(app) as client:
+        assert (await client.get("/page")).status_code == 200
+        assert (await client.get("/page?status=404")).status_code == 404
+        assert (await client.post("/json", json={"a": 1})).status_code == 200
+    ok_page, error_page, json_reply = records
+    assert (ok_page.response_body, ok_page.response_body_size) == (b"", 5007)  # summarised: size only
+    assert error_page.response_body == b"<p>" + b"x" * (CAP - 3) and error_page.response_body_size == 5007
+    assert json_reply.response_body.startswith(b'{"got":{"a":1}')  # other bodies are kept
+    assert len(json_reply.response_body) == json_reply.response_body_size
 
 
 def test_client_ip_rules():

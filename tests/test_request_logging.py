@@ -397,7 +397,9 @@ async def test_excluded_prefixes_and_no_bodies_for_logs_pages(tmp_path: Path) ->
     rows = csv_rows(settings)
     assert [r.endpoint for r in rows][:2] == ["/logs/probe", "/"]
     assert rows[0].response_status == 200 and rows[0].response_body is None
-    assert rows[1].response_body is not None  # other pages' bodies are captured (summarised)
+    # other pages are summarised: the size the client got, none of the bytes kept (size_only)
+    assert msgspec.json.decode(rows[1].response_body) == {
+        "summary": {"content_type": "text/html", "size": len(page.content), "captured_bytes": 0}}
     assert b"LOGS-BODY-MARKER" not in raw_log_bytes(settings)
     explorer_rows = [r for r in rows if r.endpoint.startswith("/logs/overview") or r.endpoint == "/logs"]
     assert len(explorer_rows) == 2
