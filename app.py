@@ -13,8 +13,6 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import jinja2
-from jinja2_fragments.starlette import Jinja2Blocks
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -30,6 +28,7 @@ from handlers import logs as explorer
 from handlers._web import redirect, render
 from handlers.ratelimit import LoginLimits
 from handlers.routing import IndexedRouter
+from handlers.templating import make_templates
 from log import diagnostics
 from log.bodies import summarised_page
 from log.middleware import RequestLogMiddleware
@@ -82,7 +81,7 @@ def make_lifespan(settings: Settings, logs: LogPipeline):
             yield {
                 "settings": settings,
                 "store": store,
-                "templates": make_templates(settings),
+                "templates": make_templates(VIEWS, reload=settings.template_reload),
                 "login_limits": LoginLimits(clock=time.monotonic),
                 "backend": backend,
                 "demo_mode": demo_mode,
@@ -96,15 +95,6 @@ def make_lifespan(settings: Settings, logs: LogPipeline):
             await http.aclose()
 
     return lifespan
-
-
-def make_templates(settings: Settings) -> Jinja2Blocks:
-    # Checking every template file's mtime on each render costs ~40 stat calls per page;
-    # only development (TEMPLATE_RELOAD=1, set by the VS Code launch config) wants that.
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(VIEWS), autoescape=True, auto_reload=settings.template_reload
-    )
-    return Jinja2Blocks(env=env)
 
 
 def user_id_of(scope) -> str | None:
