@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
+from log.captured import is_html
 from log.redact import (
     RedactionPolicy,
     group_pairs,
@@ -56,8 +57,7 @@ _encoder = msgspec.json.Encoder()
 def summarised_page(status: int | None, content_type: str | None, html_mode: HtmlMode = "summary") -> bool:
     """A response whose row keeps only a summary: an HTML page that did not fail, unless
     html_mode is "full". Only its size is used, so the capture need not keep its bytes."""
-    return (html_mode == "summary" and (status is None or status < 400)
-            and content_type is not None and content_type.split(";", 1)[0].strip().lower() == "text/html")
+    return html_mode == "summary" and (status is None or status < 400) and is_html(content_type)
 
 
 def _media_type(content_type: str | None) -> tuple[str, str]:

@@ -53,3 +53,8 @@ def content_type_of(headers: Headers) -> str | None:
         if name.lower() in _CONTENT_TYPE:
             found = value
     return found.decode("latin-1") if isinstance(found, bytes) else found
+
+
+def is_html(content_type: str | None) -> bool:
+    """A Content-Type value naming an HTML document (any parameters, any case)."""
+    return content_type is not None and content_type.split(";", 1)[0].strip().lower() == "text/html"

@@ -21,6 +21,7 @@ import msgspec
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from log.captured import content_type_of, is_html
 from middleware.paths import stems, under
 from middleware.signed_cookie import SignedSerializer, fresh
 from store.base import Session, StoreUnavailable
@@ -120,7 +121,8 @@ class SessionMiddleware:
                 # A token minted for this request only needs keeping when the response is a
                 # page or fragment (they carry it for their forms); a JSON, CSV or redirect
                 # response to a cookie-less client stays cookie-less and cacheable.
-                if new is not _UNCHANGED or changed or (new_token and _is_html(message)):
+                page = new_token and is_html(content_type_of(message.get("headers", ())))
+                if new is not _UNCHANGED or changed or page:
                     final = session if new is _UNCHANGED else new
                     # A new login gets a fresh CSRF token too.
                     token = csrf if new is _UNCHANGED else secrets.token_urlsafe(32)
@@ -149,13 +151,6 @@ def _decode_session(raw: object) -> Session | None:
         return msgspec.convert(raw, Session)
     except msgspec.ValidationError:
         return None
-
-
-def _is_html(start: Message) -> bool:
-    for name, value in start.get("headers", ()):
-        if name.lower() == b"content-type":
-            return value.startswith(b"text/html")
-    return False
 
 
 def _cookie(scope: Scope, name: str) -> str | None:
