@@ -30,9 +30,9 @@ from handlers.ratelimit import LoginLimits
 from handlers.routing import IndexedRouter
 from handlers.templating import make_templates
 from log import diagnostics
-from log.bodies import summarised_page
-from log.middleware import RequestLogMiddleware
-from log.pipeline import LogPipeline
+from log.core.bodies import summarised_page
+from log.asgi import RequestLogMiddleware
+from log.tracing import LogPipeline
 from middleware.csrf import CsrfMiddleware
 from middleware.flush import FlushAfterRequestMiddleware
 from middleware.security_headers import SecurityHeadersMiddleware

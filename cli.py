@@ -17,12 +17,12 @@ from typing import Any, TextIO
 import anyio
 import httpx
 
-from log.export import export_table, parse_when
-from log.replay import load_checkpoint, progress_line, save_checkpoint, sync_csv
-from log.rows import TABLES
-from log.sink import SinkError
-from log.turso import LogDatabase, open_log_database
-from log.turso_sink import TursoSink
+from log.tools.export import export_table, parse_when
+from log.sinks.replay import load_checkpoint, progress_line, save_checkpoint, sync_csv
+from log.core.rows import TABLES
+from log.sinks.base import SinkError
+from log.db.database import LogDatabase, open_log_database
+from log.sinks.turso_sink import TursoSink
 from settings import Settings
 from store.sqlite import SqliteStore
 

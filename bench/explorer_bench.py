@@ -26,7 +26,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app import create_app  # noqa: E402
-from log.queries import UTC, build_list_query, build_overview, parse_filters  # noqa: E402
+from log.explorer.queries import UTC, build_list_query, build_overview, parse_filters  # noqa: E402
 from settings import Settings  # noqa: E402
 
 TARGET_MS = {"list": 150, "trace": 150, "overview": 300}

@@ -31,12 +31,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from log.build import build_api_log  # noqa: E402
-from log.captured import Captured  # noqa: E402
-from log.csv_sink import CsvSink  # noqa: E402
-from log.fanout import FanOut  # noqa: E402
-from log.ids import SnowflakeIds  # noqa: E402
-from log.redact import RedactionPolicy  # noqa: E402
+from log.core.build import build_api_log  # noqa: E402
+from log.core.captured import Captured  # noqa: E402
+from log.sinks.csv_sink import CsvSink  # noqa: E402
+from log.sinks.fanout import FanOut  # noqa: E402
+from log.core.ids import SnowflakeIds  # noqa: E402
+from log.core.redact import RedactionPolicy  # noqa: E402
 
 SECRET = "bench-secret-key"
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from log.queries import ROLLUPS_PATH, SNOWFLAKE_EPOCH_MS, SNOWFLAKE_SHIFT  # noqa: E402
+from log.db.schema import ROLLUPS_PATH, SCHEMA_PATH  # noqa: E402
+from log.explorer.queries import SNOWFLAKE_EPOCH_MS, SNOWFLAKE_SHIFT  # noqa: E402
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "log" / "schema.sql"
 METHODS = ["GET"] * 6 + ["POST"] * 2 + ["PUT", "DELETE"]
 TASKS = ["import_items", "send_email", "render_report", "sync_account"]
 STEPS = ["load", "validate", "transform", "save", "notify"]

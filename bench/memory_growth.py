@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 from bench.turso_pipeline_bench import free_port, sign_in_with_items, stop, wait_http
-from log.csv_sink import read_rows
+from log.sinks.csv_sink import read_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_MB = 20.0

@@ -15,9 +15,9 @@ from pathlib import Path
 import anyio
 import httpx
 
-from log.rows import ApiLog
-from log.turso import FileLogDatabase, HttpLogDatabase, LogDatabase
-from log.turso_sink import TursoSink
+from log.core.rows import ApiLog
+from log.db.database import FileLogDatabase, HttpLogDatabase, LogDatabase
+from log.sinks.turso_sink import TursoSink
 from tests.hrana_server import HranaServer, running
 
 

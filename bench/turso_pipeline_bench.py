@@ -36,12 +36,12 @@ from typing import Any
 
 import httpx
 
-from log.csv_sink import CsvSink, read_rows
-from log.fanout import FanOut
-from log.rows import ApiLog
-from log.sink import WriteResult
-from log.turso import HttpLogDatabase
-from log.turso_sink import TursoSink
+from log.sinks.csv_sink import CsvSink, read_rows
+from log.sinks.fanout import FanOut
+from log.core.rows import ApiLog
+from log.sinks.base import WriteResult
+from log.db.database import HttpLogDatabase
+from log.sinks.turso_sink import TursoSink
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token"

@@ -18,9 +18,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from handlers._web import render
-from log import charts
-from log.hrana import HranaError
-from log.queries import (
+from log.explorer import charts
+from log.db.hrana import HranaError
+from log.explorer.queries import (
     MAX_ID,
     PRESETS,
     RARE_STATUS_ROWS,
@@ -35,8 +35,8 @@ from log.queries import (
     status_class_count,
     status_totals,
 )
-from log.rows import ApiLog, TaskProgressLog
-from log.trace import canonical_uuid
+from log.core.rows import ApiLog, TaskProgressLog
+from log.core.trace import canonical_uuid
 
 PAGE_SIZE = 50
 TOP_ENDPOINTS = 15

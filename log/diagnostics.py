@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from log.cloud_logging import encode_line
+from log.core.cloud_logging import encode_line
 from settings import Settings
 
 # Python level names -> Cloud Logging LogSeverity names.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from log.rows import TaskProgressLog
+from log.core.rows import TaskProgressLog
 from log.tracker import TaskTracker
 
 

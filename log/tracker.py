@@ -24,8 +24,8 @@ from typing import Any
 
 import msgspec
 
-from log.build import format_utc
-from log.rows import TaskProgressLog
+from log.core.build import format_utc
+from log.core.rows import TaskProgressLog
 
 START, IN_PROGRESS, SUCCESS, FAILED = "START", "IN_PROGRESS", "SUCCESS", "FAILED"
 

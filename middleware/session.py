@@ -21,7 +21,7 @@ import msgspec
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from log.captured import content_type_of, is_html
+from log.core.captured import content_type_of, is_html
 from middleware.paths import stems, under
 from middleware.signed_cookie import SignedSerializer, fresh
 from store.base import Session, StoreUnavailable

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from log.queries import ROLLUPS_PATH, SNOWFLAKE_EPOCH_MS, UTC, sql_statements, stamp
+from log.db.schema import ROLLUPS_PATH, SCHEMA_SQL as SCHEMA, split_statements as sql_statements
+from log.explorer.queries import SNOWFLAKE_EPOCH_MS, UTC, stamp
 from tests.conftest import start_server, stop_server
 
 pytestmark = pytest.mark.browser
 
-SCHEMA = (Path(__file__).resolve().parent.parent / "log" / "schema.sql").read_text()
 FAILED_TRACE = "dddddddd-0000-4000-8000-00000000000f"
 
 

@@ -13,7 +13,7 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 from playwright.sync_api import Browser, Page, expect
 
-from log.csv_sink import read_rows
+from log.sinks.csv_sink import read_rows
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.supabase_standin import Standin, StandinConfig, module_fixtures, serve_standin
 

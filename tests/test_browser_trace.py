@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from log.csv_sink import read_rows
+from log.sinks.csv_sink import read_rows
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.test_browser_items import add_item, sign_up
 

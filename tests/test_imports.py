@@ -18,8 +18,8 @@ import pytest
 
 from app import create_app
 from handlers.imports import Progress, progress_from_row
-from log.csv_sink import read_rows
-from log.rows import ApiLog, TaskProgressLog
+from log.sinks.csv_sink import read_rows
+from log.core.rows import ApiLog, TaskProgressLog
 from settings import Settings
 from store.base import ItemInput, Session
 from tests.conftest import AppClient, make_settings

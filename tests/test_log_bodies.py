@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from log.bodies import body_to_json
-from log.redact import REDACTED, RedactionPolicy
+from log.core.bodies import body_to_json
+from log.core.redact import REDACTED, RedactionPolicy
 
 POLICY = RedactionPolicy()
 
@@ -166,7 +166,7 @@ def test_planted_secret_never_in_json_or_form_body_at_any_cut(data):
     (200, None, "summary", False),
 ])
 def test_summarised_page_rule(status, content_type, mode, summarised) -> None:
-    from log.bodies import summarised_page
+    from log.core.bodies import summarised_page
 
     assert summarised_page(status, content_type, mode) is summarised
     # It is the rule body_to_json applies: summarised responses get a page summary (a binary

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from log.build import build_api_log, build_exception_row, endpoint_of, format_utc, json_text, redactor, task_row
-from log.captured import Captured
-from log.redact import REDACTED, RedactionPolicy
+from log.core.build import build_api_log, build_exception_row, endpoint_of, format_utc, json_text, redactor, task_row
+from log.core.captured import Captured
+from log.core.redact import REDACTED, RedactionPolicy
 
 POLICY = RedactionPolicy()
 TRACE = "0b9f8c2e-6d1a-4c1e-9a53-2b7f3f1d9e10"
@@ -169,7 +169,7 @@ def test_long_header_values_are_cut_and_marked_secrets_still_redacted():
 
 
 def test_content_type_is_read_from_raw_or_decoded_headers_last_one_wins() -> None:
-    from log.captured import content_type_of as _content_type
+    from log.core.captured import content_type_of as _content_type
 
     raw = [(b"Content-Type", b"text/plain"), (b"x-a", b"1"), (b"content-type", b"application/json; charset=latin-1")]
     assert _content_type(raw) == "application/json; charset=latin-1"

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from markupsafe import Markup
 
-from log.charts import latency_chart, nice_max, requests_chart, status_chart
+from log.explorer.charts import latency_chart, nice_max, requests_chart, status_chart
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 T0 = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.timezone.utc)

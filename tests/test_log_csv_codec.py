@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from log.csv_codec import NULL, decode_cell, encode_cell, encode_rows, header_line, read_csv
-from log.rows import ApiLog, TaskProgressLog, columns
+from log.core.csv_codec import NULL, decode_cell, encode_cell, encode_rows, header_line, read_csv
+from log.core.rows import ApiLog, TaskProgressLog, columns
 
 plain_text = st.text(st.characters(blacklist_categories=("Cs",)))  # any unicode but lone surrogates
 tricky = st.sampled_from(

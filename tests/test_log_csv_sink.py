@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from log.csv_codec import header_line
-from log.csv_sink import CsvSink, csv_files, read_rows
-from log.rows import ApiLog, TaskProgressLog
-from log.sink import SinkError, WriteResult
+from log.core.csv_codec import header_line
+from log.sinks.csv_sink import CsvSink, csv_files, read_rows
+from log.core.rows import ApiLog, TaskProgressLog
+from log.sinks.base import SinkError, WriteResult
 
 
 

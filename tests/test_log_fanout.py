@@ -3,10 +3,10 @@ import threading
 
 import pytest
 
-from log.csv_sink import CsvSink, read_rows
-from log.fanout import FanOut
-from log.rows import ApiLog, TaskProgressLog
-from log.sink import SinkError, WriteResult
+from log.sinks.csv_sink import CsvSink, read_rows
+from log.sinks.fanout import FanOut
+from log.core.rows import ApiLog, TaskProgressLog
+from log.sinks.base import SinkError, WriteResult
 
 
 

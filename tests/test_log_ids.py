@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from log.ids import EPOCH_MS, MAX_SEQUENCE, SnowflakeIds, decode
+from log.core.ids import EPOCH_MS, MAX_SEQUENCE, SnowflakeIds, decode
 from tests.concurrency import take_in_threads
 
 T0 = EPOCH_MS + 1_000_000_000  # some ms after the epoch

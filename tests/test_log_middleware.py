@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from log.captured import Captured, text_headers
-from log.middleware import RequestLogMiddleware, client_ip
+from log.core.captured import Captured, text_headers
+from log.asgi import RequestLogMiddleware, client_ip
 from middleware.paths import is_excluded
 
 CAP = 64
@@ -405,7 +405,7 @@ async def test_cancellation_is_recorded_once_and_propagates():
 
 @pytest.mark.anyio
 async def test_size_only_responses_keep_their_size_but_no_bytes():
-    from log.bodies import summarised_page
+    from log.core.bodies import summarised_page
 
     async def page(request: Request) -> Response:
         return HTMLResponse("<p>" + "x" * 5000 + "</p>", status_code=int(request.query_params.get("status", 200)))

@@ -12,9 +12,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from log.captured import Captured
-from log.pipeline import BUILD_BATCH, BUILD_DELAY, LogPipeline
-from log.rows import ApiLog, TaskProgressLog
+from log.core.captured import Captured
+from log.tracing import BUILD_BATCH, BUILD_DELAY, LogPipeline
+from log.core.rows import ApiLog, TaskProgressLog
 from tests.conftest import make_settings
 
 

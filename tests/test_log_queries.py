@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from log.queries import (
+from log.db.schema import ROLLUPS_PATH, SCHEMA_SQL as SCHEMA, split_statements as sql_statements
+from log.explorer.queries import (
     LIST_COLUMNS,
     OVERFLOW_BUCKET,
-    ROLLUPS_PATH,
     SNOWFLAKE_EPOCH_MS,
     UTC,
     ID_FLOOR_SLACK,
@@ -32,19 +32,17 @@ from log.queries import (
     id_floor,
     parse_filters,
     percentile,
-    sql_statements,
     status_class_count,
     stamp,
     time_window,
 )
-from log.ids import SnowflakeIds
-from log.rows import ApiLog
-from log.trace import canonical_uuid
-from log.turso import FileLogDatabase, HttpLogDatabase, LogDatabase
-from log.turso_sink import TursoSink
+from log.core.ids import SnowflakeIds
+from log.core.rows import ApiLog
+from log.core.trace import canonical_uuid
+from log.db.database import FileLogDatabase, HttpLogDatabase, LogDatabase
+from log.sinks.turso_sink import TursoSink
 from tests.hrana_server import HranaServer, running
 
-SCHEMA = (Path(__file__).resolve().parent.parent / "log" / "schema.sql").read_text()
 NOW = dt.datetime(2026, 3, 10, 12, 30, 15, 500_000, tzinfo=UTC)
 ENDPOINTS = ["/items", "/items?q=a%b", "/items_x", "/items/1", "/login", "/ité'm", "/a\"b;--", "/"]
 USERS = [None, "1", "2", "o'brien", "x\"; DROP TABLE api_logs; --", "ü"]

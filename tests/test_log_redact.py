@@ -2,7 +2,7 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from log.redact import (
+from log.core.redact import (
     DEFAULT_HEADER_NAMES,
     REDACTED,
     RedactionPolicy,

@@ -1,7 +1,7 @@
 import sqlite3
 
-from log.rows import TABLES, columns
-from log.schema import SCHEMA_SQL, STATEMENTS
+from log.core.rows import TABLES, columns
+from log.db.schema import ROLLUPS_SQL, SCHEMA_SQL, STATEMENTS, split_statements
 
 
 def _db() -> sqlite3.Connection:
@@ -22,7 +22,8 @@ def test_schema_is_idempotent_and_statements_run_one_by_one():
     conn.executescript(SCHEMA_SQL)
     for stmt in STATEMENTS:
         conn.execute(stmt)
-    assert len(STATEMENTS) == 7
+    assert len(split_statements(SCHEMA_SQL)) == 7
+    assert len(STATEMENTS) == 7 + len(split_statements(ROLLUPS_SQL))
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {
         "idx_api_logs_trace_id",

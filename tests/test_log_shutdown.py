@@ -13,7 +13,7 @@ import anyio
 import httpx
 import pytest
 
-from log.csv_sink import read_rows
+from log.sinks.csv_sink import read_rows
 from tests.conftest import make_settings, start_server
 from tests.test_request_logging import Made, csv_rows, db_rows, logged, serving
 

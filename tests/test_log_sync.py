@@ -20,15 +20,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cli import CHECKPOINT_NAME, main
-from log.csv_sink import CsvSink, read_rows
-from log.export import export_table, parse_when
-from log.fanout import FanOut
-from log.replay import (
+from log.sinks.csv_sink import CsvSink, read_rows
+from log.tools.export import export_table, parse_when
+from log.sinks.fanout import FanOut
+from log.sinks.replay import (
     RESUME_MARGIN_IDS, AutoReplay, Frontier, load_checkpoint, progress_line, save_checkpoint, sync_csv,
 )
-from log.rows import ApiLog, LogRow, TaskProgressLog
-from log.turso import FileLogDatabase, HttpLogDatabase, RetryPolicy, open_log_database
-from log.turso_sink import TursoSink
+from log.core.rows import ApiLog, LogRow, TaskProgressLog
+from log.db.database import FileLogDatabase, HttpLogDatabase, RetryPolicy, open_log_database
+from log.sinks.turso_sink import TursoSink
 from settings import Settings
 from tests.hrana_server import HranaServer, Running, running
 
@@ -330,7 +330,7 @@ class FlakySink:
         self.failures, self.rows = failures, {}
 
     async def write(self, table, rows):
-        from log.sink import SinkError, WriteResult
+        from log.sinks.base import SinkError, WriteResult
 
         if self.failures:
             self.failures -= 1
@@ -426,7 +426,7 @@ class Switchable:
     async def open(self) -> None: ...
 
     async def write(self, table, rows):
-        from log.sink import SinkError, WriteResult
+        from log.sinks.base import SinkError, WriteResult
 
         if self.down:
             raise SinkError("down", retryable=True)

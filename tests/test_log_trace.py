@@ -4,7 +4,7 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from log.trace import cloud_trace_id, trace_id_from_headers
+from log.core.trace import cloud_trace_id, trace_id_from_headers
 
 CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 FRESH = "00000000-0000-4000-8000-00000000abcd"

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from log.rows import TaskProgressLog
-from log.build import format_utc as _format_utc
+from log.core.rows import TaskProgressLog
+from log.core.build import format_utc as _format_utc
 from log.tracker import TaskTracker, encode_json
 
 TRACE = "0f8fad5b-d9cb-469f-a165-70867728950e"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from log.queries import SNOWFLAKE_EPOCH_MS, UTC, stamp
-from log.rows import ApiLog, TaskProgressLog, columns
+from log.explorer.queries import SNOWFLAKE_EPOCH_MS, UTC, stamp
+from log.core.rows import ApiLog, TaskProgressLog, columns
 
 pytestmark = pytest.mark.anyio
 

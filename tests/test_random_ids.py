@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from log.middleware import RequestLogMiddleware
-from log.random_ids import UuidPool, uuid4_text
+from log.asgi import RequestLogMiddleware
+from log.core.random_ids import UuidPool, uuid4_text
 from tests.concurrency import take_in_threads
 
 

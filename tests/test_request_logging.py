@@ -30,9 +30,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from app import create_app
-from log.csv_sink import read_rows
-from log.ids import EPOCH_MS
-from log.rows import TABLES, ApiLog, columns
+from log.sinks.csv_sink import read_rows
+from log.core.ids import EPOCH_MS
+from log.core.rows import TABLES, ApiLog, columns
 from settings import Settings
 from tests.conftest import ROOT, AppClient, free_port, make_settings
 from tests.hrana_server import HranaServer, running
@@ -575,7 +575,7 @@ def test_client_disconnects_are_logged_as_499(tmp_path: Path) -> None:
     ],
 )
 def test_redact_html_scrubs_tokens_in_pages(html: str, kept: str) -> None:
-    from log.redact import RedactionPolicy, redact_html
+    from log.core.redact import RedactionPolicy, redact_html
 
     out = redact_html(html, RedactionPolicy())
     assert "SECR" not in out and kept in out and "[REDACTED]" in out

@@ -29,7 +29,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from log.rows import ApiLog
+from log.core.rows import ApiLog
 from tests.conftest import AppClient, make_settings
 from tests.reliability import Remote, app_process, async_wait_for, csv_rows
 
@@ -243,8 +243,8 @@ async def test_items_export_is_formula_safe(tmp_path: Path, make_client) -> None
     ],
 )
 def test_kept_html_bodies_have_their_tokens_redacted(page: str, kept: str) -> None:
-    from log.bodies import body_to_json
-    from log.redact import RedactionPolicy
+    from log.core.bodies import body_to_json
+    from log.core.redact import RedactionPolicy
 
     for status, mode in ((422, "summary"), (200, "full")):
         out = body_to_json(content_type="text/html; charset=utf-8", data=page.encode(), total_size=len(page),
@@ -262,8 +262,8 @@ def test_kept_html_bodies_have_their_tokens_redacted(page: str, kept: str) -> No
     ],
 )
 def test_form_keys_that_hold_a_secret_are_redacted(content_type: str, body: bytes) -> None:
-    from log.bodies import body_to_json
-    from log.redact import RedactionPolicy
+    from log.core.bodies import body_to_json
+    from log.core.redact import RedactionPolicy
 
     out = body_to_json(content_type=content_type, data=body, total_size=len(body), cap=16384,
                        policy=RedactionPolicy(), is_response=False)
@@ -271,8 +271,8 @@ def test_form_keys_that_hold_a_secret_are_redacted(content_type: str, body: byte
 
 
 def test_query_keys_that_hold_a_secret_are_redacted() -> None:
-    from log.build import endpoint_of
-    from log.redact import RedactionPolicy
+    from log.core.build import endpoint_of
+    from log.core.redact import RedactionPolicy
 
     for query in ("password:tok-1", "access_token=tok-1&q=kept", "%7B%22token%22:%22tok-1%22%7D", "x&secret%20tok-1"):
         endpoint = endpoint_of("/items", query, RedactionPolicy())

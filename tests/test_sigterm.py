@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 import app as app_module
-from log.csv_sink import read_rows
+from log.sinks.csv_sink import read_rows
 from tests.conftest import free_port
 from tests.test_dockerfile import env_vars, exec_form, instructions
 

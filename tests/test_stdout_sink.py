@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from log.build import build_api_log
-from log.captured import Captured
-from log.cloud_logging import (
+from log.core.build import build_api_log
+from log.core.captured import Captured
+from log.core.cloud_logging import (
     SPAN_KEY,
     TRACE_KEY,
     encode_line,
@@ -25,10 +25,10 @@ from log.cloud_logging import (
     severity,
     trace_context,
 )
-from log.redact import RedactionPolicy
-from log.rows import ApiLog, TaskProgressLog
-from log.sink import SinkError
-from log.stdout_sink import StdoutSink
+from log.core.redact import RedactionPolicy
+from log.core.rows import ApiLog, TaskProgressLog
+from log.sinks.base import SinkError
+from log.sinks.stdout_sink import StdoutSink
 
 BIG_ID = 2**62 + 12345  # not representable as a double: must survive as a string
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from itsdangerous import URLSafeTimedSerializer
 
 from app import create_app
-from log.csv_sink import read_rows
+from log.sinks.csv_sink import read_rows
 from tests.conftest import AppClient, make_settings
 from tests.pg import free_port
 from tests.supabase_standin import SkewClock, Standin, StandinConfig, module_fixtures, serve_standin

@@ -19,8 +19,8 @@ import pytest
 
 from app import create_app
 from cli import main as cli_main
-from log.csv_sink import read_rows
-from log.pipeline import LogPipeline
+from log.sinks.csv_sink import read_rows
+from log.tracing import LogPipeline
 from tests.conftest import make_settings
 from tests.hrana_server import HranaServer, running
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from log.hrana import HttpStatusError
-from log.rows import ApiLog
-from log.sink import SinkError, WriteResult
-from log.turso import HttpLogDatabase, RetryPolicy, backoff_delay, http_base_url
-from log.turso_sink import TursoSink
+from log.db.hrana import HttpStatusError
+from log.core.rows import ApiLog
+from log.sinks.base import SinkError, WriteResult
+from log.db.database import HttpLogDatabase, RetryPolicy, backoff_delay, http_base_url
+from log.sinks.turso_sink import TursoSink
 from tests.hrana_server import HranaServer, Running, running
 
 TOKEN = "s3cret-token-value"

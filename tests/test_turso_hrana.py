@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from log import hrana
-from log.hrana import HttpStatusError, StatementError, TransportError
+from log.db import hrana
+from log.db.hrana import HttpStatusError, StatementError, TransportError
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ import anyio
 import httpx
 import pytest
 
-from log.hrana import TransportError
-from log.turso import FileLogDatabase, HttpLogDatabase, LogDatabase
-from log.worker_lease import (
+from log.db.hrana import TransportError
+from log.db.database import FileLogDatabase, HttpLogDatabase, LogDatabase
+from log.db.lease import (
     LeaseError,
     WorkerLease,
     acquire_worker_id,

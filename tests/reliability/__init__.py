@@ -23,9 +23,9 @@ import anyio
 import httpx
 import msgspec
 
-from log.csv_codec import header_line
-from log.csv_sink import read_rows
-from log.rows import TABLES
+from log.core.csv_codec import header_line
+from log.sinks.csv_sink import read_rows
+from log.core.rows import TABLES
 from tests.conftest import AppClient, free_port
 from tests.hrana_server import HranaServer, running
 

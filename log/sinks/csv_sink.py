@@ -25,9 +25,9 @@ from typing import BinaryIO
 
 import anyio.to_thread
 
-from log.csv_codec import decode_row, encode_rows, header_line
-from log.rows import TABLES, LogRow
-from log.sink import SinkError, WriteResult
+from log.core.csv_codec import decode_row, encode_rows, header_line
+from log.core.rows import TABLES, LogRow
+from log.sinks.base import SinkError, WriteResult
 
 CanDelete = Callable[[str, int], bool]  # (table, highest id in the file) -> may it go?
 OnError = Callable[[Path, Exception], None]

@@ -39,8 +39,8 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-from log.captured import is_html
-from log.redact import (
+from log.core.captured import is_html
+from log.core.redact import (
     RedactionPolicy,
     group_pairs,
     may_hold_sensitive_key,

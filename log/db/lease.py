@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from log.hrana import HranaError
-from log.turso import LogDatabase
+from log.db.hrana import HranaError
+from log.db.database import LogDatabase
 
 logger = logging.getLogger("log.worker_lease")
 

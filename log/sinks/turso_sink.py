@@ -12,27 +12,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from itertools import chain
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from log import hrana
-from log.hrana import HranaError
-from log.rows import TABLES, LogRow, columns
-from log.sink import SinkError, WriteResult
-from log.turso import LogDatabase, Statement
+from log.db import hrana
+from log.db.hrana import HranaError
+from log.core.rows import TABLES, LogRow, columns
+from log.sinks.base import SinkError, WriteResult
+from log.db.database import LogDatabase, Statement
+from log.db.schema import apply_schema
 
 logger = logging.getLogger("log.turso")
-
-SCHEMA_PATH = Path(__file__).with_name("schema.sql")
-
-
-def schema_statements(text: str) -> list[str]:
-    """Split schema.sql into single statements (Hrana runs one statement per Stmt)."""
-    lines = [line.split("--", 1)[0] for line in text.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
-
 
 def write_statements(table: str, rows: Sequence[LogRow]) -> list[Statement]:
     """Pairs of (SELECT existing ids, INSERT chunk), CHUNK_ROWS rows a chunk.
@@ -117,16 +108,20 @@ def _as_row(row_type: type[LogRow], stored: dict[str, Any]) -> LogRow | None:
 class TursoSink:
     name = "turso"
 
-    def __init__(self, db: LogDatabase, *, schema_sql: str | None = None) -> None:
+    def __init__(self, db: LogDatabase, *, schema_ready: bool = False) -> None:
         self.db = db
-        self._schema = schema_sql if schema_sql is not None else SCHEMA_PATH.read_text()
+        # True when the owner has already applied the schema (Tracing does, before leasing).
+        self._schema_ready = schema_ready
 
     def __repr__(self) -> str:
         return f"TursoSink({self.db!r})"
 
     async def open(self) -> None:
+        if self._schema_ready:
+            return
         try:
-            await self.db.transaction([(sql, ()) for sql in schema_statements(self._schema)])
+            await apply_schema(self.db)
+            self._schema_ready = True
         except HranaError as exc:
             # Not logged here: the fan-out reports the stopped lane, and the pipeline has already
             # said why the database is unusable (one clear line, not three).

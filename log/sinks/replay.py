@@ -20,10 +20,10 @@ import anyio
 import anyio.to_thread
 import msgspec
 
-from log.csv_sink import csv_files, read_rows
-from log.ids import SEQUENCE_BITS, WORKER_BITS
-from log.rows import TABLES, LogRow
-from log.sink import Sink, SinkError
+from log.sinks.csv_sink import csv_files, read_rows
+from log.core.ids import SEQUENCE_BITS, WORKER_BITS
+from log.core.rows import TABLES, LogRow
+from log.sinks.base import Sink, SinkError
 
 logger = logging.getLogger("log.replay")
 

@@ -31,8 +31,8 @@ from typing import Any
 
 import msgspec
 
-from log.rows import ApiLog, LogRow, TaskProgressLog, table_of
-from log.trace import cloud_context_trace_id, cloud_trace_id, traceparent_trace_id
+from log.core.rows import ApiLog, LogRow, TaskProgressLog, table_of
+from log.core.trace import cloud_context_trace_id, cloud_trace_id, traceparent_trace_id
 
 TRACE_KEY = "logging.googleapis.com/trace"
 SPAN_KEY = "logging.googleapis.com/spanId"

@@ -30,8 +30,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from log.rows import ApiLog, LogRow, TaskProgressLog, table_of
-from log.sink import Sink, SinkError
+from log.core.rows import ApiLog, LogRow, TaskProgressLog, table_of
+from log.sinks.base import Sink, SinkError
 
 _report_to_log = logging.getLogger("log.fanout").warning
 

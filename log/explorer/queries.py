@@ -15,15 +15,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 
-from log import ids
-from log.trace import canonical_uuid
+from log.core import ids
+from log.core.trace import canonical_uuid
 
 UTC = dt.timezone.utc
 UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -417,30 +415,3 @@ def status_totals(stats: Sequence[EndpointStats]) -> dict[int, int]:
         for cls, n in s.by_class.items():
             totals[cls] = totals.get(cls, 0) + n
     return dict(sorted(totals.items()))
-
-
-# DDL ------------------------------------------------------------------------------------
-
-ROLLUPS_PATH = Path(__file__).with_name("rollups.sql")
-SCHEMA_PATH = Path(__file__).with_name("schema.sql")
-
-
-def explorer_statements() -> list[str]:
-    """schema.sql then rollups.sql as single statements: run them in ONE transaction."""
-    return sql_statements(SCHEMA_PATH.read_text() + "\n" + ROLLUPS_PATH.read_text())
-
-
-def sql_statements(script: str) -> list[str]:
-    """Split a script into statements, keeping trigger bodies (BEGIN ...; ... END) whole."""
-    out: list[str] = []
-    buf = ""
-    for line in script.splitlines(keepends=True):
-        if not buf and (not line.strip() or line.lstrip().startswith("--")):
-            continue
-        buf += line
-        if sqlite3.complete_statement(buf):
-            out.append(buf.strip().rstrip(";").strip())
-            buf = ""
-    if buf.strip():
-        raise ValueError(f"incomplete SQL statement at the end of the script: {buf[:80]!r}")
-    return out

@@ -20,22 +20,22 @@ import anyio
 import httpx
 import msgspec
 
-from log.build import build_api_log, build_exception_row, redactor
-from log.captured import Captured
-from log.csv_sink import CsvSink
-from log.fanout import FanOut
-from log.hrana import HranaError
-from log.ids import SnowflakeIds
-from log.queries import explorer_statements
-from log.redact import RedactionPolicy
-from log.replay import AutoReplay
-from log.rows import LogRow
-from log.sink import Sink
-from log.stdout_sink import StdoutSink
+from log.core.build import build_api_log, build_exception_row, redactor
+from log.core.captured import Captured
+from log.sinks.csv_sink import CsvSink
+from log.sinks.fanout import FanOut
+from log.db.hrana import HranaError
+from log.core.ids import SnowflakeIds
+from log.core.redact import RedactionPolicy
+from log.sinks.replay import AutoReplay
+from log.core.rows import LogRow
+from log.sinks.base import Sink
+from log.sinks.stdout_sink import StdoutSink
 from log.tasks import TaskFactory
-from log.turso import LogDatabase, open_log_database
-from log.turso_sink import TursoSink
-from log.worker_lease import WorkerLease, acquire_worker_id, keep_renewed, release_worker_id
+from log.db.database import LogDatabase, open_log_database
+from log.db.schema import apply_schema
+from log.sinks.turso_sink import TursoSink
+from log.db.lease import WorkerLease, acquire_worker_id, keep_renewed, release_worker_id
 from settings import Settings
 
 logger = logging.getLogger("log.pipeline")
@@ -73,6 +73,7 @@ class LogPipeline:
         self._captured: list[tuple[int, Captured]] = []  # recorded, rows not built yet
         self._build_timer: asyncio.TimerHandle | None = None
         self._closing = False
+        self._schema_ready = False
 
     # called from the request path: must be cheap and never raise ------------------------
     def next_id(self) -> int:
@@ -134,6 +135,7 @@ class LogPipeline:
         s = self.settings
         self.log_db = open_log_database(s.log_database_url, s.turso_auth_token or None, http)
         usable = await self._prepare_database()
+        self._schema_ready = usable
         if not self.enabled:
             return
         if usable:
@@ -163,7 +165,7 @@ class LogPipeline:
         assert self.log_db is not None
         try:
             with anyio.fail_after(15):
-                await self.log_db.transaction([(sql, ()) for sql in explorer_statements()])
+                await apply_schema(self.log_db)
         except (HranaError, TimeoutError) as exc:
             message = getattr(exc, "message", None) or "no answer within 15 s"
             logger.error(
@@ -204,7 +206,7 @@ class LogPipeline:
                 sinks.append(StdoutSink(project=self.cloud_project, lock_path=lock))
             elif name == "turso":
                 assert self.log_db is not None
-                sinks.append(TursoSink(self.log_db))
+                sinks.append(TursoSink(self.log_db, schema_ready=self._schema_ready))
             else:
                 logger.error("unknown log sink %r in LOG_SINKS; ignored", name)
         return sinks

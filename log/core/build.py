@@ -20,10 +20,10 @@ from typing import Any
 
 import msgspec
 
-from log.bodies import HtmlMode, body_to_json
-from log.captured import Captured, content_type_of, text_headers
-from log.redact import RedactionPolicy, redact_headers, redact_json, redact_query_string
-from log.rows import ApiLog, TaskProgressLog
+from log.core.bodies import HtmlMode, body_to_json
+from log.core.captured import Captured, content_type_of, text_headers
+from log.core.redact import RedactionPolicy, redact_headers, redact_json, redact_query_string
+from log.core.rows import ApiLog, TaskProgressLog
 
 _encoder = msgspec.json.Encoder()
 TASK_STATUSES = frozenset({"START", "IN_PROGRESS", "SUCCESS", "FAILED"})

@@ -23,9 +23,9 @@ from typing import IO
 
 import anyio.to_thread
 
-from log.cloud_logging import encode_rows
-from log.rows import TABLES, LogRow
-from log.sink import SinkError, WriteResult
+from log.core.cloud_logging import encode_rows
+from log.core.rows import TABLES, LogRow
+from log.sinks.base import SinkError, WriteResult
 
 
 class StdoutSink:

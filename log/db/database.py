@@ -20,9 +20,9 @@ import anyio.to_thread
 import httpx
 import msgspec
 
-from log import hrana
-from log.hrana import HranaError, HttpStatusError, StatementError, StmtOutcome, TransportError
-from log.rows import TABLES, columns
+from log.db import hrana
+from log.db.hrana import HranaError, HttpStatusError, StatementError, StmtOutcome, TransportError
+from log.core.rows import TABLES, columns
 
 logger = logging.getLogger("log.turso")
 

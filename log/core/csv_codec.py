@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import msgspec
 
-from log.rows import TABLES, ApiLog, LogRow, TaskProgressLog, columns
+from log.core.rows import TABLES, ApiLog, LogRow, TaskProgressLog, columns
 
 NULL = "\\N"
 _DANGEROUS_START = ("=", "+", "-", "@", "\t", "\r", "'")

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import msgspec
 
-from log.rows import LogRow
+from log.core.rows import LogRow
 
 
 class WriteResult(msgspec.Struct, frozen=True):

@@ -14,9 +14,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from log.csv_codec import encode_rows, header_line
-from log.rows import TABLES
-from log.turso import LogDatabase
+from log.core.csv_codec import encode_rows, header_line
+from log.core.rows import TABLES
+from log.db.database import LogDatabase
 
 Progress = Callable[[str, int, int], None]  # (table, rows written so far, rows expected)
 

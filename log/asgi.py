@@ -30,9 +30,9 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from log.captured import Captured, content_type_of, text_headers
-from log.random_ids import uuid4_text
-from log.trace import trace_id_from_headers
+from log.core.captured import Captured, content_type_of, text_headers
+from log.core.random_ids import uuid4_text
+from log.core.trace import trace_id_from_headers
 from middleware.paths import stems, under
 
 TRACE_HEADER = b"x-trace-id"
