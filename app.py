@@ -7,7 +7,6 @@ their own Settings.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 import httpx
 
@@ -29,27 +29,19 @@ from handlers._web import redirect, render
 from handlers.ratelimit import LoginLimits
 from handlers.routing import IndexedRouter
 from handlers.templating import make_templates
-from log import diagnostics
-from log.core.bodies import summarised_page
-from log.asgi import RequestLogMiddleware
-from log.tracing import LogPipeline
+from log import Tracing, TracingMiddleware, configure_process_logging
 from middleware.csrf import CsrfMiddleware
-from middleware.flush import FlushAfterRequestMiddleware
 from middleware.security_headers import SecurityHeadersMiddleware
 from middleware.session import SessionMiddleware
 from middleware.size_limit import SizeLimitMiddleware
 from middleware.session import set_session
-from settings import Settings
+from settings import DEMO_WARNING, Settings, config_summary, summary_line
 from store.base import AuthError, StoreUnavailable
 from store.sqlite import SqliteStore
 from store.supabase import SupabaseStore
 
 VIEWS = Path(__file__).parent / "views"
 logger = logging.getLogger("app")
-# Cloud Run sends SIGKILL 10 s after SIGTERM. The budget: uvicorn's --timeout-graceful-shutdown
-# (Dockerfile: 4 s) for in-flight requests, then this for the log sinks' final flush, then up to
-# 1 s to release the worker-id lease; the rest is margin.
-LOG_FLUSH_DEADLINE = 3.0
 # Served without a session: no cookie read or minted, no session check against the store.
 SESSIONLESS_PREFIXES = ("/static", "/health")
 
@@ -63,7 +55,7 @@ def open_store(settings: Settings, http: httpx.AsyncClient) -> tuple[str, Sqlite
     return "sqlite", SqliteStore(settings.data_dir / "app.db")
 
 
-def make_lifespan(settings: Settings, logs: LogPipeline):
+def make_lifespan(settings: Settings, tracing: Tracing):
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict]:
         for warning in settings.warnings:
@@ -72,11 +64,11 @@ def make_lifespan(settings: Settings, logs: LogPipeline):
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
         backend, store = open_store(settings, http)
         demo_mode = settings.on_cloud_run and backend == "sqlite"
-        summary = diagnostics.config_summary(settings, backend=backend, demo_mode=demo_mode)
-        logger.info(diagnostics.summary_line(summary), extra={"fields": summary})
+        summary = config_summary(settings, backend=backend, demo_mode=demo_mode)
+        logger.info(summary_line(summary), extra={"fields": summary})
         if demo_mode:
-            logger.warning(diagnostics.DEMO_WARNING)
-        await logs.open(http)
+            logger.warning(DEMO_WARNING)
+        await tracing.open(http)
         try:
             yield {
                 "settings": settings,
@@ -85,12 +77,10 @@ def make_lifespan(settings: Settings, logs: LogPipeline):
                 "login_limits": LoginLimits(clock=time.monotonic),
                 "backend": backend,
                 "demo_mode": demo_mode,
-                "logs": logs,
-                "log_db": logs.log_db,
-                "tasks": logs.tasks,
+                "tracing": tracing,
             }
         finally:
-            await logs.aclose(deadline=LOG_FLUSH_DEADLINE)
+            await tracing.aclose()
             await store.close()
             await http.aclose()
 
@@ -115,6 +105,15 @@ async def session_expired(request: Request, exc: Exception) -> Response:
     return redirect(request, "/login")
 
 
+async def crash_page(scope: Scope, receive: Receive, send: Send) -> None:
+    """An unhandled error's page (the tracing layer calls it; the error is already logged)."""
+    request = Request(scope, receive)
+    reference = scope.get("state", {}).get("trace_id", "")
+    message = f"Something went wrong on our side. Reference: {reference}"
+    response = render(request, "error.html", {"message": message}, status=500, block="error")
+    await response(scope, receive, send)
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
@@ -129,7 +128,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     settings = settings.with_secret_key()
-    logs = LogPipeline(settings)
+    tracing = Tracing(settings.tracing)
     routes = [
         *imports.routes,
         *items.routes,
@@ -142,17 +141,9 @@ def create_app(settings: Settings) -> Starlette:
         # Outermost, so responses made by the middleware below (413, 403, 503, crash 500s)
         # carry them too.
         Middleware(SecurityHeadersMiddleware),
-        # Next, so that 413s and crashes get their log row too.
-        Middleware(
-            RequestLogMiddleware,
-            # No sinks (LOG_SINKS=""): trace ids only, no capture work per request.
-            record=logs.record if logs.enabled else None,
-            body_cap=settings.log_body_max_bytes,
-            exclude_prefixes=settings.log_exclude_prefixes,
-            trusted_proxy=settings.trusted_proxy,
-            user_id_of=user_id_of,
-            size_only=functools.partial(summarised_page, html_mode=settings.log_html_bodies),
-        ),
+        # Next, so that 413s and crashes get their log row too. No sinks (LOG_SINKS=""):
+        # trace ids only, no capture work per request.
+        Middleware(TracingMiddleware, tracing=tracing, user_id_of=user_id_of, on_crash=crash_page),
         Middleware(
             SizeLimitMiddleware,
             max_bytes=settings.max_request_bytes,
@@ -167,12 +158,10 @@ def create_app(settings: Settings) -> Starlette:
         ),
         Middleware(CsrfMiddleware),
     ]
-    if settings.log_flush == "request":
-        middleware.insert(1, Middleware(FlushAfterRequestMiddleware, flush=logs.flush_due))
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        lifespan=make_lifespan(settings, logs),
+        lifespan=make_lifespan(settings, tracing),
         exception_handlers={
             HTTPException: http_error,
             StoreUnavailable: store_unavailable,
@@ -193,6 +182,6 @@ def __getattr__(name: str) -> Starlette:
     if name == "app":
         settings = Settings.from_env()
         # The process entry point, so the one place that configures logging (process-wide).
-        diagnostics.configure(cloud_run=settings.on_cloud_run)
+        configure_process_logging(cloud_run=settings.on_cloud_run)
         return create_app(settings)
     raise AttributeError(name)

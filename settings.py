@@ -9,17 +9,43 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import secrets
 from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 from pathlib import Path
 
 import msgspec
 from starlette.config import Config
 
+from log import ConfigError, TracingConfig
+
 logger = logging.getLogger("app.settings")
 
 MIB = 1024 * 1024
+MASK = "***"
+# Cloud Run sends SIGKILL 10 s after SIGTERM. The budget: uvicorn's --timeout-graceful-shutdown
+# (Dockerfile: 4 s) for in-flight requests, then this for the log sinks' final flush, then up to
+# 1 s to release the worker-id lease; the rest is margin.
+LOG_FLUSH_DEADLINE = 3.0
+# These settings are the tracing package's options (settings name -> TracingConfig field).
+TRACING_FIELDS = {
+    "data_dir": "data_dir",
+    "log_sinks": "sinks",
+    "log_dir": "log_dir",
+    "turso_database_url": "database_url",
+    "turso_auth_token": "auth_token",
+    "log_body_max_bytes": "body_max_bytes",
+    "log_html_bodies": "html_bodies",
+    "log_csv_max_bytes": "csv_max_bytes",
+    "log_csv_keep": "csv_keep",
+    "log_exclude_prefixes": "exclude_prefixes",
+    "log_redact_extra": "redact_extra",
+    "log_flush": "flush",
+    "web_concurrency": "workers",
+    "trusted_proxy": "trusted_proxy",
+    "cloud_project": "cloud_project",
+}
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -49,15 +75,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     import_throttle_ms: int = 0  # test-only: slows the import so progress can be observed
     supabase_url: str = ""
     supabase_anon_key: str = ""
+    cloud_project: str | None = None
     warnings: tuple[str, ...] = ()
 
     @property
     def logs_path(self) -> Path:
-        return self.log_dir or self.data_dir / "logs"
+        return self.tracing.logs_path
 
     @property
     def log_database_url(self) -> str:
-        return self.turso_database_url or f"file:{self.data_dir / 'logs.db'}"
+        return self.tracing.log_database_url
 
     @classmethod
     def from_env(
@@ -75,11 +102,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             return value.strip()
 
         on_cloud_run = bool(get("K_SERVICE"))
-        data_dir = Path(get("DATA_DIR", "var"))
-        sinks_default = "stdout,turso" if on_cloud_run else "csv,turso"
-        log_dir = get("LOG_DIR")
+        try:
+            tracing = TracingConfig.from_env(get)
+        except ConfigError as exc:
+            raise SystemExit(str(exc)) from None
         return cls(
-            data_dir=data_dir,
+            **{ours: getattr(tracing, theirs) for ours, theirs in TRACING_FIELDS.items()},
             secret_key=get("SECRET_KEY"),
             admin_emails=frozenset(
                 e.strip().lower() for e in get("ADMIN_EMAILS").split(",") if e.strip()
@@ -88,26 +116,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             max_import_bytes=_int("MAX_IMPORT_BYTES", get("MAX_IMPORT_BYTES"), 10 * MIB),
             on_cloud_run=on_cloud_run,
             https_only=_bool(get("HTTPS_ONLY"), on_cloud_run),
-            trusted_proxy=_bool(get("TRUST_PROXY"), on_cloud_run),
-            log_sinks=tuple(s.strip() for s in get("LOG_SINKS", sinks_default).split(",") if s.strip()),
-            log_dir=Path(log_dir) if log_dir else None,
-            log_body_max_bytes=_int("LOG_BODY_MAX_BYTES", get("LOG_BODY_MAX_BYTES"), 16 * 1024),
-            log_html_bodies=get("LOG_HTML_BODIES", "summary"),
-            log_csv_max_bytes=_int("LOG_CSV_MAX_BYTES", get("LOG_CSV_MAX_BYTES"), 64 * MIB),
-            log_csv_keep=_int("LOG_CSV_KEEP", get("LOG_CSV_KEEP"), 5),
-            log_exclude_prefixes=tuple(
-                p.strip() for p in get("LOG_EXCLUDE_PREFIXES", "/static,/health").split(",") if p.strip()
-            ),
-            log_flush=get("LOG_FLUSH", "background"),
-            log_redact_extra=_patterns("LOG_REDACT_EXTRA", get("LOG_REDACT_EXTRA")),
             template_reload=_bool(get("TEMPLATE_RELOAD"), False),
-            web_concurrency=max(1, _int("WEB_CONCURRENCY", get("WEB_CONCURRENCY"), 1)),
-            turso_database_url=get("TURSO_DATABASE_URL"),
-            turso_auth_token=get("TURSO_AUTH_TOKEN"),
             import_throttle_ms=_int("IMPORT_THROTTLE_MS", get("IMPORT_THROTTLE_MS"), 0),
             supabase_url=get("SUPABASE_URL"),
             supabase_anon_key=get("SUPABASE_ANON_KEY"),
             warnings=tuple(warnings),
+        )
+
+    @property
+    def tracing(self) -> TracingConfig:
+        """The tracing package's configuration, from these settings."""
+        return TracingConfig(
+            **{theirs: getattr(self, ours) for ours, theirs in TRACING_FIELDS.items()},
+            # The explorer shows logs; logging its responses would copy logs into logs.
+            no_response_body_prefixes=("/logs",),
+            flush_deadline=LOG_FLUSH_DEADLINE,
         )
 
     def with_secret_key(self) -> Settings:
@@ -169,18 +192,64 @@ def _int(name: str, value: str, default: int) -> int:
     return number
 
 
-def _patterns(name: str, value: str) -> tuple[str, ...]:
-    # A bad regex must stop start-up with the variable's name, not fail on the first request.
-    patterns = tuple(p.strip() for p in value.split(",") if p.strip())
-    for pattern in patterns:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise SystemExit(f"{name}: {pattern!r} is not a valid regular expression ({exc})") from None
-    return patterns
-
-
 def _bool(value: str, default: bool) -> bool:
     if not value:
         return default
     return value.lower() in {"1", "true", "yes", "on"}
+
+
+# --- the start-up summary (pure), with every secret masked ---------------------------------
+
+
+def mask_url(url: str) -> str:
+    """A URL without credentials: user:password@ and every query value are masked."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK
+    netloc = parts.netloc
+    if "@" not in netloc and not parts.query and not parts.fragment:
+        return url  # nothing to hide; urlunsplit would rewrite "file:/x" as "file:///x"
+    if "@" in netloc:
+        netloc = f"{MASK}@{netloc.rsplit('@', 1)[1]}"
+    query = "&".join(f"{pair.split('=', 1)[0]}={MASK}" for pair in parts.query.split("&") if pair)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _secret(value: str) -> str:
+    return "set" if value else "not set"
+
+
+def config_summary(settings: Settings, *, backend: str, demo_mode: bool) -> dict[str, Any]:
+    """What this process runs with, safe to print: secrets only as set / not set."""
+    return {
+        "backend": backend,
+        "demo_mode": demo_mode,
+        "on_cloud_run": settings.on_cloud_run,
+        "data_dir": str(settings.data_dir),
+        "log_sinks": list(settings.log_sinks),
+        "log_dir": str(settings.logs_path),
+        "log_flush": settings.log_flush,
+        "log_database": mask_url(settings.log_database_url),
+        "web_concurrency": settings.web_concurrency,
+        "https_only": settings.https_only,
+        "trusted_proxy": settings.trusted_proxy,
+        "supabase_url": mask_url(settings.supabase_url),
+        "admin_emails": len(settings.admin_emails),
+        "secret_key": _secret(settings.secret_key),
+        "turso_auth_token": _secret(settings.turso_auth_token),
+        "supabase_anon_key": _secret(settings.supabase_anon_key),
+    }
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    return "start-up configuration: " + ", ".join(f"{k}={v}" for k, v in summary.items())
+
+
+DEMO_WARNING = (
+    "DEMO MODE: running on Cloud Run without Supabase (SUPABASE_URL and SUPABASE_ANON_KEY are not both set). "
+    "Accounts and items live in this instance's SQLite file under DATA_DIR and vanish when the "
+    "instance stops; instances do not share them. Set both variables for real use."
+)

@@ -27,7 +27,7 @@ async def ping(request: Request) -> JSONResponse:
 
 def build() -> Starlette:
     settings = Settings.from_env()
-    diagnostics.configure(cloud_run=settings.on_cloud_run)
+    diagnostics.configure_process_logging(cloud_run=settings.on_cloud_run)
     app = create_app(settings)
     app.router.routes.append(Route("/bench/ping", ping))
     # bench/layer_costs.py: BENCH_DROP_MIDDLEWARE=SessionMiddleware,... measures the app without

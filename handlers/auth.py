@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from log.asgi import client_ip
+from log import client_ip
 from handlers._web import current_session, form_dict, is_htmx, redirect, render
 from middleware.session import set_session
 from store.base import AuthError, RateLimited

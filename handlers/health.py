@@ -1,4 +1,4 @@
-"""GET /health: liveness plus the log pipeline's counters (JSON, no auth)."""
+"""GET /health: liveness plus the tracing package's counters (JSON, no auth)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 
 async def health(request: Request) -> JSONResponse:
-    logs = request.state.logs.stats()
+    logs = request.state.tracing.stats()
     return JSONResponse({"status": "ok", "backend": request.state.backend, "logs": logs})
 
 

@@ -137,7 +137,7 @@ async def _run_import(request: Request, session, data: bytes, filename: str, str
     """The Bulk_Import task: Validation → Transform → DB_Commit, each step tracked."""
     state = request.state
     throttle = state.settings.import_throttle_ms / 1000
-    tracker = state.tasks.tracker(state.trace_id, TASK)
+    tracker = state.tracing.task(state.trace_id, TASK)
     async with tracker.step("Validation", input={"file": filename, "bytes": len(data), "strict": strict}) as step:
         valid, rejected = await _validate(step, data, throttle)
 
@@ -165,34 +165,26 @@ async def import_progress(request: Request) -> Response:
         trace_id = str(uuid.UUID(trace_id))
     except ValueError:
         return Response("<p role=\"alert\">Unknown import.</p>", status_code=400, media_type="text/html")
-    if current_session(request) is None or not _task_rows_in_log_db(request):
+    reader = request.state.tracing.reader
+    # Task rows reach the log database only through its sink; with logging off (or CSV only)
+    # there is nothing to ask.
+    if current_session(request) is None or not reader.written:
         progress = NO_PROGRESS
     else:
         try:
-            rows = await request.state.log_db.select(
-                "SELECT step_name, status, output_data FROM task_progress_logs"
-                " WHERE trace_id = ? AND task_name = ? ORDER BY execution_order DESC LIMIT 1",
-                [trace_id, TASK],
-            )
+            row = await reader.last_step(trace_id, TASK)
         except Exception as exc:
             # The bar is a nicety polled every 300 ms: an unreachable log database must not
             # turn it into a stream of 500s. The bar goes indeterminate and keeps asking.
             logger.warning("import progress unavailable: %s", exc)
-            rows = []
-        progress = progress_from_row(rows[0] if rows else None)
+            row = None
+        progress = progress_from_row(row)
     # 286 tells htmx to stop polling: the import has finished, or there is nothing to follow.
     status = 286 if progress.done or not progress.poll else 200
     return render(
         request, "import.html", {"progress": progress, "import_trace_id": trace_id},
         status=status, block="import_progress", partial=True,
     )
-
-
-def _task_rows_in_log_db(request: Request) -> bool:
-    """Only the turso sink writes task rows to the log database; with logging off (or CSV
-    only) the database is still opened but holds no tables, so there is nothing to ask."""
-    state = request.state
-    return getattr(state, "log_db", None) is not None and "turso" in state.settings.log_sinks
 
 
 async def export_items(request: Request) -> Response:

@@ -1,8 +1,8 @@
 """The log explorer (admins only): request list with filters, one trace, and an overview.
 
 Everyone who is not an admin, signed out included, gets the app's ordinary 404 page: the
-explorer does not admit it exists. SQL is built in log/queries.py (pure); this module only
-runs it through request.state.log_db (a log.turso.LogDatabase) and shapes rows for templates.
+explorer does not admit it exists. The tracing package's reader (request.state.tracing.reader)
+runs the queries; this module turns filters and rows into templates' context.
 """
 
 from __future__ import annotations
@@ -18,25 +18,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from handlers._web import render
-from log.explorer import charts
-from log.db.hrana import HranaError
-from log.explorer.queries import (
-    MAX_ID,
-    PRESETS,
-    RARE_STATUS_ROWS,
-    TRACE_API_WHERE,
-    TRACE_STEPS_WHERE,
-    UTC,
-    FilterError,
-    build_list_query,
-    build_overview,
-    endpoint_stats,
-    parse_filters,
-    status_class_count,
-    status_totals,
-)
-from log.core.rows import ApiLog, TaskProgressLog
-from log.core.trace import canonical_uuid
+from log import ApiLog, LogDatabaseError, TaskProgressLog, explorer
+from log.explorer import MAX_ID, PRESETS, UTC, FilterError, canonical_uuid, charts, parse_filters
 
 PAGE_SIZE = 50
 TOP_ENDPOINTS = 15
@@ -46,6 +29,10 @@ def _now(request: Request) -> dt.datetime:
     # Tests and benchmarks may pin the clock by putting `log_clock` in the lifespan state.
     clock: Callable[[], dt.datetime] | None = getattr(request.state, "log_clock", None)
     return clock() if clock else dt.datetime.now(UTC)
+
+
+def _reader(request: Request) -> explorer.LogReader:
+    return request.state.tracing.reader
 
 
 def _is_admin(request: Request) -> bool:
@@ -76,16 +63,9 @@ async def list_logs(request: Request) -> Response:
     except FilterError as exc:
         ctx["error"] = str(exc)
         return render(request, "logs.html", ctx, status=422, block="log_results")
-    db = request.state.log_db
     try:
-        rare = False
-        if (count_query := status_class_count(filters)) is not None:
-            rare = (await db.select(*count_query))[0]["n"] <= RARE_STATUS_ROWS
-        sql, args = build_list_query(
-            filters, now=_now(request), limit=PAGE_SIZE + 1, before_id=before, rare_status=rare
-        )
-        rows = await db.select(sql, args)
-    except HranaError as exc:
+        rows = await _reader(request).requests(filters, now=_now(request), limit=PAGE_SIZE + 1, before_id=before)
+    except LogDatabaseError as exc:
         ctx["error"] = f"The log database did not answer: {exc.message}"
         return render(request, "logs.html", ctx, status=503, block="log_results")
     if len(rows) > PAGE_SIZE:
@@ -137,11 +117,9 @@ async def show_trace(request: Request) -> Response:
     trace_id = canonical_uuid(request.path_params["trace_id"])
     if trace_id is None:
         return _not_found(request)
-    db = request.state.log_db
     try:
-        api = await db.fetch_rows(ApiLog, TRACE_API_WHERE, [trace_id])
-        steps = await db.fetch_rows(TaskProgressLog, TRACE_STEPS_WHERE, [trace_id])
-    except HranaError as exc:
+        api, steps = await _reader(request).trace(trace_id)
+    except LogDatabaseError as exc:
         return render(request, "logs_trace.html", {"trace": trace_id, "events": [], "error": exc.message}, status=503)
     if not api and not steps:
         return _not_found(request)
@@ -160,17 +138,9 @@ async def overview(request: Request) -> Response:
     except FilterError as exc:
         ctx["error"] = str(exc)
         return render(request, "logs_overview.html", ctx, status=422, block="overview")
-    db = request.state.log_db
     try:
-        oldest = None
-        if filters.range in ("all", "custom"):
-            found = await db.select("SELECT MIN(minute) AS m FROM api_status_minute")
-            if found and found[0]["m"] is not None:
-                oldest = dt.datetime.fromtimestamp(found[0]["m"] * 60, UTC)
-        plan = build_overview(filters, now=_now(request), oldest=oldest)
-        series_rows = await db.select(*plan.series)
-        part_rows = [row for part in plan.endpoint_parts for row in await db.select(*part)]
-    except HranaError as exc:
+        plan, series_rows, part_rows = await _reader(request).overview(filters, now=_now(request))
+    except LogDatabaseError as exc:
         ctx["error"] = f"The log database did not answer: {exc.message}"
         return render(request, "logs_overview.html", ctx, status=503, block="overview")
     ctx.update(overview_context(plan.start, plan.end, plan.bucket_minutes, series_rows, part_rows))
@@ -191,8 +161,8 @@ def overview_context(
         (dt.datetime.fromtimestamp(m * 60, UTC), by_bucket.get(m, {}))
         for m in range(first, last + 1, bucket_minutes)
     ]
-    stats = endpoint_stats(part_rows)
-    totals = status_totals(stats)
+    stats = explorer.endpoint_stats(part_rows)
+    totals = explorer.status_totals(stats)
     slowest = sorted((s for s in stats if s.p95 is not None), key=lambda s: (-(s.p95 or 0), s.endpoint))
     failing = sorted((s for s in stats if s.errors), key=lambda s: (-s.errors, s.endpoint))[:10]
     top = slowest[:TOP_ENDPOINTS]

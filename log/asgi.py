@@ -13,27 +13,33 @@ http request, whatever happens:
 - normal response: its status;
 - client gone (http.disconnect seen before the response completed, or send raised OSError /
   ClientDisconnect): 499, nothing re-raised (there is nobody to answer);
-- app raised before starting the response: we send a plain 500 ourselves and record 500 with
-  the exception text and traceback; not re-raised, so the server does not log it a second time;
+- app raised before starting the response: the host's `on_crash` ASGI app answers (its own
+  error page; request.state.trace_id is set), or a plain 500 when there is none or it fails;
+  recorded as 500 with the exception text and traceback; not re-raised, so the server does
+  not log it a second time;
 - app raised after starting the response: recorded (500 if the body was cut short, else the
   sent status) with the exception, then re-raised so the server closes the connection.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from log.core.bodies import summarised_page
 from log.core.captured import Captured, content_type_of, text_headers
 from log.core.random_ids import uuid4_text
 from log.core.trace import trace_id_from_headers
-from middleware.paths import stems, under
+
+if TYPE_CHECKING:
+    from log.tracing import Tracing
 
 TRACE_HEADER = b"x-trace-id"
 _RAW_TRACE_NAMES = frozenset({b"x-trace-id", b"x-request-id", b"traceparent", b"x-cloud-trace-context"})
@@ -43,6 +49,24 @@ _500_BODY = b"Internal Server Error"
 
 def _no_user(scope: Scope) -> str | None:
     return None
+
+
+class PathPrefixes:
+    """Segment-wise path prefixes: "/static" covers "/static" and "/static/x", not "/staticky".
+
+    `path in prefixes` is tested on every request, so the prefixes are normalised once.
+    """
+
+    __slots__ = ("stems",)
+
+    def __init__(self, prefixes: Sequence[str]) -> None:
+        self.stems = tuple(p.rstrip("/") for p in prefixes)
+
+    def __contains__(self, path: str) -> bool:
+        # Most paths start with none of the stems: one C call says so; the segment check only on a hit.
+        if not path.startswith(self.stems):
+            return False
+        return any(path.startswith(s) and (len(path) == len(s) or path[len(s)] == "/") for s in self.stems)
 
 
 def client_ip(
@@ -137,6 +161,7 @@ class RequestLogMiddleware:
         trusted_proxy: bool = False,
         user_id_of: Callable[[Scope], str | None] = _no_user,
         size_only: Callable[[int, str | None], bool] | None = None,
+        on_crash: ASGIApp | None = None,
         clock: Callable[[], float] = time.time,
         perf: Callable[[], float] = time.perf_counter,
         new_uuid: Callable[[], str] = uuid4_text,
@@ -145,13 +170,14 @@ class RequestLogMiddleware:
         self.record = record
         self.body_cap = body_cap
         self.exclude_prefixes = exclude_prefixes
-        self._exclude_stems = stems(exclude_prefixes)
+        self._excluded = PathPrefixes(exclude_prefixes)
         self.trusted_proxy = trusted_proxy
         self.user_id_of = user_id_of
         # (status, Content-Type) -> True when the row will only use the response body's size
         # (summarised pages): its bytes are then not kept, neither copied nor held until the
         # batch is built.
         self.size_only = size_only
+        self.on_crash = on_crash
         self.clock = clock
         self.perf = perf
         self.new_uuid = new_uuid
@@ -178,7 +204,7 @@ class RequestLogMiddleware:
             state = scope["state"] = {}
         state["trace_id"] = trace_id
         trace_value = trace_id.encode("ascii")
-        if self.record is None or under(scope.get("path", ""), self._exclude_stems):
+        if self.record is None or scope.get("path", "") in self._excluded:
             # Not recorded (logging off, or an excluded path): the trace id and its header only.
             await self.app(scope, receive, _trace_header_sender(send, trace_value))
             return
@@ -225,7 +251,7 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive_wrapper, send_wrapper)
             if not ex.started and not ex.disconnected:
-                await self._send_500(send_wrapper, ex)
+                await self._send_500(scope, receive, send_wrapper, ex)
         except Exception as exc:
             # OSError only means "client gone" when it came out of send (the wrapper noted
             # that); a handler's own FileNotFoundError is an application error.
@@ -238,7 +264,7 @@ class RequestLogMiddleware:
             elif ex.started:
                 raise
             else:
-                await self._send_500(send_wrapper, ex)
+                await self._send_500(scope, receive, send_wrapper, ex)
         except BaseException as exc:  # cancelled by the server: still one record, then propagate
             error = exc
             ex.disconnected = ex.disconnected or not ex.complete
@@ -246,7 +272,14 @@ class RequestLogMiddleware:
         finally:
             self._record(scope, ex, error, raw_headers, trace_id, received_at, t0)
 
-    async def _send_500(self, send: Send, ex: _Exchange) -> None:
+    async def _send_500(self, scope: Scope, receive: Receive, send: Send, ex: _Exchange) -> None:
+        if self.on_crash is not None:
+            try:
+                await self.on_crash(scope, receive, send)
+            except Exception:
+                pass  # the host's error page failed too: the plain 500 below, if nothing started
+            if ex.started or ex.disconnected:
+                return
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
         try:
             await send({"type": "http.response.start", "status": 500, "headers": headers})
@@ -315,3 +348,49 @@ class RequestLogMiddleware:
             self.record(captured)
         except Exception:
             self.record_errors += 1
+
+
+class TracingMiddleware(RequestLogMiddleware):
+    """The tracing layer for any ASGI app, configured by its `Tracing`:
+
+        app = TracingMiddleware(app, tracing=tracing)                # any ASGI app
+        Middleware(TracingMiddleware, tracing=tracing)               # Starlette
+        app.add_middleware(TracingMiddleware, tracing=tracing)       # FastAPI
+
+    `user_id_of(scope)` names the signed-in user (run after the app, so auth has set it);
+    `on_crash` is an ASGI app that renders the host's own error page for an unhandled error.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tracing: Tracing,
+        user_id_of: Callable[[Scope], str | None] = _no_user,
+        on_crash: ASGIApp | None = None,
+    ) -> None:
+        config = tracing.config
+        super().__init__(
+            app,
+            record=tracing.record if tracing.enabled else None,
+            body_cap=config.body_max_bytes,
+            exclude_prefixes=config.exclude_prefixes,
+            trusted_proxy=config.trusted_proxy,
+            user_id_of=user_id_of,
+            size_only=functools.partial(summarised_page, html_mode=config.html_bodies),
+            on_crash=on_crash,
+        )
+        # LOG_FLUSH=request: where the CPU is throttled between requests (Cloud Run's
+        # request-based billing) a background writer stalls, so due batches are written at
+        # the end of each request while the CPU is still ours.
+        self._flush = tracing.flush_due if tracing.enabled and config.flush == "request" else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._flush is None:
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if scope["type"] == "http":
+                await self._flush()

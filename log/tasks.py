@@ -1,33 +1,126 @@
-"""Make a TaskTracker per task run, bound to the app's emitter, id source and redaction.
+"""Explicit step tracking for multi-step work: one TaskTracker per task run.
 
-Handlers get one from `request.state.tasks.tracker(trace_id, task_name)`; the factory itself
-is built once in the lifespan, so no handler knows about sinks or ids.
+    tracker = tracing.task(trace_id, "Bulk_Import")
+    async with tracker.step("Validation", input={"rows": 10}) as step:
+        step.progress({"checked": 5})
+        step.output = {"valid": 10}
+
+writes START, IN_PROGRESS, SUCCESS rows (or FAILED with the error and traceback, and the
+exception propagates). `execution_order` counts every row of the run, 1, 2, 3, ... so rows
+sort into the order they happened even when created_at ties. A plain `with` works the same
+for synchronous code.
+
+Logging must never break the task: emit() and redact() failures are counted in
+`emit_errors` / `redact_errors`, and JSON encoding falls back to str() for unknown types.
 """
 
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable
+from types import TracebackType
+from typing import Any
 
-from log.core.rows import TaskProgressLog
-from log.tracker import TaskTracker
+from log.core.build import task_row
+from log.core.rows import FAILED, IN_PROGRESS, START, SUCCESS, TaskProgressLog
 
 
-class TaskFactory:
+def error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _identity(value: object) -> object:
+    return value
+
+
+class TaskTracker:
     def __init__(
         self,
+        trace_id: str,
+        task_name: str,
         *,
         emit: Callable[[TaskProgressLog], None],
         next_id: Callable[[], int],
-        redact: Callable[[object], object],
         clock: Callable[[], float] = time.time,
+        redact: Callable[[object], object] = _identity,
     ) -> None:
-        self.emit = emit
-        self.next_id = next_id
-        self.redact = redact
-        self.clock = clock
+        self.trace_id = trace_id
+        self.task_name = task_name
+        self._emit = emit
+        self._next_id = next_id
+        self._clock = clock
+        self._redact = redact
+        self._order = 0
+        self.emit_errors = 0
+        self.redact_errors = 0
 
-    def tracker(self, trace_id: str, task_name: str) -> TaskTracker:
-        return TaskTracker(
-            trace_id, task_name, emit=self.emit, next_id=self.next_id, clock=self.clock, redact=self.redact
+    def step(self, name: str, input: object = None) -> Step:
+        """A context manager (async or sync) that logs one step of this task run."""
+        return Step(self, name, input)
+
+    def _redact_failed(self) -> None:
+        self.redact_errors += 1
+
+    def _write(self, step: str, status: str, **fields: Any) -> None:
+        self._order += 1
+        row = task_row(
+            row_id=self._next_id(),
+            trace_id=self.trace_id,
+            task_name=self.task_name,
+            step_name=step,
+            status=status,
+            at=self._clock(),
+            redact=self._redact,
+            input_data=fields.get("input"),
+            output_data=fields.get("output"),
+            error_message=fields.get("error_message"),
+            stack_trace=fields.get("stack_trace"),
+            execution_order=self._order,
+            on_redact_error=self._redact_failed,
         )
+        try:
+            self._emit(row)
+        except Exception:
+            self.emit_errors += 1
+
+
+class Step:
+    """One step in flight. Set `output` before the block ends; call `progress()` any time."""
+
+    def __init__(self, tracker: TaskTracker, name: str, input: object) -> None:
+        self._tracker = tracker
+        self.name = name
+        self.input = input
+        self.output: object = None
+
+    def progress(self, data: object) -> None:
+        """An IN_PROGRESS row carrying `data` as its output_data."""
+        self._tracker._write(self.name, IN_PROGRESS, output=data)
+
+    def __enter__(self) -> Step:
+        self._tracker._write(self.name, START, input=self.input)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        if exc is None:
+            self._tracker._write(self.name, SUCCESS, output=self.output)
+        else:
+            self._tracker._write(
+                self.name,
+                FAILED,
+                output=self.output,
+                error_message=error_text(exc),
+                stack_trace="".join(traceback.format_exception(exc)),
+            )
+        return False  # never swallow: the caller's exception propagates unchanged
+
+    async def __aenter__(self) -> Step:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        return self.__exit__(exc_type, exc, tb)

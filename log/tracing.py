@@ -1,8 +1,12 @@
-"""The app's logging, assembled: ids, sinks, fan-out, the middleware's record callback and
-the task-tracker factory. Built in create_app, opened and closed by the lifespan.
+"""Tracing, assembled from a TracingConfig: ids, sinks, fan-out, the capture layer's record
+callback, task trackers and read access. Built with the app, opened and closed by its lifespan:
+
+    tracing = Tracing(TracingConfig.from_env(os.environ))
+    async with tracing:            # or lifespan=tracing.lifespan
+        ...
 
 Everything here is wiring; the decisions live in the pure modules it calls
-(build, redact, csv_codec, hrana) and the shells it composes (sinks, fan-out).
+(core/: build, redact, encodings) and the shells it composes (sinks/, db/).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -24,26 +29,25 @@ from log.core.build import build_api_log, build_exception_row, redactor
 from log.core.captured import Captured
 from log.sinks.csv_sink import CsvSink
 from log.sinks.fanout import FanOut
-from log.db.hrana import HranaError
+from log.db.errors import LogDatabaseError
 from log.core.ids import SnowflakeIds
 from log.core.redact import RedactionPolicy
 from log.sinks.replay import AutoReplay
 from log.core.rows import LogRow
 from log.sinks.base import Sink
 from log.sinks.stdout_sink import StdoutSink
-from log.tasks import TaskFactory
+from log.tasks import TaskTracker
 from log.db.database import LogDatabase, open_log_database
 from log.db.schema import apply_schema
 from log.sinks.turso_sink import TursoSink
 from log.db.lease import WorkerLease, acquire_worker_id, keep_renewed, release_worker_id
-from settings import Settings
+from log.config import TracingConfig
+from log.explorer.reader import LogReader
 
-logger = logging.getLogger("log.pipeline")
+logger = logging.getLogger("log.tracing")
 
 FALLBACK_WORKER_ID = 1023  # used only when no lease can be taken; said loudly at start-up
 LEASE_TTL, LEASE_RENEW = 60.0, 15.0
-# The explorer shows logs; logging its responses would copy logs into logs.
-NO_RESPONSE_BODY_PREFIXES = ("/logs",)
 # Request rows are built in small batches (see LogPipeline.record): at most this many requests
 # or this many seconds after the first of them, well inside the sinks' 200 ms batching.
 BUILD_BATCH, BUILD_DELAY = 64, 0.05
@@ -53,18 +57,17 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class LogPipeline:
-    def __init__(self, settings: Settings, *, cloud_project: str | None = None) -> None:
-        self.settings = settings
-        # Cloud Run does not set it; the deploy does (--set-env-vars GOOGLE_CLOUD_PROJECT=...).
-        self.cloud_project = cloud_project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
-        self.enabled = bool(settings.log_sinks)
-        self.policy = RedactionPolicy().with_extra(settings.log_redact_extra)
+class Tracing:
+    def __init__(self, config: TracingConfig) -> None:
+        self.config = config
+        self.enabled = config.enabled
+        self.policy = RedactionPolicy().with_extra(config.redact_extra)
         self.ids = SnowflakeIds(0, _now_ms)
         self.fanout: FanOut | None = None
         self.log_db: LogDatabase | None = None
         self.lease: WorkerLease | None = None
-        self.tasks = TaskFactory(emit=self.emit, next_id=self.next_id, redact=redactor(self.policy))
+        self._redact = redactor(self.policy)
+        self._owned_http: httpx.AsyncClient | None = None
         self.record_errors = 0
         self._built: list[Sink] = []
         self._renewal: asyncio.Task[None] | None = None
@@ -99,7 +102,7 @@ class LogPipeline:
             self._captured.append((self.next_id(), captured))
             if len(self._captured) >= BUILD_BATCH or self._closing:
                 self.build_pending()
-            elif self._build_timer is None and self.settings.log_flush != "request":
+            elif self._build_timer is None and self.config.flush != "request":
                 self._build_timer = asyncio.get_running_loop().call_later(BUILD_DELAY, self.build_pending)
         except Exception:  # a logging bug must never fail the request
             self.record_errors += 1
@@ -111,15 +114,15 @@ class LogPipeline:
             self._build_timer.cancel()
             self._build_timer = None
         pending, self._captured = self._captured, []
-        s = self.settings
+        c = self.config
         for row_id, captured in pending:
             try:
-                if captured.path.startswith(NO_RESPONSE_BODY_PREFIXES):
+                if c.no_response_body_prefixes and captured.path.startswith(c.no_response_body_prefixes):
                     captured = msgspec.structs.replace(captured, response_body=b"", response_body_size=0)
                 self.emit(
                     build_api_log(
                         captured, row_id=row_id, policy=self.policy,
-                        body_cap=s.log_body_max_bytes, html_mode=s.log_html_bodies,  # type: ignore[arg-type]
+                        body_cap=c.body_max_bytes, html_mode=c.html_bodies,  # type: ignore[arg-type]
                     )
                 )
                 if captured.exception is not None:  # an id only when there is a crash row to give it
@@ -131,9 +134,13 @@ class LogPipeline:
                 logger.exception("could not build a log row")
 
     # lifespan ------------------------------------------------------------------------------
-    async def open(self, http: httpx.AsyncClient) -> None:
-        s = self.settings
-        self.log_db = open_log_database(s.log_database_url, s.turso_auth_token or None, http)
+    async def open(self, http: httpx.AsyncClient | None = None) -> None:
+        """Prepare the log database, lease a worker id, start the sinks. `http` carries the
+        calls to a remote log database (a client of the host's, or one made and closed here)."""
+        c = self.config
+        if http is None:
+            http = self._owned_http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
+        self.log_db = open_log_database(c.log_database_url, c.auth_token or None, http)
         usable = await self._prepare_database()
         self._schema_ready = usable
         if not self.enabled:
@@ -152,7 +159,7 @@ class LogPipeline:
             durable="csv",
             report=lambda message: logger.warning("%s", message),
         )
-        if s.log_flush != "request":
+        if c.flush != "request":
             await self.fanout.start()
             self._start_replay()
 
@@ -166,7 +173,7 @@ class LogPipeline:
         try:
             with anyio.fail_after(15):
                 await apply_schema(self.log_db)
-        except (HranaError, TimeoutError) as exc:
+        except (LogDatabaseError, TimeoutError) as exc:
             message = getattr(exc, "message", None) or "no answer within 15 s"
             logger.error(
                 "log database %r is not usable (%s); the app keeps serving, log rows stay in CSV "
@@ -183,27 +190,27 @@ class LogPipeline:
         if "csv" in sinks and "turso" in sinks:
             csv = sinks["csv"]
             self.replay = AutoReplay(
-                self.fanout, sinks["turso"], self.settings.logs_path,
+                self.fanout, sinks["turso"], self.config.logs_path,
                 rotations=lambda: getattr(csv, "files_rotated", 0),
             )
             self._replaying = asyncio.create_task(self.replay.run(), name="log-replay-turso")
 
     def _sinks(self) -> list[Sink]:
-        s, sinks = self.settings, []
-        for name in s.log_sinks:
+        c, sinks = self.config, []
+        for name in c.sinks:
             if name == "csv":
                 # Several worker processes each write their own files (a worker suffix).
-                suffix = f".w{self.ids.worker_id}" if s.web_concurrency > 1 else ""
+                suffix = f".w{self.ids.worker_id}" if c.workers > 1 else ""
                 sinks.append(
                     CsvSink(
-                        s.logs_path, suffix=suffix, max_bytes=s.log_csv_max_bytes, keep=s.log_csv_keep,
+                        c.logs_path, suffix=suffix, max_bytes=c.csv_max_bytes, keep=c.csv_keep,
                         can_delete=lambda table, max_id: self.fanout is None or self.fanout.csv_can_delete(table, max_id),
                     )
                 )
             elif name == "stdout":
                 # Worker processes share one stdout pipe: a lock file serialises their writes.
-                lock = s.data_dir / "stdout.lock" if s.web_concurrency > 1 else None
-                sinks.append(StdoutSink(project=self.cloud_project, lock_path=lock))
+                lock = c.data_dir / "stdout.lock" if c.workers > 1 else None
+                sinks.append(StdoutSink(project=c.cloud_project, lock_path=lock))
             elif name == "turso":
                 assert self.log_db is not None
                 sinks.append(TursoSink(self.log_db, schema_ready=self._schema_ready))
@@ -238,7 +245,10 @@ class LogPipeline:
             self.build_pending()
             await self.fanout.flush_due()
 
-    async def aclose(self, deadline: float = 8.0) -> dict[str, Any]:
+    async def aclose(self, deadline: float | None = None) -> dict[str, Any]:
+        """Write what is queued within `deadline` seconds (config.flush_deadline), release the
+        worker id, close the log database. What cannot be written stays in the CSV files."""
+        deadline = self.config.flush_deadline if deadline is None else deadline
         summary: dict[str, Any] = {}
         if self._replaying is not None:  # what it did not replay stays in CSV for `logs sync`
             self._replaying.cancel()
@@ -253,11 +263,38 @@ class LogPipeline:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewal
         if self.lease is not None and self.log_db is not None:
-            with contextlib.suppress(Exception), anyio.fail_after(1):  # within Cloud Run's 10 s, see app.py
+            with contextlib.suppress(Exception), anyio.fail_after(1):  # within a 10 s SIGTERM window
                 await release_worker_id(self.log_db, self.lease)
         if self.log_db is not None:
             await self.log_db.aclose()
+        if self._owned_http is not None:
+            await self._owned_http.aclose()
+            self._owned_http = None
         return summary
+
+    async def __aenter__(self) -> Tracing:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object) -> AsyncIterator[dict[str, Any]]:
+        """A Starlette/FastAPI lifespan: open, then `request.state.tracing`, then close."""
+        async with self:
+            yield {"tracing": self}
+
+    # tasks and reads ------------------------------------------------------------------------
+    def task(self, trace_id: str, task_name: str, *, clock: Callable[[], float] = time.time) -> TaskTracker:
+        """A tracker for one run of a multi-step task, its rows under `trace_id`."""
+        return TaskTracker(trace_id, task_name, emit=self.emit, next_id=self.next_id, clock=clock, redact=self._redact)
+
+    @property
+    def reader(self) -> LogReader:
+        """Read access to the log database (the explorer, progress bars). Task and request rows
+        are there only when the "turso" sink writes them; `reader.written` says so."""
+        return LogReader(self.log_db, written="turso" in self.config.sinks)
 
     def stats(self) -> dict[str, Any]:
         if self.fanout is None:

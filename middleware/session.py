@@ -18,11 +18,12 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from log.core.captured import content_type_of, is_html
-from middleware.paths import stems, under
+
+from log import PathPrefixes
 from middleware.signed_cookie import SignedSerializer, fresh
 from store.base import Session, StoreUnavailable
 
@@ -38,6 +39,11 @@ def set_session(conn: HTTPConnection, session: Session | None) -> None:
     conn.state.new_session = session
     if session is not None:  # the request's log row names who just signed in
         conn.state.user = session.user
+
+
+def _is_html(start: Message) -> bool:
+    content_type = Headers(raw=start.get("headers", [])).get("content-type", "")
+    return content_type.split(";", 1)[0].strip().lower() == "text/html"
 
 
 class SessionMiddleware:
@@ -62,7 +68,7 @@ class SessionMiddleware:
         # Paths that never use a session (static files, health probes): no cookie read, no
         # store.resume() (a database query, or a call to Supabase Auth), no cookie minted for a
         # cookie-less client, so their responses stay cacheable.
-        self.skip_stems = stems(skip_prefixes)
+        self.skip = PathPrefixes(skip_prefixes)
         # cookie value -> (signed-at timestamp, payload). Only cookies whose signature checked
         # out get in, so a flood of forged cookies costs an HMAC each and never evicts anything.
         # The payload dicts are shared between requests: read them, never change them.
@@ -94,7 +100,7 @@ class SessionMiddleware:
         return payload
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or under(scope["path"], self.skip_stems):
+        if scope["type"] != "http" or scope["path"] in self.skip:
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
@@ -121,7 +127,7 @@ class SessionMiddleware:
                 # A token minted for this request only needs keeping when the response is a
                 # page or fragment (they carry it for their forms); a JSON, CSV or redirect
                 # response to a cookie-less client stays cookie-less and cacheable.
-                page = new_token and is_html(content_type_of(message.get("headers", ())))
+                page = new_token and _is_html(message)
                 if new is not _UNCHANGED or changed or page:
                     final = session if new is _UNCHANGED else new
                     # A new login gets a fresh CSRF token too.

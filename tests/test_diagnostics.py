@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from log import diagnostics
-from log.diagnostics import CloudJsonFormatter, config_summary, mask_url, summary_line
+from log.diagnostics import CloudJsonFormatter
+from settings import config_summary, mask_url, summary_line
 from settings import Settings
 from tests.conftest import make_settings
 
@@ -60,20 +61,20 @@ def test_json_formatter_keeps_tracebacks_in_one_line() -> None:
 
 def test_configure_cloud_run_writes_json_lines_and_replaces_itself(clean_logging) -> None:
     out = io.StringIO()
-    diagnostics.configure(cloud_run=True, stream=io.StringIO())
-    diagnostics.configure(cloud_run=True, stream=out)  # replaces, does not add
-    logging.getLogger("log.pipeline").warning("log sink %s stopped", "turso")
+    diagnostics.configure_process_logging(cloud_run=True, stream=io.StringIO())
+    diagnostics.configure_process_logging(cloud_run=True, stream=out)  # replaces, does not add
+    logging.getLogger("log.tracing").warning("log sink %s stopped", "turso")
     logging.getLogger("uvicorn.error").info("Started server process")
     logging.getLogger("httpx").info("HTTP Request: POST https://db.turso.io/v2/pipeline")  # too chatty
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [(line["severity"], line["logger"]) for line in lines] == [
-        ("WARNING", "log.pipeline"), ("INFO", "uvicorn.error"),
+        ("WARNING", "log.tracing"), ("INFO", "uvicorn.error"),
     ]
 
 
 def test_configure_locally_is_plain_text(clean_logging) -> None:
     out = io.StringIO()
-    diagnostics.configure(cloud_run=False, stream=out)
+    diagnostics.configure_process_logging(cloud_run=False, stream=out)
     logging.getLogger("app").warning("careful")
     assert out.getvalue().rstrip().endswith("WARNING app: careful")
 

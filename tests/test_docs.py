@@ -9,7 +9,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def settings_read_by_code() -> set[str]:
-    source = (ROOT / "settings.py").read_text()
+    # The app's own settings, and the tracing package's options it builds its config from.
+    source = (ROOT / "settings.py").read_text() + (ROOT / "log" / "config.py").read_text()
     return set(re.findall(r'get\("([A-Z][A-Z0-9_]+)"', source))
 
 

@@ -50,7 +50,7 @@ class Harness:
         return client
 
     async def task_rows(self, trace_id: str) -> list[TaskProgressLog]:
-        return await self.state["log_db"].fetch_rows(
+        return await self.state["tracing"].log_db.fetch_rows(
             TaskProgressLog, "trace_id = ? ORDER BY execution_order", [trace_id]
         )
 
@@ -80,7 +80,7 @@ class Harness:
     async def api_row(self, trace_id: str) -> ApiLog:
         deadline = time.monotonic() + DEADLINE_S
         while True:
-            rows = await self.state["log_db"].fetch_rows(ApiLog, "trace_id = ?", [trace_id])
+            rows = await self.state["tracing"].log_db.fetch_rows(ApiLog, "trace_id = ?", [trace_id])
             if rows:
                 return rows[0]
             assert time.monotonic() < deadline, "api_logs row never arrived"
@@ -482,6 +482,9 @@ class UnreachableLogDb:
     async def select(self, sql: str, args=()) -> list[dict]:
         raise httpx.ConnectError("log database unreachable")
 
+    async def aclose(self) -> None:
+        pass
+
 
 @pytest.mark.parametrize(("sinks", "status"), [(("csv",), 286), (("csv", "turso"), 200)])
 async def test_progress_is_indeterminate_when_the_log_db_has_no_answer(open_app, sinks, status):
@@ -489,7 +492,7 @@ async def test_progress_is_indeterminate_when_the_log_db_has_no_answer(open_app,
     it may come back (keep polling). Neither is a 500."""
     app = await open_app(log_sinks=sinks)
     if "turso" in sinks:
-        app.state["log_db"] = UnreachableLogDb()
+        app.state["tracing"].log_db = UnreachableLogDb()
     alice = await app.client("alice@example.com")
     response, trace_id = await upload(alice, csv_bytes(many_rows(3)))
     assert response.status_code == 200

@@ -126,7 +126,7 @@ def test_task_row_redacts_and_encodes_any_value():
 
     row = task_row(
         row_id=5, trace_id=TRACE, task_name="import", step_name="fetch", status="IN_PROGRESS", at=0.5,
-        policy=POLICY, input_data={"url": "https://x", "api_key": "k", "obj": Thing(), 3: {"a"}}, output_data=[1, 2],
+        redact=redactor(POLICY), input_data={"url": "https://x", "api_key": "k", "obj": Thing(), 3: {"a"}}, output_data=[1, 2],
         execution_order=2,
     )  # fmt: skip
     assert msgspec.json.decode(row.input_data) == {"url": "https://x", "api_key": REDACTED, "obj": "Thing()", "3": ["a"]}
@@ -134,7 +134,7 @@ def test_task_row_redacts_and_encodes_any_value():
     assert (row.error_message, row.stack_trace, row.execution_order, row.created_at) == (None, None, 2, "1970-01-01 00:00:00.500")
     assert json_text(None, POLICY) is None
     with pytest.raises(ValueError):
-        task_row(row_id=1, trace_id=TRACE, task_name="t", step_name="s", status="DONE", at=0, policy=POLICY)
+        task_row(row_id=1, trace_id=TRACE, task_name="t", step_name="s", status="DONE", at=0, redact=redactor(POLICY))
 
 
 def test_redactor_for_task_tracker():

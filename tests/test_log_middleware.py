@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from log.core.captured import Captured, text_headers
 from log.asgi import RequestLogMiddleware, client_ip
-from middleware.paths import is_excluded
+from log import PathPrefixes
 
 CAP = 64
 CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -312,6 +312,31 @@ async def test_app_returning_without_response_gets_a_500():
 
 
 @pytest.mark.anyio
+async def test_on_crash_renders_the_hosts_page_and_a_failing_hook_falls_back_to_plain_500():
+    records: list[Captured] = []
+
+    async def crashes(scope, receive, send):
+        raise ValueError("boom")
+
+    async def page(scope, receive, send):
+        body = f"Sorry. Reference: {scope['state']['trace_id']}".encode()
+        await send({"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"text/html")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def broken_page(scope, receive, send):
+        raise RuntimeError("the error page itself fails")
+
+    async with client_for(RequestLogMiddleware(crashes, record=records.append, on_crash=page)) as c:
+        r = await c.get("/")
+    assert r.status_code == 500 and r.text == f"Sorry. Reference: {r.headers['x-trace-id']}"
+    assert records[0].exception == "ValueError: boom" and records[0].response_body == r.content
+    async with client_for(RequestLogMiddleware(crashes, record=records.append, on_crash=broken_page)) as c:
+        r = await c.get("/")
+    assert (r.status_code, r.text) == (500, "Internal Server Error")
+    assert [x.response_status for x in records] == [500, 500]
+
+
+@pytest.mark.anyio
 async def test_non_http_scopes_pass_through_untouched():
     seen = []
 
@@ -435,12 +460,12 @@ def test_client_ip_rules():
     assert client_ip(None, [], trusted_proxy=False) is None
 
 
-def test_is_excluded():
-    assert is_excluded("/static", ("/static",))
-    assert is_excluded("/static/a/b.css", ("/static",))
-    assert is_excluded("/health", ("/static", "/health/"))
-    assert not is_excluded("/staticky", ("/static",))
-    assert not is_excluded("/", ("/static", "/health"))
+def test_path_prefixes_are_segment_wise():
+    assert "/static" in PathPrefixes(("/static",))
+    assert "/static/a/b.css" in PathPrefixes(("/static",))
+    assert "/health" in PathPrefixes(("/static", "/health/"))
+    assert "/staticky" not in PathPrefixes(("/static",))
+    assert "/" not in PathPrefixes(("/static", "/health"))
 
 
 # --- a real uvicorn server for streaming and disconnects ---------------------------------------

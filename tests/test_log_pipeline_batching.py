@@ -1,4 +1,4 @@
-"""LogPipeline.record takes an id per request and builds the rows in small batches: what must
+"""Tracing.record takes an id per request and builds the rows in small batches: what must
 hold is that every recorded request becomes exactly its row, in order, with the id it was given
 when it was recorded, whether the batch is closed by size, by the timer, by a stats read or by
 shutdown."""
@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from log.core.captured import Captured
-from log.tracing import BUILD_BATCH, BUILD_DELAY, LogPipeline
+from log.tracing import BUILD_BATCH, BUILD_DELAY, Tracing
 from log.core.rows import ApiLog, TaskProgressLog
 from tests.conftest import make_settings
 
@@ -46,8 +46,8 @@ def captured(i: int, **overrides) -> Captured:
     return Captured(**{**values, **overrides})
 
 
-def pipeline(tmp_path: Path) -> tuple[LogPipeline, RecordingFanOut]:
-    logs = LogPipeline(make_settings(tmp_path, log_sinks=("csv",)))
+def pipeline(tmp_path: Path) -> tuple[Tracing, RecordingFanOut]:
+    logs = Tracing(make_settings(tmp_path, log_sinks=("csv",)).tracing)
     fake = RecordingFanOut()
     logs.fanout = fake  # type: ignore[assignment]
     return logs, fake

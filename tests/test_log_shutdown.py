@@ -36,7 +36,7 @@ async def test_every_accepted_row_is_written_by_the_end_of_the_lifespan(tmp_path
         async with anyio.create_task_group() as tg:
             for worker in range(25):
                 tg.start_soon(burst, worker)
-        fanout = state["logs"].fanout
+        fanout = state["tracing"].fanout
         accepted = len(logged(made))
         # Most rows are still queued when the lifespan starts to close (batches are 0.2 s apart);
         # the point is that closing writes them, not that they were written already.

@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cli import CHECKPOINT_NAME, main
+from cli import main
+from log.tools.sync import CHECKPOINT_NAME
 from log.sinks.csv_sink import CsvSink, read_rows
 from log.tools.export import export_table, parse_when
 from log.sinks.fanout import FanOut
@@ -406,7 +407,7 @@ async def test_sync_csv_reports_progress_per_table(tmp_path: Path) -> None:
 
 
 def test_progress_bar_writes_one_line_per_table() -> None:
-    from cli import ProgressBar
+    from log.tools.progress import ProgressBar
 
     out = io.StringIO()
     bar = ProgressBar("sync", out)

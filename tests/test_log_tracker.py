@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from log.core.rows import TaskProgressLog
 from log.core.build import format_utc as _format_utc
-from log.tracker import TaskTracker, encode_json
+from log.core.build import encode_json
+from log.tasks import TaskTracker
 
 TRACE = "0f8fad5b-d9cb-469f-a165-70867728950e"
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC

@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-import app as app_module
 from log.sinks.csv_sink import read_rows
+from settings import Settings
 from tests.conftest import free_port
 from tests.test_dockerfile import env_vars, exec_form, instructions
 
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 REQUESTS, CONNECTIONS, SIGNAL_AFTER = 600, 50, 250
 CLOUD_RUN_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
-LEASE_RELEASE_MAX = 1.0  # log/pipeline.py aclose
+LEASE_RELEASE_MAX = 1.0  # Tracing.aclose: the worker-id lease's release
 
 
 
@@ -47,7 +47,7 @@ def graceful_timeout(cmd: list[str]) -> float:
 
 def test_shutdown_budget_fits_cloud_runs_grace_period() -> None:
     cmd, _ = dockerfile()
-    total = graceful_timeout(cmd) + app_module.LOG_FLUSH_DEADLINE + LEASE_RELEASE_MAX
+    total = graceful_timeout(cmd) + Settings().tracing.flush_deadline + LEASE_RELEASE_MAX
     assert total < CLOUD_RUN_GRACE - 0.5, total
 
 

@@ -1,4 +1,4 @@
-"""The real app (create_app, its lifespan, LogPipeline with CSV + Turso sinks) against the strict
+"""The real app (create_app, its lifespan, Tracing with CSV + Turso sinks) against the strict
 local Hrana server, while that server is stopped, failing, sabotaged or refusing the token."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 from app import create_app
 from cli import main as cli_main
 from log.sinks.csv_sink import read_rows
-from log.tracing import LogPipeline
+from log.tracing import Tracing
 from tests.conftest import make_settings
 from tests.hrana_server import HranaServer, running
 
@@ -36,7 +36,7 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def app_client(settings: Any) -> AsyncIterator[tuple[httpx.AsyncClient, LogPipeline]]:
+async def app_client(settings: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Tracing]]:
     """The app with its lifespan run by hand (as uvicorn would), and an in-process client."""
     app = create_app(settings)
     async with app.router.lifespan_context(app) as state:
@@ -47,7 +47,7 @@ async def app_client(settings: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Lo
 
         transport = httpx.ASGITransport(with_state)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client, state["logs"]
+            yield client, state["tracing"]
 
 
 def settings_for(tmp_path: Path, port: int, token: str = TOKEN) -> Any:

@@ -23,10 +23,9 @@ import msgspec
 from log.core.bodies import HtmlMode, body_to_json
 from log.core.captured import Captured, content_type_of, text_headers
 from log.core.redact import RedactionPolicy, redact_headers, redact_json, redact_query_string
-from log.core.rows import ApiLog, TaskProgressLog
+from log.core.rows import TASK_STATUSES, ApiLog, TaskProgressLog
 
 _encoder = msgspec.json.Encoder()
-TASK_STATUSES = frozenset({"START", "IN_PROGRESS", "SUCCESS", "FAILED"})
 
 
 def format_utc(epoch_seconds: float) -> str:
@@ -108,7 +107,7 @@ def build_exception_row(c: Captured, *, row_id: int, policy: RedactionPolicy | N
         input_data={"method": c.method, "endpoint": endpoint_of(c.path, c.query_string, policy)},
         error_message=c.exception,
         stack_trace=c.stack_trace,
-        policy=policy,
+        redact=redactor(policy),
     )
 
 
@@ -119,15 +118,43 @@ def redact_value(value: Any, policy: RedactionPolicy) -> Any:
 
 
 def redactor(policy: RedactionPolicy) -> Callable[[object], object]:
-    """The `redact` callable log/tasks.py's TaskFactory (and TaskTracker) take."""
+    """`redact_value` bound to a policy: the `redact` callable task rows are built with."""
     return functools.partial(redact_value, policy=policy)
+
+
+_task_json = msgspec.json.Encoder(enc_hook=str, order="sorted")
+REDACT_FAILED = '"[redaction failed]"'  # never fall back to the unredacted value
+
+
+def encode_json(value: object) -> str:
+    """JSON text for any value; unknown types become their str(), nothing raises."""
+    try:
+        return _task_json.encode(value).decode()
+    except Exception:  # unsupported dict keys, str() itself failing, recursion
+        try:
+            return _task_json.encode(str(value)).decode()
+        except Exception:
+            return _task_json.encode(f"<unencodable {type(value).__name__}>").decode()
+
+
+def json_cell(
+    value: object, redact: Callable[[object], object], on_redact_error: Callable[[], None] | None = None
+) -> str | None:
+    """A redacted JSON column (None stays SQL NULL). A redaction failure is reported, never raised."""
+    if value is None:
+        return None
+    try:
+        redacted = redact(value)
+    except Exception:
+        if on_redact_error is not None:
+            on_redact_error()
+        return REDACT_FAILED
+    return encode_json(redacted)
 
 
 def json_text(value: Any, policy: RedactionPolicy) -> str | None:
     """Any Python value -> redacted JSON text (None stays SQL NULL). Never raises on odd types."""
-    if value is None:
-        return None
-    return _encoder.encode(redact_value(value, policy)).decode()
+    return json_cell(value, redactor(policy))
 
 
 def task_row(
@@ -138,13 +165,15 @@ def task_row(
     step_name: str,
     status: str,
     at: float,
-    policy: RedactionPolicy,
+    redact: Callable[[object], object],
     input_data: Any = None,
     output_data: Any = None,
     error_message: str | None = None,
     stack_trace: str | None = None,
     execution_order: int = 0,
+    on_redact_error: Callable[[], None] | None = None,
 ) -> TaskProgressLog:
+    """The one builder of task_progress_logs rows: step trackers and crash rows alike."""
     if status not in TASK_STATUSES:
         raise ValueError(f"status must be one of {sorted(TASK_STATUSES)}, got {status!r}")
     return TaskProgressLog(
@@ -153,8 +182,8 @@ def task_row(
         task_name=task_name,
         step_name=step_name,
         status=status,
-        input_data=json_text(input_data, policy),
-        output_data=json_text(output_data, policy),
+        input_data=json_cell(input_data, redact, on_redact_error),
+        output_data=json_cell(output_data, redact, on_redact_error),
         error_message=error_message,
         stack_trace=stack_trace,
         execution_order=execution_order,

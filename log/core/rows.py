@@ -41,6 +41,10 @@ class TaskProgressLog(msgspec.Struct, frozen=True, kw_only=True):
 
 LogRow = ApiLog | TaskProgressLog
 
+# task_progress_logs.status: the one vocabulary.
+START, IN_PROGRESS, SUCCESS, FAILED = "START", "IN_PROGRESS", "SUCCESS", "FAILED"
+TASK_STATUSES = frozenset({START, IN_PROGRESS, SUCCESS, FAILED})
+
 TABLES: dict[str, type[ApiLog] | type[TaskProgressLog]] = {
     "api_logs": ApiLog,
     "task_progress_logs": TaskProgressLog,

@@ -21,7 +21,8 @@ import httpx
 import msgspec
 
 from log.db import hrana
-from log.db.hrana import HranaError, HttpStatusError, StatementError, StmtOutcome, TransportError
+from log.db.errors import EncodeError, HttpStatusError, LogDatabaseError, StatementError, TransportError
+from log.db.hrana import StmtOutcome
 from log.core.rows import TABLES, columns
 
 logger = logging.getLogger("log.turso")
@@ -35,7 +36,7 @@ class LogDatabase(Protocol):
     async def health(self) -> None: ...
 
     async def transaction(self, statements: Sequence[Statement]) -> list[StmtOutcome]:
-        """Run all statements in one transaction: all applied, or none and HranaError raised."""
+        """Run all statements in one transaction: all applied, or none and LogDatabaseError raised."""
 
     async def select(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
 
@@ -169,7 +170,7 @@ class HttpLogDatabase(_TypedReads):
         while True:
             try:
                 return await once()
-            except HranaError as exc:
+            except LogDatabaseError as exc:
                 attempt += 1
                 if not exc.retryable or attempt >= self._retry.attempts:
                     raise
@@ -255,7 +256,7 @@ class _statement_errors:
             code = getattr(exc, "sqlite_errorname", None) or "SQLITE_ERROR"
             raise StatementError(f"SQLite error: {exc}", code=code) from None
         if isinstance(exc, OverflowError):  # an int outside SQLite's 64 bits, as HTTP would refuse
-            raise hrana.EncodeError(f"cannot bind value: {exc}") from None
+            raise EncodeError(f"cannot bind value: {exc}") from None
         return False
 
 
@@ -270,7 +271,7 @@ def open_log_database(url: str, token: str | None, client: httpx.AsyncClient) ->
 
 __all__ = [
     "FileLogDatabase",
-    "HranaError",
+    "LogDatabaseError",
     "HttpLogDatabase",
     "HttpStatusError",
     "LogDatabase",

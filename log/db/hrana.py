@@ -14,6 +14,15 @@ from typing import Any
 
 import msgspec
 
+from log.db.errors import (
+    EncodeError,
+    HttpStatusError,
+    LogDatabaseError,
+    StatementError,
+    TransportError,
+    retryable_code,
+)
+
 # SQLite's default SQLITE_MAX_VARIABLE_NUMBER since 3.32; a statement must bind fewer.
 SQLITE_MAX_PARAMS = 32766
 CHUNK_ROWS = 100  # rows per INSERT: small statements keep server-side parse/plan cheap
@@ -22,64 +31,6 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
 
 CLOSE: dict[str, Any] = {"type": "close"}
-
-
-class HranaError(Exception):
-    """Anything that stopped a pipeline from giving us a usable answer."""
-
-    retryable = False
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.status = status
-        self.retry_after = retry_after  # seconds, from a 429/503 Retry-After header
-
-
-class TransportError(HranaError):
-    """Network failure, timeout, or a body we could not parse: the request may or may not have run."""
-
-    retryable = True
-
-
-class HttpStatusError(HranaError):
-    """The server answered with a 4xx/5xx: the stream is gone (spec: 'Errors', Hrana over HTTP)."""
-
-    @property
-    def retryable(self) -> bool:  # type: ignore[override]
-        if retryable_code(self.code):
-            return True
-        return self.status == 429 or (self.status or 0) >= 500
-
-
-class StatementError(HranaError):
-    """An in-band error: results[i].type == "error" or a batch step error (bad SQL, constraint...)."""
-
-    @property
-    def retryable(self) -> bool:  # type: ignore[override]
-        return retryable_code(self.code)
-
-
-class EncodeError(HranaError, ValueError):
-    """A value with no Hrana encoding (NaN, inf, out-of-range int, unknown type): the batch can
-    never be sent as is, so retrying it is pointless."""
-
-
-# Codes worth a fresh attempt: the stream expired, or the database was momentarily locked
-# (servers may send extended codes such as SQLITE_BUSY_SNAPSHOT, hence the prefixes).
-RETRYABLE_CODE_PREFIXES = ("STREAM_EXPIRED", "SQLITE_BUSY", "SQLITE_LOCKED")
-
-
-def retryable_code(code: str | None) -> bool:
-    return code is not None and code.startswith(RETRYABLE_CODE_PREFIXES)
 
 
 # -- values -------------------------------------------------------------------------------

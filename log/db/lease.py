@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from log.db.hrana import HranaError
+from log.db.errors import LogDatabaseError
 from log.db.database import LogDatabase
 
 logger = logging.getLogger("log.worker_lease")
@@ -52,7 +52,7 @@ class LeaseError(Exception):
 
 
 async def acquire_worker_id(db: LogDatabase, holder: str, *, now: float, ttl: float) -> WorkerLease:
-    """Raises LeaseError when all 1024 ids are held, HranaError when the database is unreachable."""
+    """Raises LeaseError when all 1024 ids are held, LogDatabaseError when the database is unreachable."""
     expires = now + ttl
     _, claimed = await db.transaction([(LEASE_DDL, ()), (ACQUIRE_SQL, (holder, expires, now))])
     if not claimed.rows:
@@ -92,7 +92,7 @@ async def keep_renewed(
         await sleep(interval)
         try:
             renewed = await renew_worker_id(db, lease, now=clock(), ttl=ttl)
-        except HranaError as exc:
+        except LogDatabaseError as exc:
             logger.warning("worker id %d: renewal failed (%s); still valid until %.0f",
                            lease.worker_id, exc.message, lease.expires_at)
             continue

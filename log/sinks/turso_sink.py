@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from log.db import hrana
-from log.db.hrana import HranaError
+from log.db.errors import LogDatabaseError
 from log.core.rows import TABLES, LogRow, columns
 from log.sinks.base import SinkError, WriteResult
 from log.db.database import LogDatabase, Statement
@@ -122,7 +122,7 @@ class TursoSink:
         try:
             await apply_schema(self.db)
             self._schema_ready = True
-        except HranaError as exc:
+        except LogDatabaseError as exc:
             # Not logged here: the fan-out reports the stopped lane, and the pipeline has already
             # said why the database is unusable (one clear line, not three).
             raise SinkError(f"turso: cannot prepare tables: {exc.message}", retryable=exc.retryable) from None
@@ -134,7 +134,7 @@ class TursoSink:
             return WriteResult(inserted=0)
         try:
             outcomes = await self.db.transaction(write_statements(table, rows))
-        except HranaError as exc:
+        except LogDatabaseError as exc:
             raise SinkError(f"turso: {table} batch not written: {exc.message}", retryable=exc.retryable) from None
         existing = {r["id"]: r for o in outcomes[0::2] for r in o.rows}
         inserted = sum(o.affected_row_count for o in outcomes[1::2])

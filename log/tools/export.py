@@ -11,12 +11,19 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
+import anyio
+
+from log.config import TracingConfig
 from log.core.csv_codec import encode_rows, header_line
 from log.core.rows import TABLES
 from log.db.database import LogDatabase
+from log.tools.progress import ProgressBar
+from log.tools.sync import with_log_database
 
 Progress = Callable[[str, int, int], None]  # (table, rows written so far, rows expected)
 
@@ -95,3 +102,41 @@ async def export_table(
             from_id = page[-1].id + 1
     os.replace(tmp, final)
     return written
+
+
+def export_logs(
+    config: TracingConfig, *, since: str | None, until: str | None, out: str | os.PathLike[str] | None,
+    page_size: int = 500, now: dt.datetime | None = None, err: TextIO | None = None,
+) -> int:
+    """Copy both tables' rows (created_at in [since, until)) to CSV files in `out`
+    (default DATA_DIR/logs-export); returns a process exit status."""
+    err = err or sys.stderr
+    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    try:
+        lo = parse_when(since, now) if since else None
+        hi = parse_when(until, now) if until else None
+    except ValueError as exc:
+        print(f"logs export: {exc}", file=err)
+        return 2
+    out_dir = config.data_dir / "logs-export" if out is None else Path(out)
+    if out_dir.resolve() == config.logs_path.resolve():
+        print("logs export: --out must not be the live CSV directory (LOG_DIR)", file=err)
+        return 2
+    bar = ProgressBar("export", err)
+
+    async def work(db: LogDatabase) -> int:
+        counts: dict[str, int] = {}
+        try:
+            for table in TABLES:
+                counts[table] = await export_table(db, table, out_dir, since=lo, until=hi,
+                                                   page_size=page_size, progress=bar)
+        except Exception as exc:  # LogDatabaseError, or a table that does not exist yet
+            bar.end()
+            print(f"logs export: {exc}", file=err)
+            return 1
+        bar.end()
+        for table, n in counts.items():
+            print(f"  {table}: {n} rows -> {out_dir / (table + '.csv')}")
+        return 0
+
+    return anyio.run(with_log_database, config, work)

@@ -1,0 +1,143 @@
+"""Every option of the tracing package in one frozen value, with its defaults.
+
+The host app builds a TracingConfig however it reads its own settings; `from_env` reads the
+package's environment variables for apps that have no settings layer of their own:
+
+    config = TracingConfig.from_env(os.environ)
+
+| variable | field | default |
+| --- | --- | --- |
+| DATA_DIR | data_dir | `var` |
+| LOG_SINKS | sinks | `csv,turso` (`stdout,turso` when K_SERVICE is set: Cloud Run) |
+| LOG_DIR | log_dir | DATA_DIR/logs |
+| TURSO_DATABASE_URL | database_url | `file:` DATA_DIR/logs.db |
+| TURSO_AUTH_TOKEN | auth_token | none |
+| LOG_BODY_MAX_BYTES | body_max_bytes | 16384 |
+| LOG_HTML_BODIES | html_bodies | `summary` |
+| LOG_CSV_MAX_BYTES | csv_max_bytes | 64 MiB |
+| LOG_CSV_KEEP | csv_keep | 5 |
+| LOG_EXCLUDE_PREFIXES | exclude_prefixes | `/static,/health` |
+| LOG_REDACT_EXTRA | redact_extra | none |
+| LOG_FLUSH | flush | `background` |
+| WEB_CONCURRENCY | workers | 1 |
+| TRUST_PROXY | trusted_proxy | true when K_SERVICE is set |
+| GOOGLE_CLOUD_PROJECT | cloud_project | none |
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import msgspec
+
+MIB = 1024 * 1024
+SINKS = ("csv", "stdout", "turso")
+FLUSH_MODES = ("background", "request")
+
+
+class ConfigError(ValueError):
+    """A setting with a value the package cannot use; the message names the variable."""
+
+
+class TracingConfig(msgspec.Struct, frozen=True, kw_only=True):
+    data_dir: Path = Path("var")
+    # Where rows go: any of "csv", "stdout", "turso" (the log database). Empty: trace ids only.
+    sinks: tuple[str, ...] = ("csv", "turso")
+    log_dir: Path | None = None
+    database_url: str = ""
+    auth_token: str = ""
+    body_max_bytes: int = 16 * 1024
+    html_bodies: str = "summary"
+    csv_max_bytes: int = 64 * MIB
+    csv_keep: int = 5
+    exclude_prefixes: tuple[str, ...] = ("/static", "/health")
+    # Responses of these paths are logged without their body (e.g. a log viewer's own pages).
+    no_response_body_prefixes: tuple[str, ...] = ()
+    redact_extra: tuple[str, ...] = ()  # more key regexes to scrub, on top of the defaults
+    flush: str = "background"
+    workers: int = 1
+    trusted_proxy: bool = False
+    cloud_project: str | None = None
+    # Shutdown: how long the sinks get to write what is queued.
+    flush_deadline: float = 3.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.sinks)
+
+    @property
+    def logs_path(self) -> Path:
+        return self.log_dir or self.data_dir / "logs"
+
+    @property
+    def log_database_url(self) -> str:
+        return self.database_url or f"file:{self.data_dir / 'logs.db'}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | Callable[[str, str], str], **fixed: object) -> TracingConfig:
+        """Read the variables in the table above; `fixed` fields win over the environment.
+
+        `environ` is a mapping (os.environ) or a `get(name, default) -> str` function, so an
+        app with its own settings reader (.env files, quoting rules) can hand that in.
+        """
+        get: Callable[[str, str], str]
+        if callable(environ):
+            get = environ
+        else:
+            env = environ
+            get = lambda name, default="": str(env.get(name, default)).strip()  # noqa: E731
+        cloud_run = bool(get("K_SERVICE", ""))
+        log_dir = get("LOG_DIR", "")
+        values: dict[str, object] = {
+            "data_dir": Path(get("DATA_DIR", "") or "var"),
+            "sinks": _list(get("LOG_SINKS", "stdout,turso" if cloud_run else "csv,turso")),
+            "log_dir": Path(log_dir) if log_dir else None,
+            "database_url": get("TURSO_DATABASE_URL", ""),
+            "auth_token": get("TURSO_AUTH_TOKEN", ""),
+            "body_max_bytes": _int("LOG_BODY_MAX_BYTES", get("LOG_BODY_MAX_BYTES", ""), 16 * 1024),
+            "html_bodies": get("LOG_HTML_BODIES", "") or "summary",
+            "csv_max_bytes": _int("LOG_CSV_MAX_BYTES", get("LOG_CSV_MAX_BYTES", ""), 64 * MIB),
+            "csv_keep": _int("LOG_CSV_KEEP", get("LOG_CSV_KEEP", ""), 5),
+            "exclude_prefixes": _list(get("LOG_EXCLUDE_PREFIXES", "/static,/health")),
+            "redact_extra": _patterns("LOG_REDACT_EXTRA", get("LOG_REDACT_EXTRA", "")),
+            "flush": get("LOG_FLUSH", "") or "background",
+            "workers": max(1, _int("WEB_CONCURRENCY", get("WEB_CONCURRENCY", ""), 1)),
+            "trusted_proxy": _bool(get("TRUST_PROXY", ""), cloud_run),
+            "cloud_project": get("GOOGLE_CLOUD_PROJECT", "") or None,
+        }
+        values.update(fixed)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _int(name: str, value: str, default: int) -> int:
+    # Sizes and counts: a typo must stop start-up with the variable's name, not a traceback.
+    try:
+        number = int(value) if value else default
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise ConfigError(f"{name} must be a whole number of at least 0, got {value!r}")
+    return number
+
+
+def _patterns(name: str, value: str) -> tuple[str, ...]:
+    # A bad regex must stop start-up with the variable's name, not fail on the first request.
+    patterns = _list(value)
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"{name}: {pattern!r} is not a valid regular expression ({exc})") from None
+    return patterns
+
+
+def _bool(value: str, default: bool) -> bool:
+    if not value:
+        return default
+    return value.lower() in {"1", "true", "yes", "on"}
