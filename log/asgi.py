@@ -197,8 +197,8 @@ class RequestLogMiddleware:
         received_at, t0 = self.clock(), self.perf()
         raw_headers = scope.get("headers", ())
         trace_id = self._trace_id(raw_headers)
-        # Handlers and templates read it from request.state; keep an existing state dict
-        # (uvicorn puts lifespan state there).
+        # The host reads it from request.state; keep an existing state dict (the server puts
+        # lifespan state there).
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
@@ -314,7 +314,7 @@ class RequestLogMiddleware:
         # (background tasks that run after that are not counted).
         end = ex.completed_at if ex.completed_at is not None and not ex.disconnected else self.perf()
         try:
-            user_id = self.user_id_of(scope)  # after the app ran: auth middleware has set it
+            user_id = self.user_id_of(scope)  # after the app ran, so its auth has set it
         except Exception:
             self.record_errors += 1
             user_id = None

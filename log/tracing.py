@@ -87,14 +87,12 @@ class Tracing:
             self.fanout.emit(row)
 
     def record(self, captured: Captured) -> None:
-        """RequestLogMiddleware's callback: one ApiLog (+ a FAILED task row for a crash).
+        """The capture layer's callback: one ApiLog (+ a FAILED task row for a crash).
 
         Only the id is taken here (so ids follow request order and time); the rows are built a
-        few dozen at a time, BUILD_DELAY later or as soon as BUILD_BATCH requests are waiting.
-        Built one per request, between two page renders, the builder's code and data are cold
-        in the CPU caches every time: on a real server that cost ~4x what the same build costs
-        in a loop (24 vs 6 µs per items-page row). Batched, logging's share of the items page
-        (CSV sink) fell from 64 to 28 µs per request (8 alternating rounds, same run).
+        few dozen at a time, BUILD_DELAY later or as soon as BUILD_BATCH requests are waiting:
+        built one per request, between two responses, the builder's code and data would be
+        cold in the CPU caches every time (BENCHMARKS.md has the numbers).
         """
         if self.fanout is None:
             return
@@ -153,7 +151,7 @@ class Tracing:
         self.fanout = FanOut(
             self._built,
             # Only the CSV files are a durable first copy: the sync command can replay them into
-            # Turso. stdout is not (Cloud Logging cannot be read back by the app), so with CSV
+            # Turso. stdout is not (Cloud Logging cannot be read back from here), so with CSV
             # off (Cloud Run's default "stdout,turso") no lane is durable and a row a full Turso
             # lane cannot take is counted as dropped there, even though Cloud Logging has it.
             durable="csv",
@@ -166,7 +164,7 @@ class Tracing:
     async def _prepare_database(self) -> bool:
         """Log tables, the explorer's rollups and indexes, in one transaction (idempotent).
 
-        A wrong URL or token is said here once, clearly; the app keeps serving, rows stay in
+        A wrong URL or token is said here once, clearly; requests are still served, rows stay in
         the other sinks (CSV) and the Turso lane holds them until the database answers.
         """
         assert self.log_db is not None
@@ -176,8 +174,8 @@ class Tracing:
         except (LogDatabaseError, TimeoutError) as exc:
             message = getattr(exc, "message", None) or "no answer within 15 s"
             logger.error(
-                "log database %r is not usable (%s); the app keeps serving, log rows stay in CSV "
-                "and pending for it (python -m cli logs sync replays them); log worker id %d",
+                "log database %r is not usable (%s); requests are still served, log rows stay in CSV "
+                "and pending for it (`logs sync` replays them); log worker id %d",
                 self.log_db, message, FALLBACK_WORKER_ID,
             )
             return False
