@@ -269,18 +269,6 @@ class FanOut:
     def _lane(self, name: str) -> _Lane:
         return next(lane for lane in self._lanes if lane.sink.name == name)
 
-    def resume(self, name: str) -> None:
-        """Retry a lane stopped by a non-retryable error (after fixing credentials, say)."""
-        lane = self._lane(name)
-        lane.blocked, lane.attempt, lane.retry_at = None, 0, 0.0
-        lane.event.set()
-
-    def clear_deferred(self, name: str) -> None:
-        """The sync command replayed the CSV files into this sink: forget what was deferred."""
-        lane = self._lane(name)
-        lane.min_deferred.clear()
-        lane.max_deferred.clear()
-
     # Automatic replay (log/replay.py AutoReplay). take -> replay from the CSV files -> finish.
     # Rows deferred while a replay runs start a new range, so none is forgotten; the taken range
     # keeps guarding CSV rotation until the replay is finished.
