@@ -281,7 +281,7 @@ class FanOut:
         lane.min_deferred.clear()
         lane.max_deferred.clear()
 
-    # Automatic replay (log/replay.py AutoReplay). take -> replay from the CSV files -> finish.
+    # Automatic replay (log/sinks/replay.py AutoReplay). take -> replay from the CSV files -> finish.
     # Rows deferred while a replay runs start a new range, so none is forgotten; the taken range
     # keeps guarding CSV rotation until the replay is finished.
 
