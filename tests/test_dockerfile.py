@@ -199,6 +199,6 @@ def test_lock_pins_every_pyproject_dependency_at_its_version() -> None:
 
 def test_dockerignore_keeps_secrets_and_dev_files_out() -> None:
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
-    for entry in (".env", ".git", ".venv", "node_modules", "tests", "var"):
+    for entry in (".env", ".git", ".venv", "node_modules", "tests", "bench", "examples", "docs", "var"):
         assert entry in ignored, f".dockerignore must exclude {entry}"
     assert not ignored & {"requirements.lock", "views", "*"}, "the image needs these"

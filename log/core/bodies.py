@@ -8,11 +8,11 @@ Pure. The middleware captured at most `cap` bytes of a body of `total_size` byte
         complete but unparseable        -> a JSON string of the text, lexically redacted
   application/x-www-form-urlencoded     -> {"field": "value" | [repeats...]}, redacted
   text/html responses with status < 400 -> {"summary": {"content_type", "size", "captured_bytes"}},
-                                           unless html_mode == "full" (summarised_page; the app's
-                                           middleware keeps none of such a page's bytes, so
+                                           unless html_mode == "full" (summarised_page; the capture
+                                           layer keeps none of such a page's bytes, so
                                            captured_bytes is 0 there); no hash: every page embeds
                                            its own trace id and CSRF token, so a page's hash would
-                                           never repeat and hashing 16 KiB costs ~8 µs per request;
+                                           never repeat and hashing it would cost CPU for nothing;
                                            error pages keep their text (they explain the error)
   other text/*                          -> a JSON string of the text
   multipart, binary, anything else      -> {"summary": {"content_type": ..., "size": total,

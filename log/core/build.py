@@ -6,7 +6,7 @@ Decisions recorded here:
     Secrets inside path segments (/reset/<token>) cannot be recognised by name and are kept.
   * request_header = JSON object of the redacted request headers (repeated names -> list); values
     longer than HEADER_VALUE_MAX characters are cut and marked "…[N chars]".
-  * bodies: see log/bodies.py.
+  * bodies: see log/core/bodies.py.
   * created_at = when the request was received, UTC "YYYY-MM-DD HH:MM:SS.fff" (what SQLite's
     STRFTIME('%Y-%m-%d %H:%M:%f') produces, so app rows and DB defaults sort together).
 """

@@ -1,8 +1,8 @@
-"""What the request middleware (log/middleware.py) captured about one HTTP exchange.
+"""What the ASGI capture layer (log/asgi.py) saw of one HTTP exchange.
 
-Raw material only: the pure builder (log/build.py: build_api_log) turns it into a redacted ApiLog.
-The middleware hands one Captured to a `record` callback per request; app.py wires that callback
-to build rows and emit them to the fan-out.
+Raw material only: the pure builder (log/core/build.py: build_api_log) turns it into a redacted
+ApiLog. The capture layer hands one Captured to a `record` callback per request; the tracing
+assembly (log/tracing.py) wires that callback to build rows and emit them to the fan-out.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Cloud Run's logging agent parses each stdout line that is a JSON object and lift
 into the LogEntry (everything else becomes jsonPayload):
   severity, message, time, httpRequest, logging.googleapis.com/trace, .../spanId,
   .../trace_sampled, .../insertId.
-Pure functions of plain values; the stdout sink (log/stdout_sink.py) only writes the bytes.
+Pure functions of plain values; the stdout sink (log/sinks/stdout_sink.py) only writes the bytes.
 
 Decisions:
   * severity: api rows by status (<400 INFO, 4xx WARNING, 5xx ERROR; no status INFO), task rows
@@ -13,7 +13,7 @@ Decisions:
     kept in the row's request_header JSON, so the entry nests under Cloud Run's request log;
     otherwise the row's trace_id without dashes. Task rows carry no headers, so they use their
     trace_id: the same trace whenever the request's trace id came from that context (the
-    middleware prefers traceparent/X-Cloud-Trace-Context unless the client sent X-Trace-ID).
+    capture layer prefers traceparent/X-Cloud-Trace-Context unless the client sent X-Trace-ID).
   * spanId: the context's span (X-Cloud-Trace-Context spans are decimal; Cloud Logging wants
     16 hex digits), else the row id in hex (unique per row).
   * the row itself rides along under "row", with its id as a STRING: Cloud Logging stores JSON
@@ -87,7 +87,7 @@ def _first(pairs: Sequence[tuple[str, str]], name: str) -> str | None:
 
 def trace_context(pairs: Sequence[tuple[str, str]]) -> tuple[str, str | None, bool | None] | None:
     """(trace 32-hex, span 16-hex or None, sampled or None) from the request's Cloud trace
-    context headers; the same precedence as log.trace.cloud_trace_id (Google's header first)."""
+    context headers; the same precedence as log.core.trace.cloud_trace_id (Google's header first)."""
     trace = cloud_trace_id(pairs)
     if trace is None:
         return None

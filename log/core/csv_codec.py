@@ -10,7 +10,7 @@ Cell encoding (all of it reversed exactly by decode_cell):
   * then, formula-injection guard: a cell starting with = + - @ TAB CR (or ') gets one leading
     ' -- so "-5" is written '-5 and "'x" is written ''x; decoding strips exactly one '.
 Quoting is RFC 4180 (csv.QUOTE_MINIMAL), rows end with CRLF, the header is the Struct's field
-names in order (log/rows.py: columns), which is also the database column order.
+names in order (log/core/rows.py: columns), which is also the database column order.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def encode_rows(rows: Iterable[LogRow]) -> str:
 
 def _quoted(cell: str) -> str:
     # csv.QUOTE_MINIMAL for our cells (which never hold CR or LF: encode_cell escapes them),
-    # as the csv module writes it, at half its cost per row; tests compare the two.
+    # as the csv module writes it, in plain string operations; tests compare the two.
     if '"' in cell:
         return '"' + cell.replace('"', '""') + '"'
     return '"' + cell + '"' if "," in cell else cell

@@ -6,7 +6,8 @@ Layout of the positive 63-bit int (fits SQLite INTEGER and int64 everywhere):
 
 41 bits of milliseconds last ~69 years (until 2094). Ids from one worker are strictly increasing;
 two workers with different worker_id can never collide because the worker bits differ.
-Each process needs its own worker_id (0..1023): see LOG_WORKER_ID in the app settings.
+Each process needs its own worker_id (0..1023): it leases one from the log database at start
+(log/db/lease.py), so no two live processes share one.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Random (version 4) UUID text for trace ids, cheaply: one getrandom() call per 128 ids.
 
-uuid.uuid4() costs a system call and a UUID object per id; on a server pinned to one core the
-system call alone was ~2 µs of every request. Here 4 KiB from os.urandom (the same CSPRNG) are
-hex-encoded once and cut into ids. A forked child starts with an empty pool, so parent and
+uuid.uuid4() costs a system call and a UUID object per id, and every request needs an id. Here
+4 KiB from os.urandom (the same CSPRNG) are hex-encoded in one go and cut into ids. A forked child starts with an empty pool, so parent and
 child never hand out the same ids.
 """
 

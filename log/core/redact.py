@@ -64,7 +64,7 @@ class RedactionPolicy(msgspec.Struct, frozen=True, kw_only=True):
     # Built once from key_patterns in __post_init__; never pass them yourself.
     key_regex: re.Pattern[str] | None = None
     # Case-sensitive twin for searching lower-cased ASCII text: re.IGNORECASE over a whole body is
-    # ~15x slower. None when a pattern has upper-case characters (lower-casing could break it).
+    # much slower. None when a pattern has upper-case characters (lower-casing could break it).
     lower_regex: re.Pattern[str] | None = None
 
     def __post_init__(self) -> None:

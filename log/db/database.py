@@ -2,7 +2,7 @@
 
 HttpLogDatabase speaks Hrana over HTTP (/v2/pipeline) to Turso/sqld through an httpx.AsyncClient
 owned by the app's lifespan. FileLogDatabase does the same with stdlib sqlite3 in a worker thread,
-so the embedded default (`file:DATA_DIR/logs.db`) needs no server. Encodings live in log/hrana.py.
+so the embedded default (`file:DATA_DIR/logs.db`) needs no server. Encodings live in log/db/hrana.py.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class HttpLogDatabase(_TypedReads):
             batch = hrana.transaction_batch([hrana.stmt(sql, args) for sql, args in statements])
             return hrana.pipeline_body([batch])
 
-        # A 500-row batch is ~0.4 MB of JSON to escape (~0.5 ms): do it off the event loop
+        # A full batch is a large JSON text to escape: do it off the event loop
         # (requests keep being served), and once per batch, not once per retry.
         body = await anyio.to_thread.run_sync(encode) if len(statements) > 4 else encode()
 

@@ -1,5 +1,5 @@
 """Hrana 2 over HTTP (libSQL's /v2/pipeline), as pure functions: values, statements, batches,
-response parsing and typed errors. No I/O here; log/turso.py is the shell that sends the bytes.
+response parsing and typed errors. No I/O here; log/db/database.py is the shell that sends the bytes.
 
 Spec: tursodatabase/libsql docs/HTTP_V2_SPEC.md and docs/HRANA_3_SPEC.md ("Shared structures").
 """

@@ -3,7 +3,7 @@
 -- trigger's tables empty or not at all). Triggers fire only for rows actually inserted, so a
 -- replayed batch (INSERT ... ON CONFLICT(id) DO NOTHING) never counts a row twice.
 -- Rows deleted from api_logs (retention) stay counted: rollups describe what happened.
--- Statements are split with sqlite3.complete_statement (log/queries.py sql_statements),
+-- Statements are split with sqlite3.complete_statement (log/db/schema.py split_statements),
 -- so the trigger body's semicolons are fine; works on SQLite and Turso (libSQL).
 
 -- Requests per minute by status class (0 = no status): the overview's time series.
@@ -17,7 +17,7 @@ CREATE TABLE IF NOT EXISTS api_status_minute (
 
 -- Latency histogram per hour, endpoint path (query string dropped) and status class.
 -- bucket: 0..15 = exact ms; then 8 buckets per power of two; -1 = no duration
--- (log/queries.py bucket_of / bucket_bounds; a test keeps this CASE identical to bucket_sql).
+-- (log/explorer/queries.py bucket_of / bucket_bounds; a test keeps this CASE identical to bucket_sql).
 CREATE TABLE IF NOT EXISTS api_latency_hour (
     hour INTEGER NOT NULL,
     endpoint TEXT NOT NULL,

@@ -1,5 +1,5 @@
--- Log tables for SQLite / Turso (libSQL). Column order matches log/rows.py (the contract).
--- ids are assigned by the app (Snowflake, log/ids.py), so CSV and DB rows share ids; no AUTOINCREMENT.
+-- Log tables for SQLite / Turso (libSQL). Column order matches log/core/rows.py (the contract).
+-- ids are assigned by the app (Snowflake, log/core/ids.py), so CSV and DB rows share ids; no AUTOINCREMENT.
 -- user_id is TEXT (the seed had INTEGER): Supabase user ids are UUIDs.
 -- Idempotent: safe to run on every start.
 

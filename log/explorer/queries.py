@@ -37,7 +37,7 @@ LIST_COLUMNS = (
     "id", "trace_id", "method", "endpoint", "response_status", "duration_ms", "ip_address", "user_id", "created_at"
 )
 
-# Snowflake layout (log/ids.py): ms since its epoch in the bits above worker + sequence.
+# Snowflake layout (log/core/ids.py): ms since its epoch in the bits above worker + sequence.
 SNOWFLAKE_EPOCH_MS = ids.EPOCH_MS
 SNOWFLAKE_SHIFT = ids.WORKER_BITS + ids.SEQUENCE_BITS
 # Ids are issued after the request is received; the slack absorbs a wall clock stepped back
@@ -217,7 +217,7 @@ TRACE_STEPS_WHERE = "trace_id = ? ORDER BY created_at, execution_order, id"
 # Latency histogram ------------------------------------------------------------------------
 # Buckets: 0..15 ms exact, then 8 buckets per power of two (each at most 12.5% wide), up to
 # 2^32 ms; one overflow bucket above; -1 = no duration. The same function exists three times
-# and tests keep them equal: bucket_of (Python), bucket_sql (raw rows), log/rollups.sql (trigger).
+# and tests keep them equal: bucket_of (Python), bucket_sql (raw rows), log/db/rollups.sql (trigger).
 
 MAX_EXP = 31
 OVERFLOW_BUCKET = 16 + 8 * (MAX_EXP - 3)  # 240: just above the last regular bucket

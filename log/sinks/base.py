@@ -1,6 +1,6 @@
 """What a log sink is: a named thing that durably writes a batch of rows of one table.
 
-The fan-out (log/fanout.py) owns queues, batching, retries and pending rows; a sink only writes.
+The fan-out (log/sinks/fanout.py) owns queues, batching, retries and pending rows; a sink only writes.
 """
 
 from __future__ import annotations

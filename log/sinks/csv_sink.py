@@ -4,7 +4,7 @@ Files, in LOG_DIR:   {table}{suffix}.csv        the one being appended to
                      {table}{suffix}.{n}.csv    rotated files, 1 = newest
 suffix is "" for a single process or ".w<id>" per worker, so processes never share a file.
 
-Each batch is encoded (log/csv_codec.py), appended with one write, flushed (and fsync'ed if asked)
+Each batch is encoded (log/core/csv_codec.py), appended with one write, flushed (and fsync'ed if asked)
 in a worker thread so the event loop never blocks on the disk. A failed append is truncated back,
 so a batch is all or nothing. Rotation: when appending would pass max_bytes the current file is
 renamed to .1 (older ones shift up). Files beyond `keep` are deleted only if `can_delete(table,

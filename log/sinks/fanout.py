@@ -269,7 +269,7 @@ class FanOut:
     def _lane(self, name: str) -> _Lane:
         return next(lane for lane in self._lanes if lane.sink.name == name)
 
-    # Automatic replay (log/replay.py AutoReplay). take -> replay from the CSV files -> finish.
+    # Automatic replay (log/sinks/replay.py AutoReplay). take -> replay from the CSV files -> finish.
     # Rows deferred while a replay runs start a new range, so none is forgotten; the taken range
     # keeps guarding CSV rotation until the replay is finished.
 

@@ -1,4 +1,4 @@
-"""Replay the CSV files (the durable first copy) into a sink: `python -m cli logs sync`, and the
+"""Replay the CSV files (the durable first copy) into a sink: the `logs sync` command, and the
 fan-out's automatic catch-up after rows were deferred to CSV (AutoReplay).
 
 Both rely on the sink being idempotent (TursoSink: INSERT ... ON CONFLICT(id) DO NOTHING, and a

@@ -1,6 +1,6 @@
 """Log rows to stdout as Cloud Logging structured JSON lines (the "stdout" sink, LOG_SINKS).
 
-On Cloud Run, stdout IS the log shipper: each line becomes a LogEntry (see log/cloud_logging.py
+On Cloud Run, stdout IS the log shipper: each line becomes a LogEntry (see log/core/cloud_logging.py
 for the format). A batch is encoded, then written and flushed in a worker thread, so a slow
 reader of the pipe never blocks the event loop, only this sink's lane of the fan-out.
 

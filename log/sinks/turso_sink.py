@@ -30,7 +30,7 @@ def write_statements(table: str, rows: Sequence[LogRow]) -> list[Statement]:
 
     A chunk travels as one JSON text argument (hrana.insert_json_sql) unless one of its values
     would not come out of SQLite's JSON functions as it went in; such a chunk binds one
-    argument per value, as every chunk once did.
+    argument per value.
     """
     cols = columns(TABLES[table])
     out: list[Statement] = []
@@ -123,7 +123,7 @@ class TursoSink:
             await apply_schema(self.db)
             self._schema_ready = True
         except LogDatabaseError as exc:
-            # Not logged here: the fan-out reports the stopped lane, and the pipeline has already
+            # Not logged here: the fan-out reports the stopped lane, and the tracing layer has already
             # said why the database is unusable (one clear line, not three).
             raise SinkError(f"turso: cannot prepare tables: {exc.message}", retryable=exc.retryable) from None
 

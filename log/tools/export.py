@@ -1,6 +1,6 @@
-"""Rows from the log database back to CSV files (`python -m cli logs export`), in the CSV sink's
-exact format (log/csv_codec.py), so a deployment that logs to Turso only (Cloud Run, CSV off)
-can still get a local copy, and log.csv_sink.read_rows reads it back.
+"""Rows from the log database back to CSV files (the `logs export` command), in the CSV sink's
+exact format (log/core/csv_codec.py), so a deployment that logs to Turso only (Cloud Run, CSV off)
+can still get a local copy, and log.sinks.csv_sink.read_rows reads it back.
 
 Pages are keyset-paged on id (WHERE id > last ORDER BY id LIMIT n): each page is one request
 and costs the same however deep into the table it is, unlike OFFSET.
