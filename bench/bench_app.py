@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from app import create_app
-from log import diagnostics
+from log import configure_process_logging
 from settings import Settings
 
 
@@ -27,7 +27,7 @@ async def ping(request: Request) -> JSONResponse:
 
 def build() -> Starlette:
     settings = Settings.from_env()
-    diagnostics.configure_process_logging(cloud_run=settings.on_cloud_run)
+    configure_process_logging(cloud_run=settings.on_cloud_run)
     app = create_app(settings)
     app.router.routes.append(Route("/bench/ping", ping))
     # bench/layer_costs.py: BENCH_DROP_MIDDLEWARE=SessionMiddleware,... measures the app without

@@ -22,7 +22,7 @@ from pathlib import Path
 from bench.overhead_matrix import NOT_LOGGING, start_server
 from bench.turso_pipeline_bench import TOKEN, cpu_seconds, sign_in_with_items, start_hrana, stop, wrk
 
-LAYERS = ("RequestLogMiddleware", *NOT_LOGGING.split(","))
+LAYERS = ("TracingMiddleware", *NOT_LOGGING.split(","))
 
 
 def variants(hrana_url: str) -> dict[str, tuple[str, dict[str, str]]]:

@@ -6,7 +6,7 @@ Rows: `--requests` api_logs spread over `--days` ending now (UTC), 50 endpoints,
 and about steps-per-request task_progress_logs rows per request (a FAILED step with a stack
 trace in every 5xx trace). Ids are Snowflake ids (log/ids.py layout) issued when the request
 ends, as the app does. Bulk-loaded with executemany in large transactions BEFORE the rollups
-exist; applying log/rollups.sql afterwards backfills them (the same path a deployed database
+exist; applying log/db/rollups.sql afterwards backfills them (the same path a deployed database
 with older rows takes). The file is overwritten; keep it out of git (var/ or /tmp).
 """
 

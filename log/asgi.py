@@ -34,7 +34,8 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from log.core.bodies import summarised_page
-from log.core.captured import Captured, content_type_of, text_headers
+from log.core.captured import Captured
+from log.core.headers import content_type_of, text_headers
 from log.core.random_ids import uuid4_text
 from log.core.trace import trace_id_from_headers
 

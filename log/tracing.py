@@ -48,7 +48,7 @@ logger = logging.getLogger("log.tracing")
 
 FALLBACK_WORKER_ID = 1023  # used only when no lease can be taken; said loudly at start-up
 LEASE_TTL, LEASE_RENEW = 60.0, 15.0
-# Request rows are built in small batches (see LogPipeline.record): at most this many requests
+# Request rows are built in small batches (see Tracing.record): at most this many requests
 # or this many seconds after the first of them, well inside the sinks' 200 ms batching.
 BUILD_BATCH, BUILD_DELAY = 64, 0.05
 

@@ -26,6 +26,9 @@ def clean_logging() -> Iterator[None]:
     """configure() is process-wide: put the root and uvicorn loggers back afterwards."""
     names = ["", *diagnostics.UVICORN_LOGGERS, *diagnostics.QUIET_LOGGERS]
     saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level, logging.getLogger(n).propagate) for n in names}
+    # as uvicorn's default --log-level leaves them (a server started by an earlier test may not)
+    for n in diagnostics.UVICORN_LOGGERS:
+        logging.getLogger(n).setLevel(logging.INFO)
     yield
     for n, (handlers, level, propagate) in saved.items():
         logger = logging.getLogger(n)

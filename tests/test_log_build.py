@@ -169,7 +169,7 @@ def test_long_header_values_are_cut_and_marked_secrets_still_redacted():
 
 
 def test_content_type_is_read_from_raw_or_decoded_headers_last_one_wins() -> None:
-    from log.core.captured import content_type_of as _content_type
+    from log.core.headers import content_type_of as _content_type
 
     raw = [(b"Content-Type", b"text/plain"), (b"x-a", b"1"), (b"content-type", b"application/json; charset=latin-1")]
     assert _content_type(raw) == "application/json; charset=latin-1"

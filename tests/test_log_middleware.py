@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from log.core.captured import Captured, text_headers
+from log.core.captured import Captured
+from log.core.headers import text_headers
 from log.asgi import RequestLogMiddleware, client_ip
 from log import PathPrefixes
 

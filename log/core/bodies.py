@@ -32,14 +32,13 @@ Plain text bodies cannot be redacted by key; secrets must not be sent as text/pl
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 import msgspec
 
-from log.core.captured import is_html
+from log.core.headers import is_html, media_type
 from log.core.redact import (
     RedactionPolicy,
     group_pairs,
@@ -58,23 +57,6 @@ def summarised_page(status: int | None, content_type: str | None, html_mode: Htm
     """A response whose row keeps only a summary: an HTML page that did not fail, unless
     html_mode is "full". Only its size is used, so the capture need not keep its bytes."""
     return html_mode == "summary" and (status is None or status < 400) and is_html(content_type)
-
-
-def _media_type(content_type: str | None) -> tuple[str, str]:
-    """-> (lower-case media type, charset)."""
-    if not content_type:
-        return "", "utf-8"
-    media, *params = content_type.split(";")
-    charset = "utf-8"
-    for param in params:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "charset":
-            candidate = value.strip().strip('"')
-            try:
-                charset = codecs.lookup(candidate).name
-            except LookupError:
-                pass
-    return media.strip().lower(), charset
 
 
 def _is_json(media: str, data: bytes) -> bool:
@@ -125,7 +107,7 @@ def _body_value(
     status: int | None,
     html_mode: HtmlMode,
 ) -> Any:
-    media, charset = _media_type(content_type)
+    media, charset = media_type(content_type)
     truncated = total_size > len(data)
 
     def marker(key: str, value: Any) -> dict[str, Any]:

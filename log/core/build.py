@@ -21,7 +21,8 @@ from typing import Any
 import msgspec
 
 from log.core.bodies import HtmlMode, body_to_json
-from log.core.captured import Captured, content_type_of, text_headers
+from log.core.captured import Captured
+from log.core.headers import content_type_of, text_headers
 from log.core.redact import RedactionPolicy, redact_headers, redact_json, redact_query_string
 from log.core.rows import TASK_STATUSES, ApiLog, TaskProgressLog
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import msgspec
 
+from log.core.headers import first_header
 from log.core.rows import ApiLog, LogRow, TaskProgressLog, table_of
 from log.core.trace import cloud_context_trace_id, cloud_trace_id, traceparent_trace_id
 
@@ -81,17 +82,13 @@ def header_pairs(request_header: str | None) -> list[tuple[str, str]]:
     return pairs
 
 
-def _first(pairs: Sequence[tuple[str, str]], name: str) -> str | None:
-    return next((v.strip(" \t") for k, v in pairs if k == name), None)
-
-
 def trace_context(pairs: Sequence[tuple[str, str]]) -> tuple[str, str | None, bool | None] | None:
     """(trace 32-hex, span 16-hex or None, sampled or None) from the request's Cloud trace
     context headers; the same precedence as log.core.trace.cloud_trace_id (Google's header first)."""
     trace = cloud_trace_id(pairs)
     if trace is None:
         return None
-    cloud = _first(pairs, "x-cloud-trace-context")
+    cloud = first_header(pairs, "x-cloud-trace-context")
     if cloud is not None and cloud_context_trace_id(cloud) == trace:
         m = _CLOUD_SPAN.fullmatch(cloud)
         if m is None:
@@ -99,7 +96,7 @@ def trace_context(pairs: Sequence[tuple[str, str]]) -> tuple[str, str | None, bo
         span = int(m.group(1))
         span_hex = f"{span:016x}" if 0 < span < 2**64 else None
         return trace, span_hex, None if m.group(2) is None else m.group(2) == "1"
-    parent = _first(pairs, "traceparent") or ""
+    parent = first_header(pairs, "traceparent") or ""
     if traceparent_trace_id(parent) == trace:
         _, _, span_id, flags = parent.split("-")[:4]
         return trace, span_id, bool(int(flags, 16) & 1)
@@ -107,10 +104,10 @@ def trace_context(pairs: Sequence[tuple[str, str]]) -> tuple[str, str | None, bo
 
 
 def _request_url(endpoint: str, pairs: Sequence[tuple[str, str]]) -> str:
-    host = _first(pairs, "host")
+    host = first_header(pairs, "host")
     if not host:
         return endpoint
-    proto = (_first(pairs, "x-forwarded-proto") or "http").split(",")[0].strip()
+    proto = (first_header(pairs, "x-forwarded-proto") or "http").split(",")[0].strip()
     return f"{proto if proto in ('http', 'https') else 'http'}://{host}{endpoint}"
 
 
@@ -149,7 +146,7 @@ def entry(row: LogRow, *, project: str | None) -> dict[str, Any]:
             http["latency"] = latency(row.duration_ms)
         if row.ip_address:
             http["remoteIp"] = row.ip_address
-        if (agent := _first(pairs, "user-agent")) is not None:
+        if (agent := first_header(pairs, "user-agent")) is not None:
             http["userAgent"] = agent
         out["httpRequest"] = http
         context = trace_context(pairs)

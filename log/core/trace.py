@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
+from log.core.headers import first_header
+
 # Explicit character classes instead of \w or str.isalnum(): those accept non-ASCII digits.
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32}")
 # W3C Trace Context: version "-" trace-id "-" parent-id "-" flags; lower-case hex only.
@@ -24,14 +26,6 @@ _ZERO_16 = "0" * 16
 # Checked in this order; the first valid one wins (explicit ids beat propagated ones).
 _ID_HEADERS = ("x-trace-id", "x-request-id")
 _ALL_TRACE_HEADERS = frozenset({*_ID_HEADERS, "traceparent", "x-cloud-trace-context"})
-
-
-def _header(headers: Sequence[tuple[str, str]], name: str) -> str | None:
-    """First value of `name` (case-insensitive), stripped of optional whitespace."""
-    for key, value in headers:
-        if key.lower() == name:
-            return value.strip(" \t")
-    return None
 
 
 def _uuid_form(hex32: str) -> str:
@@ -83,7 +77,7 @@ def trace_id_from_headers(headers: Sequence[tuple[str, str]], new_uuid: Callable
     if not any(key.lower() in _ALL_TRACE_HEADERS for key, _ in headers):
         return new_uuid()
     for name in _ID_HEADERS:
-        value = _header(headers, name)
+        value = first_header(headers, name)
         if value is not None and (tid := canonical_uuid(value)) is not None:
             return tid
     hex32 = _from_propagation(headers, prefer_cloud=False)
@@ -102,7 +96,7 @@ def _from_propagation(headers: Sequence[tuple[str, str]], *, prefer_cloud: bool)
     if prefer_cloud:
         parsers.reverse()
     for name, parse in parsers:
-        value = _header(headers, name)
+        value = first_header(headers, name)
         if value is not None and (hex32 := parse(value)) is not None:
             return hex32
     return None
