@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -38,3 +41,15 @@ def test_layer_costs_smoke() -> None:
     for cell in summary["cells"].values():
         assert cell["requests_per_s"] > 0 and cell["cpu_us_per_request"] > 0
     assert re.search(r"^\| without RequestLogMiddleware \| [\d,]+ \| \d+ \| -?\d+ \|$", out, re.M), out
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="needs a git checkout")
+def test_library_ab_smoke() -> None:
+    out = run("-m", "bench.library_ab", "--smoke", "--rev", "head=HEAD")
+    summary = json.loads(out.strip().splitlines()[-1])
+    cells = {(c["variant"], c["route"]): c for c in summary["cells"]}
+    assert set(cells) == {(v, r) for v in ("head", "current") for r in ("/items", "/bench/ping")}
+    for cell in cells.values():
+        assert cell["requests_per_s"] > 0 and cell["cpu_us_per_request"] > 0
+    assert cells[("head", "/items")]["ratio_requests_per_s"] == 1.0
+    assert re.search(r"^\| /bench/ping \| current \| [\d,]+ \| [\d,]+ \| \d+ \| [\d.]+, [\d.]+ \|$", out, re.M), out
