@@ -20,12 +20,6 @@ def run(*argv: str, timeout: float = 180) -> str:
     return done.stdout
 
 
-def test_session_cookie_bench_smoke() -> None:
-    out = run("bench/session_cookie_bench.py", "--smoke")
-    assert re.search(r"^loads signed-in cookie \(\d+ chars\)\s+[\d.]+\s+[\d.]+\s+[\d.]+x$", out, re.M), out
-    assert re.search(r"^SessionMiddleware\.load, cached cookie\s+[\d.]+$", out, re.M), out
-
-
 def test_routing_bench_smoke() -> None:
     out = run("-m", "bench.routing_bench", "--number", "50")
     rows = re.findall(r"^(late static|early static|parametrised|mount|wrong method|no route)\s.*?([\d.]+)\s+([\d.]+)\s+(-?[\d.]+)$", out, re.M)
