@@ -26,9 +26,24 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from starlette._utils import get_route_path
 from starlette.routing import PARAM_REGEX, BaseRoute, Match, Mount, Route, Router, compile_path
 from starlette.types import Receive, Scope, Send
+
+
+def route_path(scope: Scope) -> str:
+    """The path the app's routes match: scope["path"] less the app's mount point.
+
+    ASGI's `path` includes `root_path` (the path the app is mounted at); the part after it is
+    what routes see. A path that does not continue root_path at a "/" boundary is not under
+    it and is matched whole, as Starlette's Router does.
+    """
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if not root_path or not path.startswith(root_path):
+        return path
+    if path == root_path:
+        return ""
+    return path[len(root_path) :] if path[len(root_path)] == "/" else path
 
 
 def path_head(path: str) -> str | None:
@@ -106,16 +121,16 @@ def build_index(routes: Sequence[BaseRoute]) -> RouteIndex:
     return RouteIndex(tuple(routes), exact, by_head, in_order(anywhere))
 
 
-def candidates(index: RouteIndex, route_path: str) -> tuple[BaseRoute, ...]:
-    """The routes that can match route_path, in their original order."""
-    if route_path.endswith("\n"):
+def candidates(index: RouteIndex, path: str) -> tuple[BaseRoute, ...]:
+    """The routes that can match path (a route path), in their original order."""
+    if path.endswith("\n"):
         # Starlette's regexes end in "$", which also matches before a final newline, so
         # "/health\n" matches "/health": not worth indexing, try everything.
         return index.everything
-    found = index.exact.get(route_path)
+    found = index.exact.get(path)
     if found is not None:
         return found
-    head = path_head(route_path)
+    head = path_head(path)
     return index.anywhere if head is None else index.by_head.get(head, index.anywhere)
 
 
@@ -171,7 +186,7 @@ class IndexedRouter(Router):
         # Starlette's loop (Router.app), over the candidates only.
         routes = self._routes  # not the property: this runs on every request
         partial = None
-        for route in candidates(routes._index or routes.route_index(), get_route_path(scope)):
+        for route in candidates(routes._index or routes.route_index(), route_path(scope)):
             match, child_scope = route.matches(scope)
             if match is Match.FULL:
                 scope["route"] = route

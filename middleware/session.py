@@ -1,10 +1,10 @@
 """Signed-cookie sessions: who is signed in, and the CSRF token, for every HTTP request.
 
-The cookie holds {"csrf": token, "s": Session | None}, signed and timestamped in itsdangerous'
-URLSafeTimedSerializer format (middleware/signed_cookie.py); it expires after max_age. A
-returning browser's cookie is verified once, then found in a small per-instance cache. Each
-request, the store re-validates the session (`store.resume`: the account still exists; Supabase
-refreshes tokens), and the result lands in scope["state"]: `session`, `user`, `csrf_token`.
+The cookie holds {"csrf": token, "s": Session | None}, signed and timestamped by itsdangerous'
+URLSafeTimedSerializer; it expires after max_age. A returning browser's cookie is verified
+once, then found in a small per-instance cache. Each request, the store re-validates the
+session (`store.resume`: the account still exists; Supabase refreshes tokens), and the result
+lands in scope["state"]: `session`, `user`, `csrf_token`.
 Handlers change the session only through `set_session()`; the cookie is re-sent when anything in
 it changed. A visitor without a cookie gets one with the first HTML response (pages carry the
 CSRF token); other responses do not mint one.
@@ -18,18 +18,17 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-
 from log import PathPrefixes
-from middleware.signed_cookie import SignedSerializer, fresh
 from store.base import Session, StoreUnavailable
 
 COOKIE = "session"
 # Verified cookies remembered per middleware: enough for every browser active at once on a small
-# deployment; past it the oldest entry goes (costing one HMAC when that browser returns).
+# deployment; past it the oldest entry goes (costing one signature check when that browser returns).
 CACHE_SIZE = 2048
 _UNCHANGED = object()
 
@@ -61,7 +60,8 @@ class SessionMiddleware:
         if cache_size < 1:
             raise ValueError("cache_size must be at least 1")
         self.app = app
-        self.serializer = SignedSerializer(secret_key, salt="session", clock=clock)
+        self.clock = clock
+        self.serializer = signing(secret_key, clock)
         self.max_age = max_age
         self.https_only = https_only
         self.cache_size = cache_size
@@ -70,7 +70,7 @@ class SessionMiddleware:
         # cookie-less client, so their responses stay cacheable.
         self.skip = PathPrefixes(skip_prefixes)
         # cookie value -> (signed-at timestamp, payload). Only cookies whose signature checked
-        # out get in, so a flood of forged cookies costs an HMAC each and never evicts anything.
+        # out get in, so a flood of forged cookies costs a check each and never evicts anything.
         # The payload dicts are shared between requests: read them, never change them.
         self.verified: dict[str, tuple[int, dict[str, Any]]] = {}
 
@@ -79,24 +79,27 @@ class SessionMiddleware:
         raw = _cookie(scope, COOKIE)
         if not raw:
             return None
-        now = self.serializer.now()
         hit = self.verified.get(raw)
         if hit is not None:
             # Age is checked on every request, cached or not: a cookie expires on time.
-            if fresh(hit[0], now, self.max_age):
+            if 0 <= int(self.clock()) - hit[0] <= self.max_age:
                 return hit[1]
             del self.verified[raw]
             return None
-        unsigned = self.serializer.unsign(raw)
-        if unsigned is None or not fresh(unsigned[0], now, self.max_age):
+        try:
+            payload, signed_at = self.serializer.loads(raw, max_age=self.max_age, return_timestamp=True)
+        except BadData:  # forged, tampered with, expired, or not our format
             return None
-        payload = unsigned[1]
+        except (ValueError, OverflowError, OSError):
+            # itsdangerous builds a datetime for an expired signature's timestamp; one far out
+            # of range (only a holder of the key can sign it) fails there instead.
+            return None
         if not isinstance(payload, dict):
             return None
         if len(self.verified) >= self.cache_size:
             # dicts keep insertion order: the first key is the oldest entry.
             del self.verified[next(iter(self.verified))]
-        self.verified[raw] = (unsigned[0], payload)
+        self.verified[raw] = (int(signed_at.timestamp()), payload)
         return payload
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -148,6 +151,16 @@ class SessionMiddleware:
         )
         secure = "; Secure" if self.https_only or scope.get("scheme") == "https" else ""
         return f"{COOKIE}={value}; Path=/; Max-Age={self.max_age}; HttpOnly; SameSite=Lax{secure}"
+
+
+def signing(secret_key: str, clock: Callable[[], float]) -> URLSafeTimedSerializer:
+    """itsdangerous' URLSafeTimedSerializer (salt "session"), its timestamps read from `clock`."""
+
+    class Signer(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(clock())
+
+    return URLSafeTimedSerializer(secret_key, salt="session", signer=Signer)
 
 
 def _decode_session(raw: object) -> Session | None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -15,12 +18,6 @@ def run(*argv: str, timeout: float = 180) -> str:
     done = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
-
-
-def test_session_cookie_bench_smoke() -> None:
-    out = run("bench/session_cookie_bench.py", "--smoke")
-    assert re.search(r"^loads signed-in cookie \(\d+ chars\)\s+[\d.]+\s+[\d.]+\s+[\d.]+x$", out, re.M), out
-    assert re.search(r"^SessionMiddleware\.load, cached cookie\s+[\d.]+$", out, re.M), out
 
 
 def test_routing_bench_smoke() -> None:
@@ -33,8 +30,20 @@ def test_layer_costs_smoke() -> None:
     out = run("-m", "bench.layer_costs", "--smoke")
     summary = json.loads(out.strip().splitlines()[-1])
     names = {"hello", "app", *(f"without {layer}" for layer in (
-        "SecurityHeadersMiddleware", "RequestLogMiddleware", "SizeLimitMiddleware", "SessionMiddleware", "CsrfMiddleware"))}
+        "SecurityHeadersMiddleware", "TracingMiddleware", "SizeLimitMiddleware", "SessionMiddleware", "CsrfMiddleware"))}
     assert set(summary["cells"]) == names
     for cell in summary["cells"].values():
         assert cell["requests_per_s"] > 0 and cell["cpu_us_per_request"] > 0
-    assert re.search(r"^\| without RequestLogMiddleware \| [\d,]+ \| \d+ \| -?\d+ \|$", out, re.M), out
+    assert re.search(r"^\| without TracingMiddleware \| [\d,]+ \| \d+ \| -?\d+ \|$", out, re.M), out
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="needs a git checkout")
+def test_library_ab_smoke() -> None:
+    out = run("-m", "bench.library_ab", "--smoke", "--rev", "head=HEAD")
+    summary = json.loads(out.strip().splitlines()[-1])
+    cells = {(c["variant"], c["route"]): c for c in summary["cells"]}
+    assert set(cells) == {(v, r) for v in ("head", "current") for r in ("/items", "/bench/ping")}
+    for cell in cells.values():
+        assert cell["requests_per_s"] > 0 and cell["cpu_us_per_request"] > 0
+    assert cells[("head", "/items")]["ratio_requests_per_s"] == 1.0
+    assert re.search(r"^\| /bench/ping \| current \| [\d,]+ \| [\d,]+ \| \d+ \| [\d.]+, [\d.]+ \|$", out, re.M), out

@@ -22,6 +22,7 @@ from handlers.routing import (
     candidates,
     literal_prefix,
     path_head,
+    route_path,
     static_path,
 )
 from tests.conftest import make_settings
@@ -308,6 +309,23 @@ def test_assigning_routes_keeps_a_route_list() -> None:
 
 
 # -- the pure parts ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("path", "root_path", "expected"),
+    [
+        ("/items/12", "", "/items/12"),
+        ("/app/items/12", "/app", "/items/12"),
+        ("/app/", "/app", "/"),
+        ("/app", "/app", ""),
+        ("/apple", "/app", "/apple"),  # not under /app: a prefix only at a "/" boundary
+        ("/items", "/app", "/items"),  # not under /app at all
+        ("/app/x", "/app/", "/app/x"),
+    ],
+)
+def test_route_path(path, root_path, expected) -> None:
+    assert route_path({"type": "http", "path": path, "root_path": root_path}) == expected
+    assert route_path({"type": "http", "path": path}) == path  # root_path is optional in ASGI
+
 
 def test_path_head() -> None:
     assert path_head("/items/12") == "/items/"
