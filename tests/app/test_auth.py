@@ -13,10 +13,10 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from app import create_app
 from handlers.ratelimit import FailureLimiter, LoginLimits
 from settings import Settings
-from tests.conftest import AppClient, make_settings
+from tests.support.app import AppClient, make_settings
 
 PASSWORD = "correct horse battery"
-SECRET = "test-secret"  # what tests.conftest.make_settings uses
+SECRET = "test-secret"  # what tests.support.app.make_settings uses
 GENERIC = "Invalid email or password."
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.support.app import free_port
 from tests.app.test_dockerfile import env_vars, exec_form, instructions
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ from log.sinks.csv_sink import read_rows
 from log.core.rows import ApiLog, TaskProgressLog
 from settings import Settings
 from store.base import ItemInput, Session
-from tests.conftest import AppClient, make_settings
+from tests.support.app import AppClient, make_settings
 
 pytestmark = pytest.mark.anyio
 

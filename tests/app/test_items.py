@@ -17,7 +17,7 @@ from starlette.routing import Match, Route
 from app import create_app
 from handlers.items import PER_PAGE
 from store.validate import validate_item
-from tests.conftest import AppClient, make_settings
+from tests.support.app import AppClient, make_settings
 
 pytestmark = pytest.mark.anyio
 

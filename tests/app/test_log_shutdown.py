@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from log.sinks.csv_sink import read_rows
-from tests.conftest import make_settings, start_server
+from tests.support.app import make_settings, start_server
 from tests.app.test_request_logging import Made, csv_rows, db_rows, logged, serving
 
 pytestmark = pytest.mark.anyio

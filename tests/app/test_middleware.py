@@ -12,7 +12,7 @@ from starlette.routing import Mount, Route
 
 from app import create_app
 from middleware.size_limit import human_size
-from tests.conftest import AppClient, make_settings
+from tests.support.app import AppClient, make_settings
 
 MIB = 1024 * 1024
 UNSAFE = ["POST", "PUT", "PATCH", "DELETE"]

@@ -34,7 +34,7 @@ from log.sinks.csv_sink import read_rows
 from log.core.ids import EPOCH_MS
 from log.core.rows import TABLES, ApiLog, columns
 from settings import Settings
-from tests.conftest import ROOT, AppClient, free_port, make_settings
+from tests.support.app import ROOT, AppClient, free_port, make_settings
 from tests.support.hrana_server import HranaServer, running
 
 pytestmark = pytest.mark.anyio

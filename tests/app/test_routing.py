@@ -24,7 +24,7 @@ from handlers.routing import (
     path_head,
     static_path,
 )
-from tests.conftest import make_settings
+from tests.support.app import make_settings
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 SEGMENTS = [

@@ -30,7 +30,7 @@ import httpx
 import pytest
 
 from log.core.rows import ApiLog
-from tests.conftest import AppClient, make_settings
+from tests.support.app import AppClient, make_settings
 from tests.support.reliability import Remote, app_process, async_wait_for, csv_rows
 
 SECRETS = {
@@ -285,7 +285,7 @@ async def test_planted_secrets_appear_on_no_explorer_page(make_client, tmp_path)
     import asyncio
     import sqlite3
 
-    from tests.conftest import make_settings
+    from tests.support.app import make_settings
 
     settings = make_settings(tmp_path, log_sinks=("csv", "turso"))
     admin = await make_client(settings)

@@ -22,7 +22,7 @@ import pytest
 
 from log.sinks.csv_sink import read_rows
 from settings import Settings
-from tests.conftest import free_port
+from tests.support.app import free_port
 from tests.app.test_dockerfile import env_vars, exec_form, instructions
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,13 +20,13 @@ from itsdangerous import URLSafeTimedSerializer
 
 from app import create_app
 from log.sinks.csv_sink import read_rows
-from tests.conftest import AppClient, make_settings
+from tests.support.app import AppClient, make_settings
 from tests.support.pg import free_port
 from tests.support.supabase_standin import SkewClock, Standin, StandinConfig, module_fixtures, serve_standin
 
 pytestmark = pytest.mark.anyio
 
-SECRET = "test-secret"  # what tests.conftest.make_settings signs cookies with
+SECRET = "test-secret"  # what tests.support.app.make_settings signs cookies with
 PASSWORD = "correct horse 1"  # the stand-in, like Supabase's setting, wants letters and digits
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 

@@ -21,7 +21,7 @@ from app import create_app
 from cli import main as cli_main
 from log.sinks.csv_sink import read_rows
 from log.tracing import Tracing
-from tests.conftest import make_settings
+from tests.support.app import make_settings
 from tests.support.hrana_server import HranaServer, running
 
 TOKEN = "app-fault-token"

@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.support.app import ROOT
 
 
 def test_logging_overhead_bench_smoke() -> None:

@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.support.app import ROOT
 
 
 def run(*argv: str, timeout: float = 180) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.support.app import LiveServer, start_server, stop_server
 from tests.browser.test_items import sign_up
 
 pytestmark = pytest.mark.browser

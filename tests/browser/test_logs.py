@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from log.db.schema import ROLLUPS_PATH, SCHEMA_SQL as SCHEMA, split_statements as sql_statements
 from log.explorer.queries import SNOWFLAKE_EPOCH_MS, UTC, stamp
-from tests.conftest import start_server, stop_server
+from tests.support.app import start_server, stop_server
 
 pytestmark = pytest.mark.browser
 

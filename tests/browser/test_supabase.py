@@ -14,13 +14,13 @@ from itsdangerous import URLSafeTimedSerializer
 from playwright.sync_api import Browser, Page, expect
 
 from log.sinks.csv_sink import read_rows
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.support.app import LiveServer, start_server, stop_server
 from tests.support.supabase_standin import Standin, StandinConfig, module_fixtures, serve_standin
 
 pytestmark = pytest.mark.browser
 
 PASSWORD = "correct horse 1"
-SERVER_SECRET = "browser-test-secret"  # what tests.conftest.start_server sets as SECRET_KEY
+SERVER_SECRET = "browser-test-secret"  # what tests.support.app.start_server sets as SECRET_KEY
 ACCESS_TTL = 4
 
 

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from log.sinks.csv_sink import read_rows
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.support.app import LiveServer, start_server, stop_server
 from tests.browser.test_items import add_item, sign_up
 
 pytestmark = pytest.mark.browser

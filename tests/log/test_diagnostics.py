@@ -15,7 +15,7 @@ from log import diagnostics
 from log.diagnostics import CloudJsonFormatter
 from settings import config_summary, mask_url, summary_line
 from settings import Settings
-from tests.conftest import make_settings
+from tests.support.app import make_settings
 
 SECRETS = {"secret_key": "s3cr3t-session-key", "turso_auth_token": "tur5o-t0ken", "supabase_anon_key": "an0n-key"}
 

@@ -15,7 +15,7 @@ import pytest
 from log.core.captured import Captured
 from log.tracing import BUILD_BATCH, BUILD_DELAY, Tracing
 from log.core.rows import ApiLog, TaskProgressLog
-from tests.conftest import make_settings
+from tests.support.app import make_settings
 
 
 class RecordingFanOut:

@@ -26,7 +26,7 @@ import msgspec
 from log.core.csv_codec import header_line
 from log.sinks.csv_sink import read_rows
 from log.core.rows import TABLES
-from tests.conftest import AppClient, free_port
+from tests.support.app import AppClient, free_port
 from tests.support.hrana_server import HranaServer, running
 
 ROOT = Path(__file__).resolve().parent.parent.parent
