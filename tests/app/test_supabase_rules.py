@@ -28,7 +28,7 @@ from store.supabase_rules import (
     user_from_claims,
     utc_text,
 )
-from tests.support.supabase_standin import split_logic, unquote
+from tests.support.supabase_postgrest import split_logic, unquote
 
 
 def like_matches(pattern: str, text: str) -> bool:

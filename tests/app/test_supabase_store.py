@@ -455,10 +455,10 @@ async def test_two_users_concurrently_never_see_each_others_items(
 def test_the_standin_postgrest_leaves_ownership_to_postgresql() -> None:
     import inspect
 
-    from tests.support import supabase_standin
+    from tests.support import supabase_postgrest, supabase_standin
 
-    postgrest_side = inspect.getsource(supabase_standin.parse_query) + inspect.getsource(
-        supabase_standin.Standin.items) + inspect.getsource(supabase_standin.Query)
+    postgrest_side = inspect.getsource(supabase_postgrest.parse_query) + inspect.getsource(
+        supabase_standin.Standin.items) + inspect.getsource(supabase_postgrest.Query)
     assert "user_id" not in postgrest_side and "\"sub\"" not in postgrest_side
 
 
