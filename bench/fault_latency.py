@@ -18,7 +18,7 @@ from pathlib import Path
 
 import anyio
 
-from tests.reliability import RemoteProcess, Result, app_process, percentile, run_load, signed_in
+from tests.support.reliability import RemoteProcess, Result, app_process, percentile, run_load, signed_in
 
 FAULTS = ("down", "500", "429", "stall")
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import anyio
 import httpx
 
-from tests.conftest import CSRF_RE, make_settings, start_server, stop_server
+from tests.support.app import CSRF_RE, make_settings, start_server, stop_server
 
 TARGET_ROWS_PER_S = 20_000
 STEPS = ("Validation", "Transform", "DB_Commit")

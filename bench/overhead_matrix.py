@@ -7,7 +7,7 @@ Servers (each its own DATA_DIR, all started before measuring, all pinned to core
   hello      bench/hello_app.py: a bare Starlette hello world (no middleware), the ceiling
   off        the app (bench/bench_app.py) with LOG_SINKS=""
   csv        LOG_SINKS=csv
-  csv+turso  LOG_SINKS=csv,turso against the local Hrana server (tests/hrana_server.py in its
+  csv+turso  LOG_SINKS=csv,turso against the local Hrana server (tests/support/hrana_server.py in its
              own process on core 1): the full fan-out
   stdout     LOG_SINKS=stdout, the server's stdout redirected to a file
   log-only-csv, log-only-csv+turso, log-only-stdout

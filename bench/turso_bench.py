@@ -18,7 +18,7 @@ import httpx
 from log.core.rows import ApiLog
 from log.db.database import FileLogDatabase, HttpLogDatabase, LogDatabase
 from log.sinks.turso_sink import TursoSink
-from tests.hrana_server import HranaServer, running
+from tests.support.hrana_server import HranaServer, running
 
 
 def make_rows(n: int) -> list[ApiLog]:

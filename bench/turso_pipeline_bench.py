@@ -55,7 +55,7 @@ def serve_hrana(db_path: str, port: int) -> None:
     """Child process: the strict test server plus GET /_stats (its request counters)."""
     import uvicorn
 
-    from tests.hrana_server import HranaServer
+    from tests.support.hrana_server import HranaServer
 
     server = HranaServer(db_path, token=TOKEN)
 

@@ -1,14 +1,10 @@
 """Shared fixtures: the app in-process (httpx + ASGITransport, lifespan run by hand) and a
-real uvicorn server on a free loopback port for browser tests."""
+real uvicorn server on a free loopback port for browser tests. The helpers behind them live in
+tests/support/app.py, where the benchmarks can import them too."""
 
 from __future__ import annotations
 
 import os
-import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,43 +18,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 from app import create_app
 from settings import Settings as AppSettings
-
-ROOT = Path(__file__).resolve().parent.parent
-CSRF_RE = re.compile(r'"X-CSRF-Token": "([^"]+)"')
+from tests.support.app import ROOT, AppClient, LiveServer, make_settings, start_server, stop_server
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def make_settings(tmp_path: Path, **overrides) -> AppSettings:
-    base = {"data_dir": tmp_path, "secret_key": "test-secret", "log_sinks": ()}
-    return AppSettings(**{**base, **overrides})
-
-
-class AppClient(httpx.AsyncClient):
-    """An httpx client for the in-process app that knows the page's CSRF token."""
-
-    csrf: str = ""
-
-    async def refresh_csrf(self) -> str:
-        page = await self.get("/")
-        match = CSRF_RE.search(page.text)
-        assert match, page.text[:500]
-        self.csrf = match.group(1)
-        return self.csrf
-
-    async def signup(self, email: str, password: str = "correct horse battery") -> httpx.Response:
-        await self.refresh_csrf()
-        response = await self.post(
-            "/signup", data={"email": email, "password": password, "csrf_token": self.csrf}
-        )
-        await self.refresh_csrf()
-        return response
-
-    def htmx(self, **extra: str) -> dict[str, str]:
-        return {"HX-Request": "true", "X-CSRF-Token": self.csrf, **extra}
 
 
 @pytest.fixture
@@ -90,60 +55,6 @@ async def make_client(tmp_path: Path):
         await client.aclose()
     for ctx in stack:
         await ctx.__aexit__(None, None, None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    def __init__(self, url: str, process: subprocess.Popen, data_dir: Path) -> None:
-        self.url = url
-        self.process = process
-        self.data_dir = data_dir
-
-
-def start_server(data_dir: Path, env: dict[str, str] | None = None) -> LiveServer:
-    port = free_port()
-    full_env = {
-        **os.environ,
-        "DATA_DIR": str(data_dir),
-        "SECRET_KEY": "browser-test-secret",
-        "PYTHONUNBUFFERED": "1",
-        **(env or {}),
-    }
-    full_env.pop("K_SERVICE", None)
-    with open(data_dir / "server.log", "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError((data_dir / "server.log").read_text())
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return LiveServer(url, process, data_dir)
-        except httpx.TransportError:
-            time.sleep(0.05)  # polling for readiness, not waiting for a result
-    process.kill()
-    raise RuntimeError("server did not start:\n" + (data_dir / "server.log").read_text())
-
-
-def stop_server(server: LiveServer) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from log.sinks.csv_sink import read_rows
-from tests.hrana_server import HranaServer, running
+from tests.support.hrana_server import HranaServer, running
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ("starlette_app", "fastapi_app")

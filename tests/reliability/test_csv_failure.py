@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability import (
+from tests.support.reliability import (
     Remote,
     Result,
     app_process,

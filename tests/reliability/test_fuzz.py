@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from app import create_app
 from log import PathPrefixes
-from tests.conftest import CSRF_RE, AppClient, make_settings
-from tests.reliability import SCALE, app_process, csv_rows, wait_for
+from tests.support.app import CSRF_RE, AppClient, make_settings
+from tests.support.reliability import SCALE, app_process, csv_rows, wait_for
 
 pytestmark = pytest.mark.reliability
 

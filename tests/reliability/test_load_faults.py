@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tests.reliability import (
+from tests.support.reliability import (
     Remote,
     Result,
     app_process,

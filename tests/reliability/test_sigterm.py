@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tests.reliability import Remote, Result, async_wait_for, csv_rows, db_ids, run_load, scaled, signed_in, start_app
+from tests.support.reliability import Remote, Result, async_wait_for, csv_rows, db_ids, run_load, scaled, signed_in, start_app
 
 pytestmark = [pytest.mark.reliability, pytest.mark.anyio]
 

@@ -1,0 +1,49 @@
+"""The request-path benchmarks run end to end (tiny runs) and print every number they promise;
+their speed is not checked here (numbers go in BENCHMARKS.md, measured by the scripts)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.app import ROOT
+
+
+def run(*argv: str, timeout: float = 180) -> str:
+    done = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_routing_bench_smoke() -> None:
+    out = run("-m", "bench.routing_bench", "--number", "50")
+    rows = re.findall(r"^(late static|early static|parametrised|mount|wrong method|no route)\s.*?([\d.]+)\s+([\d.]+)\s+(-?[\d.]+)$", out, re.M)
+    assert len(rows) == 8, out
+
+
+def test_layer_costs_smoke() -> None:
+    out = run("-m", "bench.layer_costs", "--smoke")
+    summary = json.loads(out.strip().splitlines()[-1])
+    names = {"hello", "app", *(f"without {layer}" for layer in (
+        "SecurityHeadersMiddleware", "TracingMiddleware", "SizeLimitMiddleware", "SessionMiddleware", "CsrfMiddleware"))}
+    assert set(summary["cells"]) == names
+    for cell in summary["cells"].values():
+        assert cell["requests_per_s"] > 0 and cell["cpu_us_per_request"] > 0
+    assert re.search(r"^\| without TracingMiddleware \| [\d,]+ \| \d+ \| -?\d+ \|$", out, re.M), out
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="needs a git checkout")
+def test_library_ab_smoke() -> None:
+    out = run("-m", "bench.library_ab", "--smoke", "--rev", "head=HEAD")
+    summary = json.loads(out.strip().splitlines()[-1])
+    cells = {(c["variant"], c["route"]): c for c in summary["cells"]}
+    assert set(cells) == {(v, r) for v in ("head", "current") for r in ("/items", "/bench/ping")}
+    for cell in cells.values():
+        assert cell["requests_per_s"] > 0 and cell["cpu_us_per_request"] > 0
+    assert cells[("head", "/items")]["ratio_requests_per_s"] == 1.0
+    assert re.search(r"^\| /bench/ping \| current \| [\d,]+ \| [\d,]+ \| \d+ \| [\d.]+, [\d.]+ \|$", out, re.M), out

@@ -1,0 +1,105 @@
+"""Tracing.record takes an id per request and builds the rows in small batches: what must
+hold is that every recorded request becomes exactly its row, in order, with the id it was given
+when it was recorded, whether the batch is closed by size, by the timer, by a stats read or by
+shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from log.core.captured import Captured
+from log.tracing import BUILD_BATCH, BUILD_DELAY, Tracing
+from log.core.rows import ApiLog, TaskProgressLog
+from tests.support.app import make_settings
+
+
+class RecordingFanOut:
+    """Stands in for FanOut: keeps what is emitted."""
+
+    def __init__(self) -> None:
+        self.rows: list[ApiLog | TaskProgressLog] = []
+
+    def emit(self, row) -> None:
+        self.rows.append(row)
+
+    def stats(self) -> dict:
+        return {"sinks": {}}
+
+    async def aclose(self, deadline: float) -> dict:
+        self.closed_with = len(self.rows)  # what had been emitted when the sinks were closed
+        return {}
+
+
+def captured(i: int, **overrides) -> Captured:
+    values = dict(
+        received_at=time.time(), duration_ms=1, method="GET", path=f"/items?n={i}", query_string="",
+        request_headers=[("host", "x")], request_body=b"", request_body_size=0, response_status=200,
+        response_headers=[("content-type", "application/json")], response_body=b'{"ok":true}',
+        response_body_size=11, client_ip="127.0.0.1", user_id=None,
+        trace_id="0f8fad5b-d9cb-469f-a165-70867728950e",
+    )
+    return Captured(**{**values, **overrides})
+
+
+def pipeline(tmp_path: Path) -> tuple[Tracing, RecordingFanOut]:
+    logs = Tracing(make_settings(tmp_path, log_sinks=("csv",)).tracing)
+    fake = RecordingFanOut()
+    logs.fanout = fake  # type: ignore[assignment]
+    return logs, fake
+
+
+@pytest.mark.anyio
+async def test_a_full_batch_is_built_at_once_in_order_with_the_ids_taken_at_record_time(tmp_path: Path) -> None:
+    logs, fake = pipeline(tmp_path)
+    for i in range(BUILD_BATCH - 1):
+        logs.record(captured(i))
+    assert fake.rows == []  # waiting for the batch (or the timer)
+    logs.record(captured(BUILD_BATCH - 1))
+    assert [r.endpoint for r in fake.rows] == [f"/items?n={i}" for i in range(BUILD_BATCH)]
+    ids = [r.id for r in fake.rows]
+    assert ids == sorted(ids) and len(set(ids)) == BUILD_BATCH
+    # Ids come from record(), not from the build: the next id is above all of them.
+    assert logs.next_id() > ids[-1]
+
+
+@pytest.mark.anyio
+async def test_the_timer_builds_a_partial_batch(tmp_path: Path) -> None:
+    logs, fake = pipeline(tmp_path)
+    logs.record(captured(1))
+    logs.record(captured(2))
+    with anyio.fail_after(BUILD_DELAY + 5):
+        while len(fake.rows) < 2:
+            await asyncio.sleep(BUILD_DELAY / 5)
+    assert [r.endpoint for r in fake.rows] == ["/items?n=1", "/items?n=2"]
+
+
+@pytest.mark.anyio
+async def test_stats_and_shutdown_include_every_recorded_request(tmp_path: Path) -> None:
+    logs, fake = pipeline(tmp_path)
+    logs.record(captured(1))
+    logs.stats()
+    assert [r.endpoint for r in fake.rows] == ["/items?n=1"]
+    logs.record(captured(2))
+    await logs.aclose(deadline=1)
+    assert fake.closed_with == 2  # the pending row was built before the sinks were closed
+    logs.record(captured(3))  # a late request: built (and refused by the closed fan-out) at once
+    assert [r.endpoint for r in fake.rows] == ["/items?n=1", "/items?n=2", "/items?n=3"]
+
+
+@pytest.mark.anyio
+async def test_a_row_that_cannot_be_built_costs_only_itself(tmp_path: Path) -> None:
+    logs, fake = pipeline(tmp_path)
+    logs.record(captured(1))
+    logs.record(captured(2, request_headers=None))  # type: ignore[arg-type]  # the builder raises
+    logs.record(captured(3, exception="ValueError: boom", stack_trace="Traceback ..."))
+    logs.build_pending()
+    api = [r for r in fake.rows if isinstance(r, ApiLog)]
+    tasks = [r for r in fake.rows if isinstance(r, TaskProgressLog)]
+    assert [r.endpoint for r in api] == ["/items?n=1", "/items?n=3"]
+    assert [t.step_name for t in tasks] == ["unhandled_exception"] and tasks[0].error_message == "ValueError: boom"
+    assert logs.record_errors == 1
