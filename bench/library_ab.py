@@ -1,7 +1,7 @@
 """Same-run A/B of the app at different git revisions, on a real uvicorn under wrk.
 
     .venv/bin/python -m bench.library_ab [--rev NAME=REV ...] [--seconds 5] [--rounds 5]
-                                         [--connections 16] [--sinks ""] [--smoke]
+                                         [--connections 16] [--sinks ""] [--sinks csv,turso] [--smoke]
 
 Each `--rev` is exported with `git archive` into its own directory and served from there
 (`bench.bench_app:app`, that revision's own code); the working tree is served too, as
@@ -11,7 +11,9 @@ is measured against the code before it in one run, without a switch in the produ
 
 Servers as in bench/overhead_matrix.py: uvicorn pinned to core 0, wrk to core 1, each server its
 own DATA_DIR, one loaded at a time; logging as `--sinks` says (default: off, so the request
-path's own code is the largest share of a request). Routes: /items (signed in, 20 items) and
+path's own code is the largest share of a request; `--sinks` repeated serves every revision once
+per sink set, and prints what logging costs each revision: the ratio to its own "off" server and
+the server CPU µs added, per route, as medians over the rounds). Routes: /items (signed in, 20 items) and
 /bench/ping (trivial JSON, signed in). Every round visits every (server, route) pair once, the
 servers in a rotated order; a cell is the median over rounds. The ratio column is the median
 over rounds of variant / baseline req/s measured in the same round (for CPU µs per request:
@@ -63,12 +65,12 @@ def start_server(tree: Path, data_dir: Path, env_extra: dict[str, str]) -> tuple
     return proc, url
 
 
-def measure(trees: dict[str, Path], tmp: Path, env: dict[str, str], seconds: float, rounds: int,
+def measure(variants: dict[str, tuple[Path, dict[str, str]]], tmp: Path, seconds: float, rounds: int,
             connections: int, warm_up: bool) -> dict[tuple[str, str], list[dict[str, float]]]:
     servers: dict[str, tuple[subprocess.Popen, str, str]] = {}
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     try:
-        for i, (name, tree) in enumerate(trees.items()):
+        for i, (name, (tree, env)) in enumerate(variants.items()):
             proc, url = start_server(tree, tmp / f"data{i}", env)
             servers[name] = (proc, url, sign_in_with_items(url, ITEMS))
         names = list(servers)
@@ -115,6 +117,39 @@ def table(cells: list[dict[str, Any]], baseline: str) -> str:
     return "\n".join(lines)
 
 
+def variant_name(name: str, sinks: str, n_sink_sets: int) -> str:
+    return name if n_sink_sets == 1 else f"{name} [{sinks or 'off'}]"
+
+
+def logging_costs(runs: dict[tuple[str, str], list[dict[str, float]]], names: list[str],
+                  sink_sets: list[str]) -> list[dict[str, Any]]:
+    """Per revision and route, each sink set against the same revision's "off" server in the
+    same round: req/s ratio and server CPU µs added (medians over rounds)."""
+    if "" not in sink_sets or len(sink_sets) < 2:
+        return []
+    out = []
+    for name in names:
+        for route in ROUTES:
+            off = runs[(variant_name(name, "", len(sink_sets)), route)]
+            for sinks in sink_sets:
+                if not sinks:
+                    continue
+                on = runs[(variant_name(name, sinks, len(sink_sets)), route)]
+                out.append({
+                    "revision": name, "route": route, "sinks": sinks,
+                    "ratio_to_off": statistics.median(r["requests_per_s"] / o["requests_per_s"] for r, o in zip(on, off)),
+                    "added_cpu_us": statistics.median(r["cpu_us_per_request"] - o["cpu_us_per_request"] for r, o in zip(on, off)),
+                })
+    return out
+
+
+def costs_table(costs: list[dict[str, Any]]) -> str:
+    lines = ["| route | revision | sinks | req/s ratio to its own off | server CPU µs added |", "|---|---|---|---:|---:|"]
+    for c in costs:
+        lines.append(f"| {c['route']} | {c['revision']} | {c['sinks']} | {c['ratio_to_off']:.3f} | {c['added_cpu_us']:+.1f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rev", action="append", default=[], metavar="NAME=REV",
@@ -124,7 +159,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per wrk run")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--sinks", default="", help='LOG_SINKS for every server (default "": logging off)')
+    parser.add_argument("--sinks", action="append", default=[],
+                        help='LOG_SINKS for the servers (repeatable: one server per revision and sink set; default "": off)')
     args = parser.parse_args()
     if args.smoke:
         args.seconds, args.rounds, args.connections = 1.0, 1, 4
@@ -136,24 +172,32 @@ def main() -> None:
         trees = {name: export(rev, tmp / f"tree{i}") for i, (name, rev) in enumerate(revs)}
         if not args.no_current:
             trees["current"] = ROOT
-        env = {"LOG_SINKS": args.sinks}
-        hrana = None
-        if "turso" in args.sinks:
+        sink_sets = args.sinks or [""]
+        hrana, hrana_env = None, {}
+        if any("turso" in sinks for sinks in sink_sets):
             hrana, hrana_url = start_hrana(tmp)
-            env.update(TURSO_DATABASE_URL=hrana_url, TURSO_AUTH_TOKEN=TOKEN)
+            hrana_env = {"TURSO_DATABASE_URL": hrana_url, "TURSO_AUTH_TOKEN": TOKEN}
+        variants = {
+            variant_name(name, sinks, len(sink_sets)): (tree, {"LOG_SINKS": sinks, **(hrana_env if "turso" in sinks else {})})
+            for sinks in sink_sets for name, tree in trees.items()
+        }
         try:
-            runs = measure(trees, tmp, env, args.seconds, args.rounds, args.connections, warm_up=not args.smoke)
+            runs = measure(variants, tmp, args.seconds, args.rounds, args.connections, warm_up=not args.smoke)
         finally:
             if hrana is not None:
                 stop(hrana)
-    baseline = revs[0][0]
+    baseline = next(iter(variants))
     cells = summarise(runs, baseline)
+    costs = logging_costs(runs, list(trees), sink_sets)
     print(f"same-run A/B: {args.rounds} round(s) x {args.seconds:g} s per cell, wrk -t1 -c{args.connections}, "
-          f"LOG_SINKS={args.sinks!r}, server on core 0, wrk on core 1, load average {os.getloadavg()[0]:.2f}")
+          f"LOG_SINKS={sink_sets!r}, server on core 0, wrk on core 1, load average {os.getloadavg()[0]:.2f}")
     print("revisions: " + ", ".join(f"{name}={rev}" for name, rev in revs) + ("" if args.no_current else ", current=working tree"))
     print(table(cells, baseline))
-    print(json.dumps({"revisions": dict(revs), "baseline": baseline, "sinks": args.sinks, "cells": cells,
-                      "seconds": args.seconds, "rounds": args.rounds, "connections": args.connections}))
+    if costs:
+        print(costs_table(costs))
+    print(json.dumps({"revisions": dict(revs), "baseline": baseline, "sinks": sink_sets, "cells": cells,
+                      "logging_costs": costs, "seconds": args.seconds, "rounds": args.rounds,
+                      "connections": args.connections}))
 
 
 if __name__ == "__main__":
