@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up (once) everything the tests need, then run the whole suite. Extra args go to pytest.
 # Installs with apt (as root, or via sudo): chromium (browser tests), postgresql (Supabase RLS
-# tests), wrk (benchmark smoke runs); with npm: the CSS toolchain (stale-CSS test).
+# tests), wrk and valgrind (benchmark smoke runs); with npm: the CSS toolchain (stale-CSS test).
 set -euo pipefail
 cd "$(dirname "$0")"
 need=()
@@ -9,6 +9,7 @@ need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v wrk >/dev/null || need+=(wrk)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
+command -v valgrind >/dev/null || need+=(valgrind)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq

@@ -47,3 +47,12 @@ def test_library_ab_smoke() -> None:
         assert cell["requests_per_s"] > 0 and cell["cpu_us_per_request"] > 0
     assert cells[("head", "/items")]["ratio_requests_per_s"] == 1.0
     assert re.search(r"^\| /bench/ping \| current \| [\d,]+ \| [\d,]+ \| \d+ \| [\d.]+, [\d.]+ \|$", out, re.M), out
+
+
+def test_instructions_smoke() -> None:
+    out = run("-m", "bench.instructions", "--smoke", timeout=300)
+    summary = json.loads(out.strip().splitlines()[-1])
+    (cell,) = summary["cells"]
+    assert (cell["revision"], cell["sinks"], cell["route"]) == ("current", "csv", "/bench/ping")
+    assert cell["instructions_per_request"] > 10_000  # a request is at least this many instructions
+    assert re.search(r"^\| /bench/ping \| current \| csv \| [\d,]+ \|", out, re.M), out
