@@ -28,6 +28,15 @@ MASK = "***"
 # (Dockerfile: 4 s) for in-flight requests, then this for the log sinks' final flush, then up to
 # 1 s to release the worker-id lease; the rest is margin.
 LOG_FLUSH_DEADLINE = 3.0
+# Whole-number settings: name -> (least, most). Cloud Run refuses HTTP/1 requests over 32 MiB
+# itself, and an import stops at 100,000 rows well before; a request smaller than 1 KiB could
+# not even carry the login form.
+LIMITS = {
+    "MAX_REQUEST_BYTES": (1024, 32 * MIB),
+    "MAX_IMPORT_BYTES": (1024, 32 * MIB),
+    "IMPORT_THROTTLE_MS": (0, 60_000),
+}
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 # These settings are the tracing package's options (settings name -> TracingConfig field).
 TRACING_FIELDS = {
     "data_dir": "data_dir",
@@ -115,8 +124,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             max_request_bytes=_int("MAX_REQUEST_BYTES", get("MAX_REQUEST_BYTES"), MIB),
             max_import_bytes=_int("MAX_IMPORT_BYTES", get("MAX_IMPORT_BYTES"), 10 * MIB),
             on_cloud_run=on_cloud_run,
-            https_only=_bool(get("HTTPS_ONLY"), on_cloud_run),
-            template_reload=_bool(get("TEMPLATE_RELOAD"), False),
+            https_only=_bool("HTTPS_ONLY", get("HTTPS_ONLY"), on_cloud_run),
+            template_reload=_bool("TEMPLATE_RELOAD", get("TEMPLATE_RELOAD"), False),
             import_throttle_ms=_int("IMPORT_THROTTLE_MS", get("IMPORT_THROTTLE_MS"), 0),
             supabase_url=get("SUPABASE_URL"),
             supabase_anon_key=get("SUPABASE_ANON_KEY"),
@@ -183,19 +192,22 @@ def _read_key(path: Path) -> str:
 
 def _int(name: str, value: str, default: int) -> int:
     # Sizes and counts: a typo must stop start-up with the variable's name, not a traceback.
+    least, most = LIMITS[name]
     try:
         number = int(value) if value else default
     except ValueError:
-        number = -1
-    if number < 0:
-        raise SystemExit(f"{name} must be a whole number of at least 0, got {value!r}")
+        number = least - 1
+    if not least <= number <= most:
+        raise SystemExit(f"{name} must be a whole number from {least} to {most}; got {value!r}")
     return number
 
 
-def _bool(value: str, default: bool) -> bool:
+def _bool(name: str, value: str, default: bool) -> bool:
     if not value:
         return default
-    return value.lower() in {"1", "true", "yes", "on"}
+    if value.lower() not in TRUE + FALSE:
+        raise SystemExit(f"{name} must be on ({', '.join(TRUE)}) or off ({', '.join(FALSE)}); got {value!r}")
+    return value.lower() in TRUE
 
 
 # --- the start-up summary (pure), with every secret masked ---------------------------------

@@ -213,3 +213,48 @@ def test_log_exclude_prefixes_are_configurable(tmp_path):
     assert Settings.from_env({}, env_file=None).log_exclude_prefixes == ("/static", "/health")
     custom = Settings.from_env({"LOG_EXCLUDE_PREFIXES": " /static , /metrics,"}, env_file=None)
     assert custom.log_exclude_prefixes == ("/static", "/metrics")
+
+
+# --- settings are checked at start ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [
+        ("MAX_REQUEST_BYTES", "64MiB", "from 1024 to 33554432"),
+        ("MAX_REQUEST_BYTES", "100", "from 1024 to 33554432"),
+        ("MAX_REQUEST_BYTES", "67108864", "from 1024 to 33554432"),
+        ("MAX_IMPORT_BYTES", "1073741824", "from 1024 to 33554432"),
+        ("IMPORT_THROTTLE_MS", "3600000", "from 0 to 60000"),
+        ("HTTPS_ONLY", "enabled", "on (1, true, yes, on) or off (0, false, no, off)"),
+        ("TEMPLATE_RELOAD", "2", "on (1, true, yes, on) or off (0, false, no, off)"),
+        # The tracing options, read through TracingConfig.from_env, stop start-up the same way.
+        ("LOG_HTML_BODIES", "Summary", "summary, full"),
+        ("LOG_SINKS", "csv,datadog", "csv, stdout, turso"),
+        ("LOG_FLUSH", "never", "background, request"),
+        ("WEB_CONCURRENCY", "1000", "from 1 to 64"),
+        ("TRUST_PROXY", "yes please", "on (1, true, yes, on) or off (0, false, no, off)"),
+    ],
+)
+def test_a_bad_setting_stops_start_up_with_one_line(name: str, value: str, allowed: str):
+    with pytest.raises(SystemExit) as exc:
+        from_env({name: value})
+    message = str(exc.value.code)
+    assert "\n" not in message
+    assert message.startswith(name) and allowed in message and value.split(",")[-1] in message, message
+
+
+@pytest.mark.parametrize(("value", "expected"), [("TRUE", True), ("on", True), ("1", True), ("No", False), ("off", False), ("0", False)])
+def test_booleans_take_either_spelling_in_any_case(value: str, expected: bool):
+    s = from_env({"HTTPS_ONLY": value, "TEMPLATE_RELOAD": value})
+    assert s.https_only is s.template_reload is expected
+
+
+def test_the_bounds_are_in_the_docs():
+    from settings import LIMITS
+
+    doc = (ROOT / "docs" / "settings.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line for line in doc.splitlines() if line.startswith("| `")}
+    for name, (least, most) in LIMITS.items():
+        assert f"{least:,}" in rows[name] and f"{most:,}" in rows[name], name
+
