@@ -36,7 +36,7 @@ from middleware.security_headers import SecurityHeadersMiddleware
 from middleware.session import SessionMiddleware
 from middleware.size_limit import SizeLimitMiddleware
 from middleware.session import set_session
-from settings import DEMO_WARNING, Settings, config_summary, summary_line
+from settings import DEMO_WARNING, LOGS_PER_INSTANCE_WARNING, Settings, config_summary, summary_line
 from store.base import AuthError, StoreUnavailable
 from store.sqlite import SqliteStore
 from store.supabase import SupabaseStore
@@ -71,6 +71,8 @@ def make_lifespan(settings: Settings, tracing: Tracing):
         logger.info(summary_line(summary), extra={"fields": summary})
         if demo_mode:
             logger.warning(DEMO_WARNING)
+        if settings.logs_per_instance:
+            logger.warning(LOGS_PER_INSTANCE_WARNING)
         await tracing.open(http)
         try:
             yield {
@@ -80,6 +82,7 @@ def make_lifespan(settings: Settings, tracing: Tracing):
                 "login_limits": LoginLimits(clock=time.monotonic),
                 "backend": backend,
                 "demo_mode": demo_mode,
+                "logs_per_instance": settings.logs_per_instance,
                 "tracing": tracing,
             }
         finally:
