@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,7 +36,7 @@ from middleware.security_headers import SecurityHeadersMiddleware
 from middleware.session import SessionMiddleware
 from middleware.size_limit import SizeLimitMiddleware
 from middleware.session import set_session
-from settings import DEMO_WARNING, Settings, config_summary, summary_line
+from settings import DEMO_WARNING, LOGS_PER_INSTANCE_WARNING, Settings, config_summary, summary_line
 from store.base import AuthError, StoreUnavailable
 from store.sqlite import SqliteStore
 from store.supabase import SupabaseStore
@@ -44,6 +45,8 @@ VIEWS = Path(__file__).parent / "views"
 logger = logging.getLogger("app")
 # Served without a session: no cookie read or minted, no session check against the store.
 SESSIONLESS_PREFIXES = ("/static", "/health")
+# uvicorn's exit code for a worker that could not start (uvicorn.config.STARTUP_FAILURE).
+STARTUP_FAILURE = 3
 
 
 def open_store(settings: Settings, http: httpx.AsyncClient) -> tuple[str, SqliteStore | SupabaseStore]:
@@ -68,6 +71,8 @@ def make_lifespan(settings: Settings, tracing: Tracing):
         logger.info(summary_line(summary), extra={"fields": summary})
         if demo_mode:
             logger.warning(DEMO_WARNING)
+        if settings.logs_per_instance:
+            logger.warning(LOGS_PER_INSTANCE_WARNING)
         await tracing.open(http)
         try:
             yield {
@@ -77,6 +82,7 @@ def make_lifespan(settings: Settings, tracing: Tracing):
                 "login_limits": LoginLimits(clock=time.monotonic),
                 "backend": backend,
                 "demo_mode": demo_mode,
+                "logs_per_instance": settings.logs_per_instance,
                 "tracing": tracing,
             }
         finally:
@@ -180,8 +186,16 @@ def __getattr__(name: str) -> Starlette:
     # `uvicorn app:app` reads settings only when it asks for `app`, so importing this module
     # (tests, the CLI) has no side effects such as creating DATA_DIR or a secret key.
     if name == "app":
-        settings = Settings.from_env()
-        # The process entry point, so the one place that configures logging (process-wide).
-        configure_process_logging(cloud_run=settings.on_cloud_run)
-        return create_app(settings)
+        try:
+            settings = Settings.from_env()
+            # The process entry point, so the one place that configures logging (process-wide).
+            configure_process_logging(cloud_run=settings.on_cloud_run)
+            return create_app(settings)
+        except SystemExit as exc:
+            if not isinstance(exc.code, str):
+                raise
+            # A setting stops start-up: its one line, then uvicorn's start-up failure code, so
+            # with several workers (WEB_CONCURRENCY) uvicorn stops instead of restarting them.
+            print(exc.code, file=sys.stderr, flush=True)
+            raise SystemExit(STARTUP_FAILURE) from None
     raise AttributeError(name)

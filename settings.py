@@ -28,6 +28,15 @@ MASK = "***"
 # (Dockerfile: 4 s) for in-flight requests, then this for the log sinks' final flush, then up to
 # 1 s to release the worker-id lease; the rest is margin.
 LOG_FLUSH_DEADLINE = 3.0
+# Whole-number settings: name -> (least, most). Cloud Run refuses HTTP/1 requests over 32 MiB
+# itself, and an import stops at 100,000 rows well before; a request smaller than 1 KiB could
+# not even carry the login form.
+LIMITS = {
+    "MAX_REQUEST_BYTES": (1024, 32 * MIB),
+    "MAX_IMPORT_BYTES": (1024, 32 * MIB),
+    "IMPORT_THROTTLE_MS": (0, 60_000),
+}
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 # These settings are the tracing package's options (settings name -> TracingConfig field).
 TRACING_FIELDS = {
     "data_dir": "data_dir",
@@ -70,6 +79,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_flush: str = "background"
     web_concurrency: int = 1
     template_reload: bool = False
+    # Cloud Run with a file: log database: the operator accepted logs per instance (LOG_DB_EPHEMERAL).
+    log_db_ephemeral: bool = False
     turso_database_url: str = ""  # default: file:<data_dir>/logs.db
     turso_auth_token: str = ""
     import_throttle_ms: int = 0  # test-only: slows the import so progress can be observed
@@ -85,6 +96,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def log_database_url(self) -> str:
         return self.tracing.log_database_url
+
+    @property
+    def logs_per_instance(self) -> bool:
+        """The log database is a file on a Cloud Run instance's in-memory disk: lost on restart."""
+        return self.on_cloud_run and self.log_database_url.startswith("file:")
 
     @classmethod
     def from_env(
@@ -106,7 +122,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             tracing = TracingConfig.from_env(get)
         except ConfigError as exc:
             raise SystemExit(str(exc)) from None
-        return cls(
+        settings = cls(
             **{ours: getattr(tracing, theirs) for ours, theirs in TRACING_FIELDS.items()},
             secret_key=get("SECRET_KEY"),
             admin_emails=frozenset(
@@ -115,13 +131,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             max_request_bytes=_int("MAX_REQUEST_BYTES", get("MAX_REQUEST_BYTES"), MIB),
             max_import_bytes=_int("MAX_IMPORT_BYTES", get("MAX_IMPORT_BYTES"), 10 * MIB),
             on_cloud_run=on_cloud_run,
-            https_only=_bool(get("HTTPS_ONLY"), on_cloud_run),
-            template_reload=_bool(get("TEMPLATE_RELOAD"), False),
+            https_only=_bool("HTTPS_ONLY", get("HTTPS_ONLY"), on_cloud_run),
+            template_reload=_bool("TEMPLATE_RELOAD", get("TEMPLATE_RELOAD"), False),
+            log_db_ephemeral=_bool("LOG_DB_EPHEMERAL", get("LOG_DB_EPHEMERAL"), False),
             import_throttle_ms=_int("IMPORT_THROTTLE_MS", get("IMPORT_THROTTLE_MS"), 0),
             supabase_url=get("SUPABASE_URL"),
             supabase_anon_key=get("SUPABASE_ANON_KEY"),
             warnings=tuple(warnings),
         )
+        problem = cloud_run_problem(settings)
+        if problem:
+            raise SystemExit(problem)
+        return settings
 
     @property
     def tracing(self) -> TracingConfig:
@@ -144,6 +165,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.on_cloud_run:
             raise SystemExit("SECRET_KEY must be set on Cloud Run (K_SERVICE is set).")
         return msgspec.structs.replace(self, secret_key=load_or_create_key(self.data_dir / "secret_key"))
+
+
+def cloud_run_problem(settings: Settings) -> str | None:
+    """Why these settings must not start on Cloud Run, as one line, or None (pure).
+
+    There the disk is in memory and each instance has its own: a `file:` log database would
+    split the explorer, import progress and replay per instance and lose them on every restart.
+    Only an explicit LOG_DB_EPHEMERAL=1 accepts that (the explorer then says so). With logging
+    off (LOG_SINKS empty) nothing is written to lose.
+    """
+    if not settings.on_cloud_run or not settings.log_sinks or settings.log_db_ephemeral:
+        return None
+    url = settings.log_database_url
+    if not url.startswith("file:"):
+        return None
+    where = "is not set" if not settings.turso_database_url else f"is {url!r}"
+    return (
+        f"On Cloud Run (K_SERVICE is set) the log database must be remote, but TURSO_DATABASE_URL {where}: "
+        "set TURSO_DATABASE_URL (libsql://...) and TURSO_AUTH_TOKEN, or LOG_DB_EPHEMERAL=1 to keep "
+        "logs per instance, lost on restart (docs/deploy.md)."
+    )
 
 
 def unquote(name: str, value: str) -> tuple[str, str | None]:
@@ -183,19 +225,22 @@ def _read_key(path: Path) -> str:
 
 def _int(name: str, value: str, default: int) -> int:
     # Sizes and counts: a typo must stop start-up with the variable's name, not a traceback.
+    least, most = LIMITS[name]
     try:
         number = int(value) if value else default
     except ValueError:
-        number = -1
-    if number < 0:
-        raise SystemExit(f"{name} must be a whole number of at least 0, got {value!r}")
+        number = least - 1
+    if not least <= number <= most:
+        raise SystemExit(f"{name} must be a whole number from {least} to {most}; got {value!r}")
     return number
 
 
-def _bool(value: str, default: bool) -> bool:
+def _bool(name: str, value: str, default: bool) -> bool:
     if not value:
         return default
-    return value.lower() in {"1", "true", "yes", "on"}
+    if value.lower() not in TRUE + FALSE:
+        raise SystemExit(f"{name} must be on ({', '.join(TRUE)}) or off ({', '.join(FALSE)}); got {value!r}")
+    return value.lower() in TRUE
 
 
 # --- the start-up summary (pure), with every secret masked ---------------------------------
@@ -233,6 +278,7 @@ def config_summary(settings: Settings, *, backend: str, demo_mode: bool) -> dict
         "log_dir": str(settings.logs_path),
         "log_flush": settings.log_flush,
         "log_database": mask_url(settings.log_database_url),
+        "logs_per_instance": settings.logs_per_instance,
         "web_concurrency": settings.web_concurrency,
         "https_only": settings.https_only,
         "trusted_proxy": settings.trusted_proxy,
@@ -252,4 +298,10 @@ DEMO_WARNING = (
     "DEMO MODE: running on Cloud Run without Supabase (SUPABASE_URL and SUPABASE_ANON_KEY are not both set). "
     "Accounts and items live in this instance's SQLite file under DATA_DIR and vanish when the "
     "instance stops; instances do not share them. Set both variables for real use."
+)
+
+LOGS_PER_INSTANCE_WARNING = (
+    "LOGS PER INSTANCE: running on Cloud Run with a file: log database (LOG_DB_EPHEMERAL is on). "
+    "The explorer, import progress and replay see only this instance, and its logs are lost on "
+    "restart. Set TURSO_DATABASE_URL and TURSO_AUTH_TOKEN to keep them."
 )

@@ -40,6 +40,7 @@ def render(
         "csrf_token": getattr(state, "csrf_token", ""),
         "trace_id": getattr(state, "trace_id", ""),
         "demo_mode": getattr(state, "demo_mode", False),
+        "logs_per_instance": getattr(state, "logs_per_instance", False),
         **(context or {}),
     }
     headers = {"Vary": "HX-Request"}

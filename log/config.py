@@ -22,6 +22,11 @@ package's environment variables for apps that have no settings layer of their ow
 | WEB_CONCURRENCY | workers | 1 |
 | TRUST_PROXY | trusted_proxy | true when K_SERVICE is set |
 | GOOGLE_CLOUD_PROJECT | cloud_project | none |
+
+Every value is checked when a TracingConfig is made (from the environment or by hand): a value
+outside CHOICES, LIMITS, SINKS or DATABASE_SCHEMES raises ConfigError with one line naming the
+variable, the value and what is allowed. Choices are exact (lowercase); booleans take
+1/true/yes/on or 0/false/no/off in any case.
 """
 
 from __future__ import annotations
@@ -35,6 +40,21 @@ import msgspec
 MIB = 1024 * 1024
 SINKS = ("csv", "stdout", "turso")
 FLUSH_MODES = ("background", "request")
+HTML_MODES = ("summary", "full")
+DATABASE_SCHEMES = ("libsql://", "https://", "http://", "file:")
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+# Options with a fixed set of values: field -> (variable, allowed values).
+CHOICES = {"html_bodies": ("LOG_HTML_BODIES", HTML_MODES), "flush": ("LOG_FLUSH", FLUSH_MODES)}
+# Whole-number options: field -> (variable, least, most). Past the most a value is a typo or a
+# mistake, not a setting: a body cap over 1 MiB puts megabytes into every log row; CSV files
+# over 1 GiB are too big to replay in one go; 64 workers is far more than any Cloud Run
+# instance has CPUs (8 at most).
+LIMITS = {
+    "body_max_bytes": ("LOG_BODY_MAX_BYTES", 0, MIB),
+    "csv_max_bytes": ("LOG_CSV_MAX_BYTES", 64 * 1024, 1024 * MIB),
+    "csv_keep": ("LOG_CSV_KEEP", 0, 100),
+    "workers": ("WEB_CONCURRENCY", 1, 64),
+}
 
 
 class ConfigError(ValueError):
@@ -62,6 +82,11 @@ class TracingConfig(msgspec.Struct, frozen=True, kw_only=True):
     cloud_project: str | None = None
     # Shutdown: how long the sinks get to write what is queued.
     flush_deadline: float = 3.0
+
+    def __post_init__(self) -> None:
+        problem = config_problem(self)
+        if problem:
+            raise ConfigError(problem)
 
     @property
     def enabled(self) -> bool:
@@ -103,12 +128,40 @@ class TracingConfig(msgspec.Struct, frozen=True, kw_only=True):
             "exclude_prefixes": _list(get("LOG_EXCLUDE_PREFIXES", "/static,/health")),
             "redact_extra": _patterns("LOG_REDACT_EXTRA", get("LOG_REDACT_EXTRA", "")),
             "flush": get("LOG_FLUSH", "") or "background",
-            "workers": max(1, _int("WEB_CONCURRENCY", get("WEB_CONCURRENCY", ""), 1)),
-            "trusted_proxy": _bool(get("TRUST_PROXY", ""), cloud_run),
+            "workers": _int("WEB_CONCURRENCY", get("WEB_CONCURRENCY", ""), 1),
+            "trusted_proxy": _bool("TRUST_PROXY", get("TRUST_PROXY", ""), cloud_run),
             "cloud_project": get("GOOGLE_CLOUD_PROJECT", "") or None,
         }
         values.update(fixed)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def config_problem(c: TracingConfig) -> str | None:
+    """The first value outside what is allowed, as one line naming its variable (pure)."""
+    for field, (name, allowed) in CHOICES.items():
+        value = getattr(c, field)
+        if value not in allowed:
+            return f"{name} must be one of {', '.join(allowed)}; got {value!r}"
+    for field, (name, least, most) in LIMITS.items():
+        value = getattr(c, field)
+        if not least <= value <= most:
+            return f"{name} must be a whole number from {least} to {most}; got {value!r}"
+    for sink in c.sinks:
+        if sink not in SINKS or c.sinks.count(sink) > 1:
+            what = "twice" if sink in SINKS else "unknown"
+            return (
+                f"LOG_SINKS: {sink!r} is {what}; use each of {', '.join(SINKS)} at most once, "
+                f"comma-separated, or nothing; got {','.join(c.sinks)!r}"
+            )
+    if c.database_url and not c.database_url.startswith(DATABASE_SCHEMES):
+        return (
+            f"TURSO_DATABASE_URL must start with {', '.join(DATABASE_SCHEMES)}; "
+            f"got {c.database_url.split(':', 1)[0] + ':…'!r}"
+        )
+    for prefix in c.exclude_prefixes:
+        if not prefix.startswith("/"):
+            return f"LOG_EXCLUDE_PREFIXES: each prefix must start with /; got {prefix!r}"
+    return None
 
 
 def _list(value: str) -> tuple[str, ...]:
@@ -117,12 +170,14 @@ def _list(value: str) -> tuple[str, ...]:
 
 def _int(name: str, value: str, default: int) -> int:
     # Sizes and counts: a typo must stop start-up with the variable's name, not a traceback.
+    least, most = next(((lo, hi) for var, lo, hi in LIMITS.values() if var == name), (0, None))
     try:
         number = int(value) if value else default
     except ValueError:
-        number = -1
-    if number < 0:
-        raise ConfigError(f"{name} must be a whole number of at least 0, got {value!r}")
+        number = least - 1
+    if number < least or (most is not None and number > most):
+        allowed = f"from {least} to {most}" if most is not None else f"of at least {least}"
+        raise ConfigError(f"{name} must be a whole number {allowed}; got {value!r}")
     return number
 
 
@@ -137,7 +192,9 @@ def _patterns(name: str, value: str) -> tuple[str, ...]:
     return patterns
 
 
-def _bool(value: str, default: bool) -> bool:
+def _bool(name: str, value: str, default: bool) -> bool:
     if not value:
         return default
-    return value.lower() in {"1", "true", "yes", "on"}
+    if value.lower() not in TRUE + FALSE:
+        raise ConfigError(f"{name} must be on ({', '.join(TRUE)}) or off ({', '.join(FALSE)}); got {value!r}")
+    return value.lower() in TRUE

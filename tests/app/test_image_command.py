@@ -3,7 +3,8 @@
   * the build context as `COPY . .` sees it (.dockerignore applied) in a read-only directory;
   * ENV, USER and CMD read from the Dockerfile and used as written (as root, the server drops to
     the Dockerfile's numeric USER with setpriv; otherwise it runs as the current user);
-  * DATA_DIR on a writable temp dir, PORT a free port, K_SERVICE set as on Cloud Run.
+  * DATA_DIR on a writable temp dir, PORT a free port, K_SERVICE set as on Cloud Run, and
+    LOG_DB_EPHEMERAL=1 (there is no Turso here: the log database is a file, by explicit choice).
 Then GET /health is 200, a page renders (with the demo-mode banner: no Supabase here), the
 start-up lines are structured JSON on stdout, and SIGTERM ends it with exit code 0.
 
@@ -217,6 +218,7 @@ def test_the_image_command_serves_pages(image_venv: Path) -> None:
             "PORT": str(port),
             "DATA_DIR": str(data_dir),
             "K_SERVICE": "image-test",
+            "LOG_DB_EPHEMERAL": "1",
             "SECRET_KEY": SECRET,
         }
         out, err = work / "stdout.txt", work / "stderr.txt"
@@ -256,6 +258,7 @@ def test_the_image_command_serves_pages(image_venv: Path) -> None:
         rows = [line for line in lines if line.get("table") == "api_logs"]
         assert any(d["severity"] == "INFO" and d["message"].startswith("start-up configuration:") for d in diagnostics)
         assert any(d["severity"] == "WARNING" and d["message"].startswith("DEMO MODE") for d in diagnostics)
+        assert any(d["severity"] == "WARNING" and d["message"].startswith("LOGS PER INSTANCE") for d in diagnostics)
         assert [r["row"]["trace_id"] for r in rows] == [trace_id]  # /health and /static are not logged
         assert rows[0]["httpRequest"]["userAgent"] == "image-test"
         assert SECRET not in out.read_text() + err.read_text()

@@ -99,15 +99,19 @@ def test_negative_size_setting_is_a_clear_error():
         from_env({"MAX_IMPORT_BYTES": "-1"})
 
 
+CLOUD_RUN = {"K_SERVICE": "svc", "TURSO_DATABASE_URL": "libsql://logs-org.turso.io", "TURSO_AUTH_TOKEN": "t"}
+
+
 def test_cloud_run_defaults():
-    s = from_env({"K_SERVICE": "svc", "SECRET_KEY": "k"})
+    s = from_env({**CLOUD_RUN, "SECRET_KEY": "k"})
     assert s.on_cloud_run and s.https_only and s.trusted_proxy
     assert s.log_sinks == ("stdout", "turso")
-    assert not from_env({"K_SERVICE": "svc", "HTTPS_ONLY": "false"}).https_only
+    assert not s.logs_per_instance
+    assert not from_env({**CLOUD_RUN, "HTTPS_ONLY": "false"}).https_only
 
 
 def test_refuses_to_start_on_cloud_run_without_secret_key(tmp_path: Path):
-    s = from_env({"K_SERVICE": "svc", "DATA_DIR": str(tmp_path / "data")})
+    s = from_env({**CLOUD_RUN, "DATA_DIR": str(tmp_path / "data")})
     with pytest.raises(SystemExit, match="SECRET_KEY"):
         s.with_secret_key()
     with pytest.raises(SystemExit, match="SECRET_KEY"):
@@ -213,3 +217,92 @@ def test_log_exclude_prefixes_are_configurable(tmp_path):
     assert Settings.from_env({}, env_file=None).log_exclude_prefixes == ("/static", "/health")
     custom = Settings.from_env({"LOG_EXCLUDE_PREFIXES": " /static , /metrics,"}, env_file=None)
     assert custom.log_exclude_prefixes == ("/static", "/metrics")
+
+
+# --- settings are checked at start ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [
+        ("MAX_REQUEST_BYTES", "64MiB", "from 1024 to 33554432"),
+        ("MAX_REQUEST_BYTES", "100", "from 1024 to 33554432"),
+        ("MAX_REQUEST_BYTES", "67108864", "from 1024 to 33554432"),
+        ("MAX_IMPORT_BYTES", "1073741824", "from 1024 to 33554432"),
+        ("IMPORT_THROTTLE_MS", "3600000", "from 0 to 60000"),
+        ("HTTPS_ONLY", "enabled", "on (1, true, yes, on) or off (0, false, no, off)"),
+        ("TEMPLATE_RELOAD", "2", "on (1, true, yes, on) or off (0, false, no, off)"),
+        ("LOG_DB_EPHEMERAL", "y", "on (1, true, yes, on) or off (0, false, no, off)"),
+        # The tracing options, read through TracingConfig.from_env, stop start-up the same way.
+        ("LOG_HTML_BODIES", "Summary", "summary, full"),
+        ("LOG_SINKS", "csv,datadog", "csv, stdout, turso"),
+        ("LOG_FLUSH", "never", "background, request"),
+        ("WEB_CONCURRENCY", "1000", "from 1 to 64"),
+        ("TRUST_PROXY", "yes please", "on (1, true, yes, on) or off (0, false, no, off)"),
+    ],
+)
+def test_a_bad_setting_stops_start_up_with_one_line(name: str, value: str, allowed: str):
+    with pytest.raises(SystemExit) as exc:
+        from_env({name: value})
+    message = str(exc.value.code)
+    assert "\n" not in message
+    assert message.startswith(name) and allowed in message and value.split(",")[-1] in message, message
+
+
+@pytest.mark.parametrize(("value", "expected"), [("TRUE", True), ("on", True), ("1", True), ("No", False), ("off", False), ("0", False)])
+def test_booleans_take_either_spelling_in_any_case(value: str, expected: bool):
+    s = from_env({"HTTPS_ONLY": value, "TEMPLATE_RELOAD": value, "LOG_DB_EPHEMERAL": value})
+    assert s.https_only is s.template_reload is s.log_db_ephemeral is expected
+
+
+def test_the_bounds_are_in_the_docs():
+    from settings import LIMITS
+
+    doc = (ROOT / "docs" / "settings.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line for line in doc.splitlines() if line.startswith("| `")}
+    for name, (least, most) in LIMITS.items():
+        assert f"{least:,}" in rows[name] and f"{most:,}" in rows[name], name
+    assert "LOG_DB_EPHEMERAL" in rows
+
+
+# --- Cloud Run needs a remote log database --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"K_SERVICE": "svc", "SECRET_KEY": "k"},  # demo mode (no Supabase) too
+        {"K_SERVICE": "svc", "SECRET_KEY": "k", "SUPABASE_URL": "https://p.supabase.co", "SUPABASE_ANON_KEY": "a"},
+        {"K_SERVICE": "svc", "SECRET_KEY": "k", "TURSO_DATABASE_URL": "file:/tmp/logs.db"},
+        {"K_SERVICE": "svc", "SECRET_KEY": "k", "LOG_DB_EPHEMERAL": "0"},
+    ],
+)
+def test_cloud_run_refuses_a_log_database_on_the_instance(environ: dict[str, str]):
+    with pytest.raises(SystemExit) as exc:
+        from_env(environ)
+    message = str(exc.value.code)
+    assert "\n" not in message
+    for words in ("Cloud Run", "TURSO_DATABASE_URL", "TURSO_AUTH_TOKEN", "LOG_DB_EPHEMERAL=1"):
+        assert words in message, message
+
+
+@pytest.mark.parametrize(
+    ("environ", "per_instance"),
+    [
+        ({"K_SERVICE": "svc", "LOG_DB_EPHEMERAL": "1"}, True),  # the operator's explicit choice
+        ({"K_SERVICE": "svc", "LOG_DB_EPHEMERAL": "1", "TURSO_DATABASE_URL": "file:/tmp/l.db"}, True),
+        ({"K_SERVICE": "svc", "TURSO_DATABASE_URL": "libsql://logs-org.turso.io"}, False),
+        ({"K_SERVICE": "svc", "TURSO_DATABASE_URL": "https://logs-org.turso.io"}, False),
+        ({"K_SERVICE": "svc", "LOG_SINKS": ""}, True),  # logging off: nothing is written to lose
+        ({}, False),  # off Cloud Run the file stays on the machine's disk
+        ({"LOG_DB_EPHEMERAL": "1"}, False),
+    ],
+)
+def test_cloud_run_starts_with_a_remote_log_database_or_the_opt_in(environ: dict[str, str], per_instance: bool):
+    assert from_env({"SECRET_KEY": "k", **environ}).logs_per_instance is per_instance
+
+
+def test_deploy_doc_quotes_the_cloud_run_error_as_the_code_says_it():
+    with pytest.raises(SystemExit) as exc:
+        from_env({"K_SERVICE": "svc", "SECRET_KEY": "k"})
+    assert f"    {exc.value.code}\n" in (ROOT / "docs" / "deploy.md").read_text()

@@ -131,7 +131,8 @@ def stdout_rows(out: Path) -> tuple[dict[str, str], list[dict]]:
     "extra_env",
     [
         pytest.param({}, id="local-1-process"),
-        pytest.param({"K_SERVICE": "sigterm-test", "WEB_CONCURRENCY": "2"}, id="cloud-run-2-workers"),
+        # The log database stays a file (read back below): the operator's explicit opt-in.
+        pytest.param({"K_SERVICE": "sigterm-test", "LOG_DB_EPHEMERAL": "1", "WEB_CONCURRENCY": "2"}, id="cloud-run-2-workers"),
     ],
 )
 async def test_sigterm_mid_load_loses_no_answered_request(tmp_path: Path, extra_env: dict[str, str]) -> None:

@@ -62,15 +62,15 @@ class LiveServer:
 
 
 def start_server(data_dir: Path, env: dict[str, str] | None = None) -> LiveServer:
+    """A server as on a laptop: K_SERVICE only when `env` sets it, never from our environment."""
     port = free_port()
     full_env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "K_SERVICE"},
         "DATA_DIR": str(data_dir),
         "SECRET_KEY": "browser-test-secret",
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
-    full_env.pop("K_SERVICE", None)
     with open(data_dir / "server.log", "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port)],
