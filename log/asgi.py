@@ -220,8 +220,22 @@ class RequestLogMiddleware:
             # Not recorded (logging off, or an excluded path): the trace id and its header only.
             if self.on_crash is None:
                 await self.app(scope, receive, _trace_header_sender(send, trace_value))
-            else:
-                await self._unrecorded(scope, receive, _trace_header_sender(send, trace_value))
+                return
+            started = False
+
+            async def tracking_send(message: Message) -> None:  # _trace_header_sender, noting the start
+                nonlocal started
+                if message["type"] == "http.response.start":
+                    started = True
+                    message = {**message, "headers": _with_trace_header(message.get("headers", ()), trace_value)}
+                await send(message)
+
+            try:
+                await self.app(scope, receive, tracking_send)
+            except Exception:
+                if started:
+                    raise
+                await self._unrecorded_crash(scope, receive, tracking_send, lambda: started)
             return
         ex = _Exchange(self.body_cap)
 
@@ -287,30 +301,19 @@ class RequestLogMiddleware:
         finally:
             self._record(scope, ex, error, raw_headers, trace_id, received_at, t0)
 
-    async def _unrecorded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The app, unrecorded, but a crash before the response started still gets the host's
-        error page; the error is logged here, once, instead of by the server."""
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception:
-            if started:
-                raise
-            logger.exception("unhandled error in %s %s (trace %s)", scope.get("method", ""),
-                             scope.get("path", ""), scope["state"]["trace_id"])
-            assert self.on_crash is not None
-            with contextlib.suppress(Exception):  # the host's page failing: the plain 500 below
-                await self.on_crash(scope, receive, tracking_send)
-            if not started:
-                with contextlib.suppress(*_DISCONNECTS):
-                    await _plain_500(tracking_send)
+    async def _unrecorded_crash(
+        self, scope: Scope, receive: Receive, send: Send, started: Callable[[], bool]
+    ) -> None:
+        """A crash not recorded (logging off, excluded path) before the response started: the
+        host's error page all the same; the error goes to the process log, once, with its trace id."""
+        logger.exception("unhandled error in %s %s (trace %s)", scope.get("method", ""),
+                         scope.get("path", ""), scope["state"]["trace_id"])
+        assert self.on_crash is not None
+        with contextlib.suppress(Exception):  # the host's page failing: the plain 500 below
+            await self.on_crash(scope, receive, send)
+        if not started():
+            with contextlib.suppress(*_DISCONNECTS):
+                await _plain_500(send)
 
     async def _send_500(self, scope: Scope, receive: Receive, send: Send, ex: _Exchange) -> None:
         if self.on_crash is not None:
