@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import httpx
 
@@ -98,12 +98,49 @@ def user_id_of(scope) -> str | None:
     return user.id if user is not None else None
 
 
+# What each error page is headed with; the message says what happened and what to do.
+TITLES = {
+    400: "That did not work",
+    403: "Not allowed",
+    405: "Not allowed",
+    413: "Too large",
+    429: "Too many attempts",
+    503: "Temporarily unavailable",
+}
+FRIENDLY = {
+    405: "This page does not accept that kind of request.",
+    500: "Something went wrong on our side. Please try again in a moment.",
+}
+
+
+def error_context(state: dict, status: int, message: str) -> dict:
+    """error.html's context: a heading for the status, the message, and the trace id as the
+    reference a user can quote (request.state.trace_id, set by the tracing layer)."""
+    return {"title": TITLES.get(status, "Something went wrong"), "message": message,
+            "reference": state.get("trace_id", "")}
+
+
+def error_page(status: int, message: str) -> ASGIApp:
+    """The error page as an ASGI app: for the middleware that refuse a request before any
+    handler runs (413, 403) and for the tracing layer's crash hook. htmx gets the alert alone."""
+
+    async def page(scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        context = error_context(scope.get("state", {}), status, message)
+        await render(request, "error.html", context, status=status, block="error")(scope, receive, send)
+
+    return page
+
+
 async def store_unavailable(request: Request, exc: Exception) -> Response:
-    return render(request, "error.html", {"message": "The data service is unreachable right now. Please try again shortly."}, status=503, block="error")
+    message = "The data service is unreachable right now. Please try again shortly."
+    return render(request, "error.html", error_context(request.scope.get("state", {}), 503, message),
+                  status=503, block="error")
 
 
 async def forbidden(request: Request, exc: Exception) -> Response:
-    return render(request, "error.html", {"message": "You are not allowed to do that."}, status=403, block="error")
+    context = error_context(request.scope.get("state", {}), 403, "You are not allowed to do that.")
+    return render(request, "error.html", context, status=403, block="error")
 
 
 async def session_expired(request: Request, exc: Exception) -> Response:
@@ -111,25 +148,19 @@ async def session_expired(request: Request, exc: Exception) -> Response:
     return redirect(request, "/login")
 
 
-async def crash_page(scope: Scope, receive: Receive, send: Send) -> None:
-    """An unhandled error's page (the tracing layer calls it; the error is already logged)."""
-    request = Request(scope, receive)
-    reference = scope.get("state", {}).get("trace_id", "")
-    message = f"Something went wrong on our side. Reference: {reference}"
-    response = render(request, "error.html", {"message": message}, status=500, block="error")
-    await response(scope, receive, send)
+# An unhandled error's page: the tracing layer calls it (the error is already logged).
+crash_page = error_page(500, FRIENDLY[500])
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
         return render(request, "not_found.html", status=404, block="not_found")
-    return Response(
-        f"<p role=\"alert\">{exc.status_code}: {exc.detail}</p>",
-        status_code=exc.status_code,
-        media_type="text/html",
-        headers=exc.headers,
-    )
+    message = FRIENDLY.get(exc.status_code, exc.detail)
+    context = error_context(request.scope.get("state", {}), exc.status_code, message)
+    response = render(request, "error.html", context, status=exc.status_code, block="error")
+    response.headers.update(exc.headers or {})
+    return response
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -154,6 +185,7 @@ def create_app(settings: Settings) -> Starlette:
             SizeLimitMiddleware,
             max_bytes=settings.max_request_bytes,
             overrides={"/items/import": settings.max_import_bytes},
+            page=error_page,
         ),
         Middleware(
             SessionMiddleware,
@@ -162,7 +194,7 @@ def create_app(settings: Settings) -> Starlette:
             https_only=settings.https_only,
             skip_prefixes=SESSIONLESS_PREFIXES,
         ),
-        Middleware(CsrfMiddleware),
+        Middleware(CsrfMiddleware, page=error_page),
     ]
     app = Starlette(
         routes=routes,

@@ -126,8 +126,8 @@ async def import_items(request: Request) -> Response:
         # plain message with the reference to find them, never the traceback itself.
         trace_id = request.state.trace_id
         logger.exception("import failed (trace %s)", trace_id)
-        message = f"The import failed and no items were saved. Reference: {trace_id}"
-        return render(request, "error.html", {"message": message}, status=500, block="error")
+        context = {"message": "The import failed and no items were saved.", "reference": trace_id}
+        return render(request, "error.html", context, status=500, block="error")
     imported = result["imported"]
     toast = f"Imported {imported:,} item{'s' * (imported != 1)}."
     return render(request, "import.html", _page_context(request, result=result), block="import_panel", toast=toast)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,6 +16,8 @@ from store.validate import validate_item
 
 PER_PAGE = 20
 MAX_ID = 2**63 - 1  # both backends store 64-bit ids; a larger one cannot exist
+COMMIT_STEP = "DB_Commit"
+T = TypeVar("T")
 
 
 def _page_number(request: Request) -> int:
@@ -22,6 +26,27 @@ def _page_number(request: Request) -> int:
     if not re.fullmatch(r"[0-9]{1,6}", raw):
         return 1
     return int(raw) or 1
+
+
+async def _committed(
+    request: Request, task_name: str, fields: object, item_id: int | None, write: Awaitable[T]
+) -> T:
+    """Await the store's write and record it as ONE task row under the request's trace:
+    SUCCESS with the item's id, FAILED when nothing matched or the store raised (the error
+    still propagates to its handler)."""
+    task = request.state.tracing.task(request.state.trace_id, task_name)
+    try:
+        result = await write
+    except Exception as exc:
+        task.record(COMMIT_STEP, "FAILED", input=fields, output={"id": item_id}, error=exc)
+        raise
+    if isinstance(result, Item):
+        item_id = result.id
+    if result:
+        task.record(COMMIT_STEP, "SUCCESS", input=fields, output={"id": item_id})
+    else:
+        task.record(COMMIT_STEP, "FAILED", input=fields, output={"id": item_id}, error="not found: nothing changed")
+    return result
 
 
 async def _list_context(request: Request, session: Session, **extra) -> dict:
@@ -49,7 +74,8 @@ async def create_item(request: Request) -> Response:
     if data is None:
         context = await _list_context(request, session, form=form, errors=errors)
         return render(request, "items.html", context, status=422, block="items_panel")
-    item = await request.state.store.create_item(session, data)
+    store = request.state.store
+    item = await _committed(request, "Item_Create", data, None, store.create_item(session, data))
     if not is_htmx(request):
         return redirect(request, "/items")
     context = await _list_context(request, session, created_id=item.id)
@@ -99,7 +125,8 @@ async def update_item(request: Request) -> Response:
     if data is None:
         context = {"item": item, "editing": True, "form": form, "errors": errors}
         return render(request, "item.html", context, status=422, block="item_card")
-    updated = await request.state.store.update_item(session, item.id, data)
+    store = request.state.store
+    updated = await _committed(request, "Item_Update", data, item.id, store.update_item(session, item.id, data))
     if updated is None:
         return _not_found(request)
     if not is_htmx(request):
@@ -113,7 +140,9 @@ async def delete_item(request: Request) -> Response:
     if session is None:
         return login_redirect(request)
     item_id = request.path_params["item_id"]
-    deleted = item_id <= MAX_ID and await request.state.store.delete_item(session, item_id)
+    deleted = item_id <= MAX_ID and await _committed(
+        request, "Item_Delete", {"id": item_id}, item_id, request.state.store.delete_item(session, item_id)
+    )
     if not deleted:
         return _not_found(request)
     if not is_htmx(request):

@@ -8,8 +8,9 @@ says so: summarised pages). Headers are handed on raw (ASGI byte pairs): the
 row builder decodes them a batch at a time, off the request's own path.
 
 With `record=None` (logging off) only the trace id is kept: request.state.trace_id and the
-`x-trace-id` response header, with no capture work. Otherwise exactly one `record()` call per
-http request, whatever happens:
+`x-trace-id` response header, with no capture work; an app that raises before starting its
+response still gets the `on_crash` page, and the error goes to the process log (there is no
+row to hold it). Otherwise exactly one `record()` call per http request, whatever happens:
 - normal response: its status;
 - client gone (http.disconnect seen before the response completed, or send raised OSError /
   ClientDisconnect): 499, nothing re-raised (there is nobody to answer);
@@ -23,8 +24,10 @@ http request, whatever happens:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
+import logging
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -41,6 +44,8 @@ from log.core.trace import trace_id_from_headers
 
 if TYPE_CHECKING:
     from log.tracing import Tracing
+
+logger = logging.getLogger("log.asgi")
 
 TRACE_HEADER = b"x-trace-id"
 _RAW_TRACE_NAMES = frozenset({b"x-trace-id", b"x-request-id", b"traceparent", b"x-cloud-trace-context"})
@@ -142,6 +147,12 @@ def _with_trace_header(headers: Sequence[tuple[bytes, bytes]], value: bytes) -> 
     return [*headers, (TRACE_HEADER, value)]
 
 
+async def _plain_500(send: Send) -> None:
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
+    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.body", "body": _500_BODY, "more_body": False})
+
+
 def _trace_header_sender(send: Send, trace_value: bytes) -> Send:
     async def send_with_trace(message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -207,7 +218,24 @@ class RequestLogMiddleware:
         trace_value = trace_id.encode("ascii")
         if self.record is None or scope.get("path", "") in self._excluded:
             # Not recorded (logging off, or an excluded path): the trace id and its header only.
-            await self.app(scope, receive, _trace_header_sender(send, trace_value))
+            if self.on_crash is None:
+                await self.app(scope, receive, _trace_header_sender(send, trace_value))
+                return
+            started = False
+
+            async def tracking_send(message: Message) -> None:  # _trace_header_sender, noting the start
+                nonlocal started
+                if message["type"] == "http.response.start":
+                    started = True
+                    message = {**message, "headers": _with_trace_header(message.get("headers", ()), trace_value)}
+                await send(message)
+
+            try:
+                await self.app(scope, receive, tracking_send)
+            except Exception:
+                if started:
+                    raise
+                await self._unrecorded_crash(scope, receive, tracking_send, lambda: started)
             return
         ex = _Exchange(self.body_cap)
 
@@ -273,6 +301,20 @@ class RequestLogMiddleware:
         finally:
             self._record(scope, ex, error, raw_headers, trace_id, received_at, t0)
 
+    async def _unrecorded_crash(
+        self, scope: Scope, receive: Receive, send: Send, started: Callable[[], bool]
+    ) -> None:
+        """A crash not recorded (logging off, excluded path) before the response started: the
+        host's error page all the same; the error goes to the process log, once, with its trace id."""
+        logger.exception("unhandled error in %s %s (trace %s)", scope.get("method", ""),
+                         scope.get("path", ""), scope["state"]["trace_id"])
+        assert self.on_crash is not None
+        with contextlib.suppress(Exception):  # the host's page failing: the plain 500 below
+            await self.on_crash(scope, receive, send)
+        if not started():
+            with contextlib.suppress(*_DISCONNECTS):
+                await _plain_500(send)
+
     async def _send_500(self, scope: Scope, receive: Receive, send: Send, ex: _Exchange) -> None:
         if self.on_crash is not None:
             try:
@@ -281,10 +323,8 @@ class RequestLogMiddleware:
                 pass  # the host's error page failed too: the plain 500 below, if nothing started
             if ex.started or ex.disconnected:
                 return
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
         try:
-            await send({"type": "http.response.start", "status": 500, "headers": headers})
-            await send({"type": "http.response.body", "body": _500_BODY, "more_body": False})
+            await _plain_500(send)
         except _DISCONNECTS:
             ex.disconnected = True
 

@@ -6,9 +6,13 @@
         step.output = {"valid": 10}
 
 writes START, IN_PROGRESS, SUCCESS rows (or FAILED with the error and traceback, and the
-exception propagates). `execution_order` counts every row of the run, 1, 2, 3, ... so rows
-sort into the order they happened even when created_at ties. A plain `with` works the same
-for synchronous code.
+exception propagates). `execution_order` counts every row of the run (of this tracker),
+1, 2, 3, ... so rows sort into the order they happened even when created_at ties. A plain
+`with` works the same for synchronous code.
+
+Work that is one event, not a span, is one row:
+
+    tracing.task(trace_id, "Item_Update").record("DB_Commit", "SUCCESS", input=..., output=...)
 
 Logging must never break the task: emit() and redact() failures are counted in
 `emit_errors` / `redact_errors`, and JSON encoding falls back to str() for unknown types.
@@ -23,7 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from log.core.build import task_row
-from log.core.rows import FAILED, IN_PROGRESS, START, SUCCESS, TaskProgressLog
+from log.core.rows import FAILED, IN_PROGRESS, START, SUCCESS, TASK_STATUSES, TaskProgressLog
 
 
 def error_text(exc: BaseException) -> str:
@@ -58,6 +62,29 @@ class TaskTracker:
     def step(self, name: str, input: object = None) -> Step:
         """A context manager (async or sync) that logs one step of this task run."""
         return Step(self, name, input)
+
+    def record(
+        self,
+        step: str,
+        status: str,
+        *,
+        input: object = None,
+        output: object = None,
+        error: BaseException | str | None = None,
+    ) -> None:
+        """One row for a step that is a single event: no START, just its outcome.
+
+        `error` is an exception (its text and traceback are kept) or a message. An unknown
+        `status` is the caller's bug and raises ValueError; anything else is never raised.
+        """
+        if status not in TASK_STATUSES:
+            raise ValueError(f"status must be one of {sorted(TASK_STATUSES)}, got {status!r}")
+        if isinstance(error, BaseException):
+            message: str | None = error_text(error)
+            stack: str | None = "".join(traceback.format_exception(error))
+        else:
+            message, stack = error, None
+        self._write(step, status, input=input, output=output, error_message=message, stack_trace=stack)
 
     def _redact_failed(self) -> None:
         self.redact_errors += 1

@@ -40,6 +40,7 @@ from log.tasks import TaskTracker
 from log.db.database import LogDatabase, open_log_database
 from log.db.schema import apply_schema
 from log.sinks.turso_sink import TursoSink
+from log.db.interrupted import close_interrupted
 from log.db.lease import WorkerLease, acquire_worker_id, keep_renewed, release_worker_id
 from log.config import TracingConfig
 from log.explorer.reader import LogReader
@@ -66,6 +67,8 @@ class Tracing:
         self.fanout: FanOut | None = None
         self.log_db: LogDatabase | None = None
         self.lease: WorkerLease | None = None
+        self._leased_at = 0.0
+        self.interrupted_closed = 0  # task steps of ended processes closed at start
         self._redact = redactor(self.policy)
         self._owned_http: httpx.AsyncClient | None = None
         self.record_errors = 0
@@ -160,6 +163,8 @@ class Tracing:
         if c.flush != "request":
             await self.fanout.start()
             self._start_replay()
+        if self.lease is not None and "turso" in c.sinks:
+            await self._close_interrupted()
 
     async def _prepare_database(self) -> bool:
         """Log tables, the explorer's rollups and indexes, in one transaction (idempotent).
@@ -180,6 +185,26 @@ class Tracing:
             )
             return False
         return True
+
+    async def _close_interrupted(self) -> None:
+        """FAILED rows for the task steps processes that ended left open (log/db/interrupted.py);
+        they go to every sink (the log database has them already: counted `already_present`)."""
+        assert self.log_db is not None and self.lease is not None
+        try:
+            with anyio.fail_after(10):
+                rows = await close_interrupted(
+                    self.log_db, worker_id=self.lease.worker_id, leased_at=self._leased_at,
+                    now=time.time(), next_id=self.next_id,
+                )
+        except (LogDatabaseError, TimeoutError) as exc:
+            logger.warning("could not close the task runs of ended processes (%s); the next start tries again",
+                           getattr(exc, "message", None) or "no answer within 10 s")
+            return
+        for row in rows:
+            self.emit(row)
+        self.interrupted_closed = len(rows)
+        if rows:
+            logger.warning("closed %d task step(s) left open by processes that ended", len(rows))
 
     def _start_replay(self) -> None:
         """Rows the Turso lane deferred to CSV (it was full) go to Turso once it writes again."""
@@ -219,9 +244,10 @@ class Tracing:
     async def _lease_worker_id(self) -> None:
         assert self.log_db is not None
         holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4()}"
+        self._leased_at = time.time()
         try:
             with anyio.fail_after(10):
-                self.lease = await acquire_worker_id(self.log_db, holder, now=time.time(), ttl=LEASE_TTL)
+                self.lease = await acquire_worker_id(self.log_db, holder, now=self._leased_at, ttl=LEASE_TTL)
         except Exception as exc:
             logger.error(
                 "could not lease a log worker id from the log database (%s); using %d: ids are unique "
@@ -302,6 +328,7 @@ class Tracing:
             "enabled": True,
             "worker_id": self.ids.worker_id,
             "record_errors": self.record_errors,
+            "interrupted_closed": self.interrupted_closed,
             **self.fanout.stats(),
             **({"replay": self.replay.stats()} if self.replay is not None else {}),
         }

@@ -5,22 +5,28 @@ in the `X-CSRF-Token` header (htmx sends it via `hx-headers` on <body>) or, for 
 forms that work without JavaScript, as the `csrf_token` form field. Reading the form here means
 buffering the body; the size-limit middleware outside has already bounded it, and the buffered
 messages are replayed to the app unchanged.
+
+A refusal is a 403 made by `page(status, message)` when given (the host's error page, as an
+ASGI app), else a bare alert paragraph.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS", "TRACE"}
 FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
+REFUSED = "This form has expired or did not come from this site. Reload the page and try again."
 
 
 class CsrfMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, page: Callable[[int, str], ASGIApp] | None = None) -> None:
         self.app = app
+        self.page = page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
@@ -34,7 +40,10 @@ class CsrfMiddleware:
             supplied = await _form_token(scope, messages)
             receive = _replay(messages, receive)
         if not expected or not hmac.compare_digest(supplied.encode(), expected.encode()):
-            await _send_403(send)
+            if self.page is not None:
+                await self.page(403, REFUSED)(scope, receive, send)
+            else:
+                await _send_403(send)
             return
         await self.app(scope, receive, send)
 
@@ -75,10 +84,7 @@ def _replay(messages: list[Message], then: Receive | None) -> Receive:
 
 
 async def _send_403(send: Send) -> None:
-    body = (
-        b"<p role=\"alert\">This form has expired or did not come from this site. "
-        b"Reload the page and try again.</p>"
-    )
+    body = f"<p role=\"alert\">{REFUSED}</p>".encode()
     await send(
         {
             "type": "http.response.start",

@@ -3,11 +3,19 @@
 A declared Content-Length over the limit is refused without calling the app; a body that
 grows past the limit while being read (chunked uploads, lying clients) stops the app's read
 and gets the same 413 as long as no response has started.
+
+`page(status, message)`, when given, makes the 413 response (the host's error page, as an ASGI
+app); without it the answer is a bare alert paragraph. Either way the connection is closed:
+the rest of the body is never read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+ErrorPage = Callable[[int, str], ASGIApp]
 
 
 class BodyTooLarge(Exception):
@@ -20,11 +28,17 @@ def human_size(n: int) -> str:
 
 class SizeLimitMiddleware:
     def __init__(
-        self, app: ASGIApp, *, max_bytes: int, overrides: dict[str, int] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        overrides: dict[str, int] | None = None,
+        page: ErrorPage | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.overrides = overrides or {}
+        self.page = page
 
     def limit_for(self, path: str) -> int:
         return self.overrides.get(path, self.max_bytes)
@@ -36,7 +50,7 @@ class SizeLimitMiddleware:
         limit = self.limit_for(scope["path"])
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _send_413(send, limit)
+            await self._refuse(scope, receive, send, limit)
             return
 
         received = 0
@@ -62,7 +76,19 @@ class SizeLimitMiddleware:
         except BodyTooLarge:
             if started:
                 raise
+            await self._refuse(scope, receive, send, limit)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        if self.page is None:
             await _send_413(send, limit)
+            return
+
+        async def closing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
+            await send(message)
+
+        await self.page(413, too_large(limit))(scope, receive, closing)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -75,11 +101,12 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
+def too_large(limit: int) -> str:
+    return f"Request too large: the limit for this page is {human_size(limit)}."
+
+
 async def _send_413(send: Send, limit: int) -> None:
-    body = (
-        f"<p role=\"alert\">Request too large: the limit for this page is {human_size(limit)}."
-        "</p>"
-    ).encode()
+    body = f"<p role=\"alert\">{too_large(limit)}</p>".encode()
     await send(
         {
             "type": "http.response.start",

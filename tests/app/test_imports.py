@@ -432,7 +432,8 @@ async def test_a_failing_commit_is_a_clear_500_and_a_failed_step_with_its_traceb
     assert response.status_code == 500
     assert "Traceback" not in response.text and "disk on fire" not in response.text
     assert 'id="error-message"' in response.text
-    assert f"The import failed and no items were saved. Reference: {trace_id}" in response.text
+    assert "The import failed and no items were saved." in response.text
+    assert f'data-testid="error-reference">Reference: {trace_id}<' in response.text
 
     rows = await app.settled_task_rows(trace_id, is_commit_end)
     failed = rows[-1]

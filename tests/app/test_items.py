@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -16,6 +18,8 @@ from starlette.routing import Match, Route
 
 from app import create_app
 from handlers.items import PER_PAGE
+from log.sinks.csv_sink import read_rows
+from store.base import StoreUnavailable
 from store.validate import validate_item
 from tests.support.app import AppClient, make_settings
 
@@ -261,6 +265,79 @@ async def test_delete_without_js(alice: AppClient):
     response = await alice.post(f"/items/{item_id}/delete", data={"csrf_token": alice.csrf})
     assert response.status_code == 303 and response.headers["location"] == "/items"
     assert (await alice.get(f"/items/{item_id}")).status_code == 404
+
+
+# one task row per write ----------------------------------------------------------------------
+
+
+class UnreachableOnWrite:
+    """The app's store, except that creating an item fails as an unreachable service would."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)
+
+    async def create_item(self, session, data):
+        raise StoreUnavailable("connection refused")
+
+
+@contextlib.asynccontextmanager
+async def logged_app(tmp_path: Path, wrap_store=None) -> AsyncIterator[AppClient]:
+    """The app writing its log to CSV; leaving the block closes its lifespan (rows flushed)."""
+    app = create_app(make_settings(tmp_path, log_sinks=("csv",)))
+    async with app.router.lifespan_context(app) as state:
+        if wrap_store is not None:
+            state["store"] = wrap_store(state["store"])
+
+        async def with_state(scope, receive, send):
+            scope["state"] = dict(state)
+            await app(scope, receive, send)
+
+        async with AppClient(transport=httpx.ASGITransport(with_state), base_url="http://testserver") as client:
+            assert (await client.signup("alice@example.com")).status_code == 303
+            yield client
+
+
+def task_rows(tmp_path: Path) -> list:
+    return list(read_rows(tmp_path / "logs", "task_progress_logs"))
+
+
+async def test_create_update_delete_each_write_one_task_row(tmp_path: Path):
+    async with logged_app(tmp_path) as client:
+        created = await client.post("/items", data={"name": " Lamp ", "quantity": "2"}, headers=client.htmx())
+        item_id = max(int(i) for i in re.findall(r'id="item-(\d+)"', created.text))
+        updated = await client.patch(f"/items/{item_id}", data={"name": "Lamp v2", "description": "d", "quantity": "3"},
+                                     headers=client.htmx())
+        refused = await client.put(f"/items/{item_id}", data={"name": "", "quantity": "1"}, headers=client.htmx())
+        deleted = await client.delete(f"/items/{item_id}", headers=client.htmx())
+        gone = await client.delete(f"/items/{item_id}", headers=client.htmx())
+    assert [r.status_code for r in (created, updated, refused, deleted, gone)] == [200, 200, 422, 200, 404]
+    rows = task_rows(tmp_path)
+    assert [(r.task_name, r.step_name, r.status, r.execution_order) for r in rows] == [
+        ("Item_Create", "DB_Commit", "SUCCESS", 1),
+        ("Item_Update", "DB_Commit", "SUCCESS", 1),  # the 422 never reached the store: no row
+        ("Item_Delete", "DB_Commit", "SUCCESS", 1),
+        ("Item_Delete", "DB_Commit", "FAILED", 1),
+    ]
+    assert [r.trace_id for r in rows] == [x.headers["x-trace-id"] for x in (created, updated, deleted, gone)]
+    assert json.loads(rows[0].input_data) == {"name": "Lamp", "description": "", "quantity": 2}  # validated
+    assert json.loads(rows[1].input_data) == {"name": "Lamp v2", "description": "d", "quantity": 3}
+    assert [json.loads(r.output_data) for r in rows] == [{"id": item_id}] * 4
+    assert rows[3].error_message == "not found: nothing changed"
+    assert all(r.error_message is None for r in rows[:3])
+
+
+async def test_a_write_the_store_refuses_is_a_failed_row_with_the_error(tmp_path: Path):
+    async with logged_app(tmp_path, wrap_store=UnreachableOnWrite) as client:
+        response = await client.post("/items", data={"name": "Lamp", "quantity": "1"}, headers=client.htmx())
+    assert response.status_code == 503
+    (row,) = task_rows(tmp_path)
+    assert (row.task_name, row.status, row.trace_id) == ("Item_Create", "FAILED", response.headers["x-trace-id"])
+    assert row.error_message == "StoreUnavailable: connection refused"
+    assert "in create_item" in row.stack_trace
+    assert json.loads(row.input_data) == {"name": "Lamp", "description": "", "quantity": 1}
 
 
 # ownership and odd ids -----------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import time
 import uuid
@@ -507,3 +508,28 @@ async def test_api_logs_user_id_is_the_supabase_user_id(make_app, standin: Stand
                    token_hash_for(standin, email)):
         assert secret not in text
     assert "/auth/confirm?token_hash=[REDACTED]&type=email" in text
+
+
+async def test_item_writes_are_one_task_row_each_on_supabase(make_app, standin: Standin,
+                                                               tmp_path: Path) -> None:
+    running = await make_app(log_sinks=("csv",))
+    client = running.client()
+    await sign_up_confirmed(client, standin)
+    created = await create_item(client, "  Kettle ")
+    assert created.status_code == 200
+    item_id = max(int(i) for i in re.findall(r'id="item-(\d+)"', created.text))
+    updated = await client.patch(f"/items/{item_id}", data={"name": "Kettle 2", "quantity": "3"},
+                                 headers=client.htmx())
+    deleted = await client.delete(f"/items/{item_id}", headers=client.htmx())
+    assert (updated.status_code, deleted.status_code) == (200, 200)
+    await running.close()  # the lifespan's shutdown flushes the sinks
+
+    rows = list(read_rows(tmp_path / "logs", "task_progress_logs"))
+    assert [(r.task_name, r.step_name, r.status, r.trace_id) for r in rows] == [
+        ("Item_Create", "DB_Commit", "SUCCESS", created.headers["x-trace-id"]),
+        ("Item_Update", "DB_Commit", "SUCCESS", updated.headers["x-trace-id"]),
+        ("Item_Delete", "DB_Commit", "SUCCESS", deleted.headers["x-trace-id"]),
+    ]
+    assert json.loads(rows[0].input_data) == {"name": "Kettle", "description": "", "quantity": 1}
+    assert json.loads(rows[1].input_data) == {"name": "Kettle 2", "description": "", "quantity": 3}
+    assert [json.loads(r.output_data) for r in rows] == [{"id": item_id}] * 3

@@ -64,3 +64,87 @@ def test_htmx_requests_carry_the_page_trace_id(page: Page, logging_server: LiveS
     # and another page load starts a new trace
     page.reload()
     assert page.locator("body").get_attribute("data-trace-id") != trace_id
+
+
+# -- an edit's task row on its trace page; a crash's reference --------------------------------------
+
+
+@pytest.fixture
+def explorer_server(tmp_path_factory) -> Iterator[LiveServer]:
+    """The app with its default sinks (CSV and the file: log database the explorer reads),
+    plus a route that crashes."""
+    server = start_server(tmp_path_factory.mktemp("explorer"), factory="tests.support.app:app_with_a_crash_route")
+    yield server
+    stop_server(server)
+
+
+def open_trace_until(page: Page, url: str, trace_id: str, *wanted: tuple[str, str], seconds: float = 15) -> None:
+    """Open the trace page until it lists each (kind, text): a "request" or "step" entry holding
+    that text (rows are written in batches)."""
+    deadline = time.monotonic() + seconds
+    entries = [page.locator(f'[data-kind="{kind}"]', has_text=text) for kind, text in wanted]
+    while True:
+        page.goto(f"{url}/logs/traces/{trace_id}")
+        if all(e.count() for e in entries) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)  # polling the log database for the flushed rows, with a deadline
+    for entry in entries:
+        expect(entry).to_have_count(1)
+
+
+def test_an_edits_trace_page_lists_its_item_update_row(page: Page, explorer_server: LiveServer, artifacts) -> None:
+    url = explorer_server.url
+    sign_up(page, url, "admin@example.com")  # the first local account is the admin
+    add_item(page, "Traced lamp", "2")
+    page.locator('article[data-item-name="Traced lamp"]').get_by_role("link", name="Edit").click()
+    form = page.locator("form[id^=item-]")
+    expect(form.get_by_label("Name")).to_be_focused()
+    form.get_by_label("Quantity").fill("5")
+    with page.expect_response(lambda r: r.request.method == "PUT") as edited:
+        form.get_by_role("button", name="Save").click()
+    trace_id = edited.value.headers["x-trace-id"]
+    item_id = edited.value.url.rsplit("/", 1)[1]
+    expect(page.locator('article[data-item-name="Traced lamp"]')).to_contain_text("5")
+
+    open_trace_until(page, url, trace_id, ("step", "Item_Update"), ("request", f"PUT /items/{item_id}"))
+    step = page.locator('[data-kind="step"]', has_text="Item_Update")
+    expect(step).to_contain_text("DB_Commit")
+    expect(step).to_have_attribute("data-status", "SUCCESS")
+    expect(page.locator('[data-kind="step"]', has_text="Item_Create")).to_have_count(1)  # same page, same trace
+    page.screenshot(path=artifacts / "trace-item-update.png", full_page=True)
+
+
+def test_a_crash_shows_the_reference_and_links_admins_to_the_trace(
+    page: Page, explorer_server: LiveServer, artifacts
+) -> None:
+    url = explorer_server.url
+    sign_up(page, url, "admin@example.com")
+    response = page.goto(f"{url}/boom")
+    assert response is not None and response.status == 500
+    trace_id = response.headers["x-trace-id"]
+    expect(page.get_by_role("heading", name="Something went wrong")).to_be_visible()
+    expect(page.get_by_test_id("error-reference")).to_have_text(f"Reference: {trace_id}")
+    for width, height in [(1280, 800), (390, 844)]:
+        page.set_viewport_size({"width": width, "height": height})
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            page.screenshot(path=artifacts / f"error-500-{width}-{scheme}.png", full_page=True)
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+    # An htmx request that crashes gets the alert in place of what it was to replace.
+    page.goto(url)
+    page.evaluate("window.__noReload = true")
+    with page.expect_response(lambda r: r.url.endswith("/boom")) as crashed:
+        page.evaluate("htmx.ajax('POST', '/boom', {target: '#items-panel', swap: 'outerHTML'})")
+    htmx_trace = crashed.value.headers["x-trace-id"]
+    alert = page.locator("#error-message")
+    expect(alert).to_contain_text("Something went wrong on our side")
+    expect(alert.get_by_test_id("error-reference")).to_have_text(f"Reference: {htmx_trace}")
+    assert page.evaluate("window.__noReload") is True
+    page.screenshot(path=artifacts / "error-500-htmx.png", full_page=True)
+
+    page.get_by_test_id("error-trace-link").click()
+    expect(page).to_have_url(f"{url}/logs/traces/{htmx_trace}")
+    open_trace_until(page, url, htmx_trace, ("step", "unhandled_exception"), ("request", "POST /boom"))
+    expect(page.get_by_test_id("failed-step")).to_contain_text("RuntimeError: the handler fell over")

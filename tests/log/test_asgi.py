@@ -338,6 +338,40 @@ async def test_on_crash_renders_the_hosts_page_and_a_failing_hook_falls_back_to_
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("path", ["/", "/static/app.css"])  # logging off, or a path not logged
+async def test_an_unrecorded_crash_still_gets_the_hosts_page_and_goes_to_the_process_log(path, caplog):
+    async def crashes(scope, receive, send):
+        raise ValueError("boom")
+
+    async def late_crash(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise ValueError("after the start")
+
+    async def page(scope, receive, send):
+        body = f"Sorry. Reference: {scope['state']['trace_id']}".encode()
+        await send({"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"text/html")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def broken_page(scope, receive, send):
+        raise RuntimeError("the error page itself fails")
+
+    record = None if path == "/" else (lambda captured: None)
+    options = dict(record=record, exclude_prefixes=("/static",))
+    with caplog.at_level("ERROR", logger="log.asgi"):
+        async with client_for(RequestLogMiddleware(crashes, on_crash=page, **options)) as c:
+            r = await c.get(path)
+    assert r.status_code == 500 and r.text == f"Sorry. Reference: {r.headers['x-trace-id']}"
+    (logged,) = caplog.records
+    assert r.headers["x-trace-id"] in logged.getMessage() and "ValueError: boom" in logged.exc_text
+    async with client_for(RequestLogMiddleware(crashes, on_crash=broken_page, **options)) as c:
+        r = await c.get(path)
+    assert (r.status_code, r.text) == (500, "Internal Server Error")
+    with pytest.raises(ValueError, match="after the start"):  # a started response cannot be replaced
+        async with client_for(RequestLogMiddleware(late_crash, on_crash=page, **options)) as c:
+            await c.get(path)
+
+
+@pytest.mark.anyio
 async def test_non_http_scopes_pass_through_untouched():
     seen = []
 

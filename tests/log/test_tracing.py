@@ -15,7 +15,10 @@ import pytest
 from log.core.captured import Captured
 from log.tracing import BUILD_BATCH, BUILD_DELAY, Tracing
 from log.core.rows import ApiLog, TaskProgressLog
+from log.db.interrupted import INTERRUPTED
+from log.sinks.csv_sink import read_rows
 from tests.support.app import make_settings
+from tests.support.hrana_server import HranaServer, running
 
 
 class RecordingFanOut:
@@ -103,3 +106,52 @@ async def test_a_row_that_cannot_be_built_costs_only_itself(tmp_path: Path) -> N
     assert [r.endpoint for r in api] == ["/items?n=1", "/items?n=3"]
     assert [t.step_name for t in tasks] == ["unhandled_exception"] and tasks[0].error_message == "ValueError: boom"
     assert logs.record_errors == 1
+
+
+# -- at start: the task steps of a process that ended are closed ---------------------------------
+
+
+@pytest.fixture(params=["file", "http"])
+def log_database(request: pytest.FixtureRequest, tmp_path: Path):
+    """"" (the default file: database under DATA_DIR) or the URL of a Hrana stand-in."""
+    if request.param == "file":
+        yield ""
+        return
+    with running(HranaServer(str(tmp_path / "remote.db"))) as server:
+        yield server.url
+
+
+@pytest.mark.anyio
+async def test_start_closes_the_steps_an_ended_process_left_open(tmp_path: Path, log_database: str) -> None:
+    config = make_settings(tmp_path, log_sinks=("csv", "turso"), turso_database_url=log_database).tracing
+    ended, live = Tracing(config), Tracing(config)  # two instances sharing the log database
+    await ended.open()
+    await live.open()
+    assert (ended.interrupted_closed, live.interrupted_closed) == (0, 0)
+    task = ended.task("0f8fad5b-d9cb-469f-a165-70867728950e", "Bulk_Import")
+    async with task.step("Validation"):
+        pass
+    task.step("Parse").__enter__()  # the process ends inside this step
+    await ended.aclose()  # its rows are written and its worker id is no longer leased
+    live_trace = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+    live.task(live_trace, "Bulk_Import").step("Load").__enter__()  # still running
+    assert live.log_db is not None
+    with anyio.fail_after(10):
+        while not await live.log_db.select("SELECT id FROM task_progress_logs WHERE trace_id = ?", (live_trace,)):
+            await anyio.sleep(0.02)  # until the live instance's sink has written its START
+
+    starting = Tracing(config)
+    await starting.open()
+    assert starting.interrupted_closed == 1
+    await starting.aclose()
+    again = Tracing(config)
+    await again.open()
+    assert again.interrupted_closed == 0  # idempotent: a second start adds nothing
+    assert again.log_db is not None
+    in_db = await again.log_db.select("SELECT id, step_name FROM task_progress_logs WHERE status = 'FAILED'")
+    await again.aclose()
+    await live.aclose()
+
+    closing = [r for r in read_rows(config.logs_path, "task_progress_logs") if r.status == "FAILED"]
+    assert [(r.step_name, r.error_message, r.execution_order) for r in closing] == [("Parse", INTERRUPTED, 4)]
+    assert in_db == [{"id": closing[0].id, "step_name": "Parse"}]  # the same row in CSV and DB

@@ -179,3 +179,55 @@ def test_format_utc():
     assert _format_utc(0) == "1970-01-01 00:00:00.000"
     assert _format_utc(T0 + 0.123) == "2023-11-14 22:13:20.123"
     assert _format_utc(T0 + 0.9996) == "2023-11-14 22:13:21.000"  # rounds, never prints ".1000"
+
+
+# -- one-row events: record() ---------------------------------------------------------------------
+
+
+def test_record_writes_one_row_with_its_outcome():
+    rows: list[TaskProgressLog] = []
+    tracker = make(rows)
+    tracker.record("DB_Update_Start", "SUCCESS", input={"name": "Lamp", "password": "hunter2"}, output={"id": 7})
+    (row,) = rows
+    assert (row.step_name, row.status, row.execution_order, row.id) == ("DB_Update_Start", "SUCCESS", 1, 100)
+    assert json.loads(row.input_data) == {"name": "Lamp", "password": "hunter2"}  # make() does not redact
+    assert json.loads(row.output_data) == {"id": 7}
+    assert (row.error_message, row.stack_trace) == (None, None)
+
+
+def test_record_counts_on_in_the_run_after_steps():
+    rows: list[TaskProgressLog] = []
+    tracker = make(rows)
+    with tracker.step("Validation"):
+        pass
+    tracker.record("DB_Commit", "SUCCESS")
+    assert summary(rows) == [("Validation", "START", 1), ("Validation", "SUCCESS", 2), ("DB_Commit", "SUCCESS", 3)]
+
+
+def test_record_an_exception_keeps_its_text_and_traceback():
+    rows: list[TaskProgressLog] = []
+    tracker = make(rows)
+    try:
+        failing_parser("x")
+    except ValueError as exc:
+        tracker.record("DB_Commit", "FAILED", error=exc)
+    tracker.record("DB_Commit", "FAILED", error="not found")
+    raised, said = rows
+    assert raised.error_message == "ValueError: bad row x" and "in failing_parser" in raised.stack_trace
+    assert (said.error_message, said.stack_trace) == ("not found", None)
+
+
+def test_record_refuses_an_unknown_status_and_writes_nothing():
+    rows: list[TaskProgressLog] = []
+    with pytest.raises(ValueError, match="status must be one of"):
+        make(rows).record("DB_Commit", "DONE")
+    assert rows == []
+
+
+def test_record_never_raises_when_emit_fails():
+    def broken(row):
+        raise OSError("disk full")
+
+    tracker = make([], emit=broken)
+    tracker.record("DB_Commit", "SUCCESS")
+    assert tracker.emit_errors == 1

@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 import httpx
+from starlette.routing import Route
 
+from app import create_app
 from settings import Settings as AppSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,8 +63,9 @@ class LiveServer:
         self.data_dir = data_dir
 
 
-def start_server(data_dir: Path, env: dict[str, str] | None = None) -> LiveServer:
-    """A server as on a laptop: K_SERVICE only when `env` sets it, never from our environment."""
+def start_server(data_dir: Path, env: dict[str, str] | None = None, factory: str | None = None) -> LiveServer:
+    """uvicorn serving `app:app`, or the app a `module:function` factory builds; as on a laptop:
+    K_SERVICE only when `env` sets it, never from our environment."""
     port = free_port()
     full_env = {
         **{k: v for k, v in os.environ.items() if k != "K_SERVICE"},
@@ -73,7 +76,8 @@ def start_server(data_dir: Path, env: dict[str, str] | None = None) -> LiveServe
     }
     with open(data_dir / "server.log", "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "uvicorn", *(["--factory", factory] if factory else ["app:app"]),
+             "--host", "127.0.0.1", "--port", str(port)],
             cwd=ROOT,
             env=full_env,
             stdout=log,
@@ -100,3 +104,15 @@ def stop_server(server: LiveServer) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
+
+
+async def _crash(request):
+    raise RuntimeError("the handler fell over")
+
+
+def app_with_a_crash_route():
+    """uvicorn --factory entry point: the real app from the environment plus `/boom` (GET and
+    POST), which raises: the app itself has no route that crashes."""
+    app = create_app(AppSettings.from_env(env_file=None))
+    app.router.routes.append(Route("/boom", _crash, methods=["GET", "POST"]))
+    return app
