@@ -47,3 +47,13 @@ def test_library_ab_smoke() -> None:
         assert cell["requests_per_s"] > 0 and cell["cpu_us_per_request"] > 0
     assert cells[("head", "/items")]["ratio_requests_per_s"] == 1.0
     assert re.search(r"^\| /bench/ping \| current \| [\d,]+ \| [\d,]+ \| \d+ \| [\d.]+, [\d.]+ \|$", out, re.M), out
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="needs a git checkout")
+def test_route_column_smoke() -> None:
+    out = run("-m", "bench.route_column", "--smoke", "--rev", "base=HEAD")
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert set(summary["us_per_row"]) == {"base", "current"}
+    assert all(v > 0 for v in summary["us_per_row"].values())
+    assert summary["route_column"]["current"] is True
+    assert re.search(r"^best µs/row: base \(HEAD\) [\d.]+, current [\d.]+; added [+-][\d.]+ µs/row", out, re.M), out
