@@ -43,6 +43,8 @@ def cases(trace_ok: str, trace_failed: str, user: str) -> list[tuple[str, str, s
             ("list", r, f"/logs?range={r}&user={user}"),
             ("list", r, f"/logs?range={r}&code=503&endpoint=/login"),
             ("list", r, f"/logs?range={r}&user=nobody-at-all"),
+            ("list", r, f"/logs?range={r}&route=/api/v1/resource37/%7Bitem_id:int%7D"),
+            ("list", r, f"/logs?range={r}&route=(unmatched)&method=GET"),
             ("overview", r, f"/logs/overview?range={r}"),
         ]
     out += [
@@ -116,7 +118,8 @@ async def run(db_path: Path, runs: int) -> int:
     for r in RANGES + ["all"]:
         for label, params in [("list", {"range": r}), ("list 5xx", {"range": r, "status": "5xx"}),
                               ("list user", {"range": r, "user": user}),
-                              ("list endpoint", {"range": r, "endpoint": "/api/v1/resource07", "min_ms": "100"})]:
+                              ("list endpoint", {"range": r, "endpoint": "/api/v1/resource07", "min_ms": "100"}),
+                              ("list route", {"range": r, "route": "/api/v1/resource37/{item_id:int}"})]:
             sql, args = build_list_query(parse_filters(params), now=now, limit=51, before_id=None)
             plans.append((f"{label} {r}", sql, args))
         plan = build_overview(parse_filters({"range": r}), now=now, oldest=now - dt.timedelta(days=30))

@@ -2,8 +2,10 @@
 
     python bench/make_log_db.py var/bench-logs.db [--requests 1000000] [--steps-per-request 3] [--days 30]
 
-Rows: `--requests` api_logs spread over `--days` ending now (UTC), 50 endpoints, ~2% 5xx,
-and about steps-per-request task_progress_logs rows per request (a FAILED step with a stack
+Rows: `--requests` api_logs spread over `--days` ending now (UTC), 50 routes (15 of them with an
+id parameter: "/api/v1/resource07/{item_id:int}", each request its own literal path, so the
+rollups' per-route keys differ from the paths), ~2% 5xx, ~4% 404 (half of them probes of random
+paths that no route matches: route "(unmatched)"), and about steps-per-request task_progress_logs rows per request (a FAILED step with a stack
 trace in every 5xx trace). Ids are Snowflake ids (log/ids.py layout) issued when the request
 ends, as the app does. Bulk-loaded with executemany in large transactions BEFORE the rollups
 exist; applying log/db/rollups.sql afterwards backfills them (the same path a deployed database
@@ -23,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from log.core.rows import UNMATCHED  # noqa: E402
 from log.db.schema import ROLLUPS_PATH, SCHEMA_PATH  # noqa: E402
 from log.explorer.queries import SNOWFLAKE_EPOCH_MS, SNOWFLAKE_SHIFT  # noqa: E402
 
@@ -46,7 +49,9 @@ def generate(path: Path, requests: int, steps_per_request: float, days: int, see
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=OFF")
     conn.executescript(SCHEMA_PATH.read_text())
-    endpoints = [f"/api/v1/resource{i:02d}" for i in range(45)] + ["/", "/items", "/login", "/signup", "/logs"]
+    endpoints = [f"/api/v1/resource{i:02d}" for i in range(30)]
+    endpoints += [f"/api/v1/resource{i:02d}/{{item_id:int}}" for i in range(30, 45)]
+    endpoints += ["/", "/items", "/login", "/signup", "/logs"]
     scale = {ep: math.exp(rnd.gauss(math.log(40), 0.8)) for ep in endpoints}
     users = [f"user-{i:04d}" for i in range(1000)]
     start_ms = end_ms - days * 86_400_000
@@ -54,7 +59,7 @@ def generate(path: Path, requests: int, steps_per_request: float, days: int, see
     seq = 0
     api_batch: list[tuple] = []
     task_batch: list[tuple] = []
-    api_sql = f"INSERT INTO api_logs VALUES ({','.join('?' * 12)})"
+    api_sql = f"INSERT INTO api_logs VALUES ({','.join('?' * 13)})"
     task_sql = f"INSERT INTO task_progress_logs VALUES ({','.join('?' * 11)})"
     steps_p = steps_per_request / 3.5  # a traced task has 2..5 steps, 3.5 on average
     began = time.monotonic()
@@ -81,11 +86,14 @@ def generate(path: Path, requests: int, steps_per_request: float, days: int, see
         trace = "%032x" % rnd.getrandbits(128)
         trace = f"{trace[:8]}-{trace[8:12]}-4{trace[13:16]}-a{trace[17:20]}-{trace[20:]}"
         query = f"?page={rnd.randint(1, 9)}" if rnd.random() < 0.1 else ""
+        route, url_path = ep, ep.replace("{item_id:int}", str(rnd.randint(1, 100_000)))
+        if status == 404 and rnd.random() < 0.5:  # a probe: no route has this path
+            route, url_path = UNMATCHED, f"/probe/{rnd.getrandbits(32):08x}"
         api_batch.append((
-            snowflake(received + duration), trace, rnd.choice(METHODS), ep + query, HEADERS, None, status,
+            snowflake(received + duration), trace, rnd.choice(METHODS), url_path + query, HEADERS, None, status,
             '{"error":"Internal Server Error"}' if status >= 500 else None, duration,
             f"10.0.{rnd.randint(0, 255)}.{rnd.randint(1, 254)}",
-            rnd.choice(users) if rnd.random() < 0.7 else None, stamp(received),
+            rnd.choice(users) if rnd.random() < 0.7 else None, stamp(received), route,
         ))
         if status >= 500 or rnd.random() < steps_p:
             task = rnd.choice(TASKS)

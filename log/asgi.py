@@ -20,6 +20,10 @@ row to hold it). Otherwise exactly one `record()` call per http request, whateve
   not log it a second time;
 - app raised after starting the response: recorded (500 if the body was cut short, else the
   sent status) with the exception, then re-raised so the server closes the connection.
+
+The route template is read from the scope once the app has returned (`route_template`): Starlette's
+router (and FastAPI's, and the app's own IndexedRouter) put the matched route in `scope["route"]`
+of the very scope dict passed down, updating it in place, so the capture layer sees it.
 """
 
 from __future__ import annotations
@@ -34,12 +38,14 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import ClientDisconnect
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from log.core.bodies import summarised_page
 from log.core.captured import Captured
 from log.core.headers import content_type_of, text_headers
 from log.core.random_ids import uuid4_text
+from log.core.rows import UNMATCHED
 from log.core.trace import trace_id_from_headers
 
 if TYPE_CHECKING:
@@ -97,6 +103,29 @@ def client_ip(
         return str(ipaddress.ip_address(entries[-1]))
     except ValueError:
         return peer
+
+
+def route_template(scope: Scope, root_path: str = "") -> str | None:
+    """The template of the route that handled the request, read after the app ran.
+
+    "/items/{item_id:int}" for a Route; inside a Mount the mount's matched prefix comes first
+    ("/api" + "/items/{id}"); a Mount that handled the request itself (static files) gives
+    "<prefix>/{path:path}". UNMATCHED when a router ran and matched nothing (404, slash
+    redirect); None when no router ran (a middleware answered first, or a bare ASGI app).
+    `root_path` is the scope's root_path when the request came in: what mounts added to it
+    since is their matched prefix.
+    """
+    route = scope.get("route")
+    if route is None:
+        return UNMATCHED if "router" in scope else None
+    path = getattr(route, "path", None)
+    if not isinstance(path, str):
+        return None  # a Host, or a route class without a path template
+    inner: str = scope.get("root_path", "")
+    prefix = inner[len(root_path) :] if inner != root_path and inner.startswith(root_path) else ""
+    if isinstance(route, Mount):
+        return (prefix or path) + "/{path:path}"
+    return prefix + path
 
 
 class _Exchange:
@@ -238,6 +267,7 @@ class RequestLogMiddleware:
                 await self._unrecorded_crash(scope, receive, tracking_send, lambda: started)
             return
         ex = _Exchange(self.body_cap)
+        root_path = scope.get("root_path", "")  # before mounts add to it (see route_template)
 
         async def receive_wrapper() -> Message:
             message = await receive()
@@ -299,7 +329,7 @@ class RequestLogMiddleware:
             ex.disconnected = ex.disconnected or not ex.complete
             raise
         finally:
-            self._record(scope, ex, error, raw_headers, trace_id, received_at, t0)
+            self._record(scope, ex, error, raw_headers, trace_id, received_at, t0, root_path)
 
     async def _unrecorded_crash(
         self, scope: Scope, receive: Receive, send: Send, started: Callable[[], bool]
@@ -350,6 +380,7 @@ class RequestLogMiddleware:
         trace_id: str,
         received_at: float,
         t0: float,
+        root_path: str,
     ) -> None:
         # Duration is what the client waited for: until the last byte was handed to the server
         # (background tasks that run after that are not counted).
@@ -384,6 +415,7 @@ class RequestLogMiddleware:
             trace_id=trace_id,
             exception=exception,
             stack_trace=stack,
+            route=route_template(scope, root_path),
         )
         try:
             self.record(captured)

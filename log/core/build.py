@@ -7,6 +7,7 @@ Decisions recorded here:
   * request_header = JSON object of the redacted request headers (repeated names -> list); values
     longer than HEADER_VALUE_MAX characters are cut and marked "…[N chars]".
   * bodies: see log/core/bodies.py.
+  * route = the template of the route that matched (log/asgi.py: route_template), as captured.
   * created_at = when the request was received, UTC "YYYY-MM-DD HH:MM:SS.fff" (what SQLite's
     STRFTIME('%Y-%m-%d %H:%M:%f') produces, so app rows and DB defaults sort together).
 """
@@ -90,6 +91,7 @@ def build_api_log(
         ip_address=c.client_ip,
         user_id=c.user_id,
         created_at=format_utc(c.received_at),
+        route=c.route,
     )
 
 

@@ -12,7 +12,6 @@ import msgspec
 from log.core.headers import Headers
 
 
-
 class Captured(msgspec.Struct, kw_only=True):
     received_at: float  # time.time() when the request's first ASGI message arrived
     duration_ms: int
@@ -31,3 +30,4 @@ class Captured(msgspec.Struct, kw_only=True):
     trace_id: str  # already validated/normalised UUID string
     exception: str | None = None  # "ValueError: boom" for unhandled exceptions
     stack_trace: str | None = None
+    route: str | None = None  # the matched route's template, read from the scope after the app ran

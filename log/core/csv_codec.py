@@ -11,6 +11,10 @@ Cell encoding (all of it reversed exactly by decode_cell):
     ' -- so "-5" is written '-5 and "'x" is written ''x; decoding strips exactly one '.
 Quoting is RFC 4180 (csv.QUOTE_MINIMAL), rows end with CRLF, the header is the Struct's field
 names in order (log/core/rows.py: columns), which is also the database column order.
+
+Files are read by header name (`row_decoder`): a file written before a column was appended to
+the Struct (api_logs.route) has a shorter header and still reads, the missing column taking the
+field's default (None). Files are only ever written with the current header.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import csv
 import io
 import re
 import typing
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import msgspec
 
@@ -126,16 +130,48 @@ def decode_row(row_type: RowType, cells: Sequence[str]) -> LogRow:
     return row_type(**{name: decode_cell(cell, k) for name, cell, k in zip(names, cells, kinds)})
 
 
+RowDecoder = Callable[[Sequence[str]], LogRow]
+
+
+def _optional(row_type: RowType) -> frozenset[str]:
+    return frozenset(f.name for f in msgspec.structs.fields(row_type) if not f.required)
+
+
+def row_decoder(row_type: RowType, header: Sequence[str]) -> RowDecoder:
+    """A decoder for the rows of a file with this header; ValueError when they cannot be rows.
+
+    The current header decodes with decode_row. An older header (columns the Struct has, in any
+    order, lacking only fields with a default) decodes by name, the missing fields defaulted.
+    """
+    names = columns(row_type)
+    if tuple(header) == names:
+        return lambda cells: decode_row(row_type, cells)
+    unknown = [h for h in header if h not in names]
+    missing = set(names) - set(header) - _optional(row_type)
+    if unknown or missing or len(set(header)) != len(header):
+        raise ValueError(f"CSV header {list(header)!r} is not the {row_type.__name__} columns")
+    is_int = dict(zip(names, _IS_INT[row_type]))
+    kinds = [is_int[h] for h in header]
+    fields = list(header)
+
+    def decode(cells: Sequence[str]) -> LogRow:
+        if len(cells) != len(fields):
+            raise ValueError(f"expected {len(fields)} cells for {row_type.__name__}, got {len(cells)}")
+        return row_type(**{name: decode_cell(cell, k) for name, cell, k in zip(fields, cells, kinds)})
+
+    return decode
+
+
 def read_csv(lines: Iterable[str], row_type: RowType) -> Iterator[LogRow]:
     """Rows from CSV lines (a file opened with newline="" or text.splitlines(keepends=True)).
 
-    The first line must be the exact header; a different header raises ValueError.
+    The first line is the header, the current one or an older one (see row_decoder); another
+    header raises ValueError.
     """
     reader = csv.reader(lines)
     header = next(reader, None)
     if header is None:
         return
-    if tuple(header) != columns(row_type):
-        raise ValueError(f"CSV header {header!r} is not the {row_type.__name__} columns")
+    decode = row_decoder(row_type, header)
     for cells in reader:
-        yield decode_row(row_type, cells)
+        yield decode(cells)

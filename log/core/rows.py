@@ -23,6 +23,9 @@ class ApiLog(msgspec.Struct, frozen=True, kw_only=True):
     ip_address: str | None
     user_id: str | None  # TEXT, not the seed's INTEGER: Supabase user ids are UUIDs
     created_at: str  # UTC "YYYY-MM-DD HH:MM:SS.fff", when the request was received
+    # Not in the seed's table: the matched route's template ("/items/{item_id:int}"), UNMATCHED
+    # when the app's router found no route, None when unknown (no router ran; rows from before).
+    route: str | None = None
 
 
 class TaskProgressLog(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,6 +43,10 @@ class TaskProgressLog(msgspec.Struct, frozen=True, kw_only=True):
 
 
 LogRow = ApiLog | TaskProgressLog
+
+# api_logs.route of a request the app's router had no route for (404s): one key for all of them,
+# so probes of random paths do not each become a row of the explorer's per-route tables.
+UNMATCHED = "(unmatched)"
 
 # task_progress_logs.status: the one vocabulary.
 START, IN_PROGRESS, SUCCESS, FAILED = "START", "IN_PROGRESS", "SUCCESS", "FAILED"

@@ -15,7 +15,11 @@ CREATE TABLE IF NOT EXISTS api_status_minute (
     PRIMARY KEY (minute, status_class)
 ) WITHOUT ROWID;
 
--- Latency histogram per hour, endpoint path (query string dropped) and status class.
+-- Latency histogram per hour, route and status class. The `endpoint` key is the route template
+-- (api_logs.route: "/items/{item_id:int}", "(unmatched)"), or the path without its query string
+-- for rows with no template (rows logged before the route column, apps without a router).
+-- Rows counted before the route column keep their path keys: old raw rows carry no template to
+-- rebuild them from, so the overview shows them as they are, next to the template keys.
 -- bucket: 0..15 = exact ms; then 8 buckets per power of two; -1 = no duration
 -- (log/explorer/queries.py bucket_of / bucket_bounds; a test keeps this CASE identical to bucket_sql).
 CREATE TABLE IF NOT EXISTS api_latency_hour (
@@ -46,7 +50,7 @@ WHERE created_at IS NOT NULL AND strftime('%s', created_at) IS NOT NULL
 GROUP BY 1, 2;
 
 INSERT INTO api_latency_hour (hour, endpoint, status_class, bucket, n)
-SELECT CAST(strftime('%s', created_at) AS INTEGER) / 3600, CASE WHEN instr(endpoint, '?') > 0 THEN substr(endpoint, 1, instr(endpoint, '?') - 1) ELSE endpoint END,
+SELECT CAST(strftime('%s', created_at) AS INTEGER) / 3600, COALESCE(route, CASE WHEN instr(endpoint, '?') > 0 THEN substr(endpoint, 1, instr(endpoint, '?') - 1) ELSE endpoint END),
        COALESCE(response_status / 100, 0), CASE WHEN duration_ms IS NULL OR duration_ms < 0 THEN -1 WHEN duration_ms < 16 THEN duration_ms WHEN duration_ms < 32 THEN (duration_ms >> 1) + 8 WHEN duration_ms < 64 THEN (duration_ms >> 2) + 16 WHEN duration_ms < 128 THEN (duration_ms >> 3) + 24 WHEN duration_ms < 256 THEN (duration_ms >> 4) + 32 WHEN duration_ms < 512 THEN (duration_ms >> 5) + 40 WHEN duration_ms < 1024 THEN (duration_ms >> 6) + 48 WHEN duration_ms < 2048 THEN (duration_ms >> 7) + 56 WHEN duration_ms < 4096 THEN (duration_ms >> 8) + 64 WHEN duration_ms < 8192 THEN (duration_ms >> 9) + 72 WHEN duration_ms < 16384 THEN (duration_ms >> 10) + 80 WHEN duration_ms < 32768 THEN (duration_ms >> 11) + 88 WHEN duration_ms < 65536 THEN (duration_ms >> 12) + 96 WHEN duration_ms < 131072 THEN (duration_ms >> 13) + 104 WHEN duration_ms < 262144 THEN (duration_ms >> 14) + 112 WHEN duration_ms < 524288 THEN (duration_ms >> 15) + 120 WHEN duration_ms < 1048576 THEN (duration_ms >> 16) + 128 WHEN duration_ms < 2097152 THEN (duration_ms >> 17) + 136 WHEN duration_ms < 4194304 THEN (duration_ms >> 18) + 144 WHEN duration_ms < 8388608 THEN (duration_ms >> 19) + 152 WHEN duration_ms < 16777216 THEN (duration_ms >> 20) + 160 WHEN duration_ms < 33554432 THEN (duration_ms >> 21) + 168 WHEN duration_ms < 67108864 THEN (duration_ms >> 22) + 176 WHEN duration_ms < 134217728 THEN (duration_ms >> 23) + 184 WHEN duration_ms < 268435456 THEN (duration_ms >> 24) + 192 WHEN duration_ms < 536870912 THEN (duration_ms >> 25) + 200 WHEN duration_ms < 1073741824 THEN (duration_ms >> 26) + 208 WHEN duration_ms < 2147483648 THEN (duration_ms >> 27) + 216 WHEN duration_ms < 4294967296 THEN (duration_ms >> 28) + 224 ELSE 240 END, COUNT(*)
 FROM api_logs
 WHERE created_at IS NOT NULL AND strftime('%s', created_at) IS NOT NULL
@@ -54,7 +58,7 @@ WHERE created_at IS NOT NULL AND strftime('%s', created_at) IS NOT NULL
 GROUP BY 1, 2, 3, 4;
 
 INSERT INTO api_latency_day (day, endpoint, status_class, bucket, n)
-SELECT CAST(strftime('%s', created_at) AS INTEGER) / 86400, CASE WHEN instr(endpoint, '?') > 0 THEN substr(endpoint, 1, instr(endpoint, '?') - 1) ELSE endpoint END,
+SELECT CAST(strftime('%s', created_at) AS INTEGER) / 86400, COALESCE(route, CASE WHEN instr(endpoint, '?') > 0 THEN substr(endpoint, 1, instr(endpoint, '?') - 1) ELSE endpoint END),
        COALESCE(response_status / 100, 0), CASE WHEN duration_ms IS NULL OR duration_ms < 0 THEN -1 WHEN duration_ms < 16 THEN duration_ms WHEN duration_ms < 32 THEN (duration_ms >> 1) + 8 WHEN duration_ms < 64 THEN (duration_ms >> 2) + 16 WHEN duration_ms < 128 THEN (duration_ms >> 3) + 24 WHEN duration_ms < 256 THEN (duration_ms >> 4) + 32 WHEN duration_ms < 512 THEN (duration_ms >> 5) + 40 WHEN duration_ms < 1024 THEN (duration_ms >> 6) + 48 WHEN duration_ms < 2048 THEN (duration_ms >> 7) + 56 WHEN duration_ms < 4096 THEN (duration_ms >> 8) + 64 WHEN duration_ms < 8192 THEN (duration_ms >> 9) + 72 WHEN duration_ms < 16384 THEN (duration_ms >> 10) + 80 WHEN duration_ms < 32768 THEN (duration_ms >> 11) + 88 WHEN duration_ms < 65536 THEN (duration_ms >> 12) + 96 WHEN duration_ms < 131072 THEN (duration_ms >> 13) + 104 WHEN duration_ms < 262144 THEN (duration_ms >> 14) + 112 WHEN duration_ms < 524288 THEN (duration_ms >> 15) + 120 WHEN duration_ms < 1048576 THEN (duration_ms >> 16) + 128 WHEN duration_ms < 2097152 THEN (duration_ms >> 17) + 136 WHEN duration_ms < 4194304 THEN (duration_ms >> 18) + 144 WHEN duration_ms < 8388608 THEN (duration_ms >> 19) + 152 WHEN duration_ms < 16777216 THEN (duration_ms >> 20) + 160 WHEN duration_ms < 33554432 THEN (duration_ms >> 21) + 168 WHEN duration_ms < 67108864 THEN (duration_ms >> 22) + 176 WHEN duration_ms < 134217728 THEN (duration_ms >> 23) + 184 WHEN duration_ms < 268435456 THEN (duration_ms >> 24) + 192 WHEN duration_ms < 536870912 THEN (duration_ms >> 25) + 200 WHEN duration_ms < 1073741824 THEN (duration_ms >> 26) + 208 WHEN duration_ms < 2147483648 THEN (duration_ms >> 27) + 216 WHEN duration_ms < 4294967296 THEN (duration_ms >> 28) + 224 ELSE 240 END, COUNT(*)
 FROM api_logs
 WHERE created_at IS NOT NULL AND strftime('%s', created_at) IS NOT NULL
@@ -72,7 +76,7 @@ BEGIN
     INSERT INTO api_latency_hour (hour, endpoint, status_class, bucket, n)
     VALUES (
         CAST(strftime('%s', NEW.created_at) AS INTEGER) / 3600,
-        CASE WHEN instr(NEW.endpoint, '?') > 0 THEN substr(NEW.endpoint, 1, instr(NEW.endpoint, '?') - 1) ELSE NEW.endpoint END,
+        COALESCE(NEW.route, CASE WHEN instr(NEW.endpoint, '?') > 0 THEN substr(NEW.endpoint, 1, instr(NEW.endpoint, '?') - 1) ELSE NEW.endpoint END),
         COALESCE(NEW.response_status / 100, 0),
         CASE
             WHEN NEW.duration_ms IS NULL OR NEW.duration_ms < 0 THEN -1
@@ -111,7 +115,7 @@ BEGIN
     INSERT INTO api_latency_day (day, endpoint, status_class, bucket, n)
     VALUES (
         CAST(strftime('%s', NEW.created_at) AS INTEGER) / 86400,
-        CASE WHEN instr(NEW.endpoint, '?') > 0 THEN substr(NEW.endpoint, 1, instr(NEW.endpoint, '?') - 1) ELSE NEW.endpoint END,
+        COALESCE(NEW.route, CASE WHEN instr(NEW.endpoint, '?') > 0 THEN substr(NEW.endpoint, 1, instr(NEW.endpoint, '?') - 1) ELSE NEW.endpoint END),
         COALESCE(NEW.response_status / 100, 0),
         CASE
             WHEN NEW.duration_ms IS NULL OR NEW.duration_ms < 0 THEN -1
@@ -152,6 +156,8 @@ END;
 -- Explorer filters that would otherwise scan the table: one user's requests, newest first
 -- (SQLite indexes end with the rowid, so equality + ORDER BY id needs no sort).
 CREATE INDEX IF NOT EXISTS idx_api_logs_user_id ON api_logs(user_id);
+-- The same for one route template (the list page's `route` filter).
+CREATE INDEX IF NOT EXISTS idx_api_logs_route ON api_logs(route);
 -- The list page walks ids newest first and tests the filters on each row. Table rows carry
 -- headers and bodies (up to 16 KiB each), so walking them reads far more pages than needed;
 -- this narrow index holds every column the list filters on or shows, in id order, so SQLite

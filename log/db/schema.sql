@@ -1,6 +1,8 @@
 -- Log tables for SQLite / Turso (libSQL). Column order matches log/core/rows.py (the contract).
 -- ids are assigned by the app (Snowflake, log/core/ids.py), so CSV and DB rows share ids; no AUTOINCREMENT.
 -- user_id is TEXT (the seed had INTEGER): Supabase user ids are UUIDs.
+-- route is not in the seed's table: the matched route's template (or "(unmatched)"), the last
+-- column; a database made before it gets it at start (log/db/schema.py: ADDED_COLUMNS).
 -- Idempotent: safe to run on every start.
 
 CREATE TABLE IF NOT EXISTS api_logs (
@@ -15,7 +17,8 @@ CREATE TABLE IF NOT EXISTS api_logs (
     duration_ms INTEGER,
     ip_address TEXT,
     user_id TEXT,
-    created_at DATETIME DEFAULT (STRFTIME('%Y-%m-%d %H:%M:%f', 'NOW'))
+    created_at DATETIME DEFAULT (STRFTIME('%Y-%m-%d %H:%M:%f', 'NOW')),
+    route TEXT
 );
 
 CREATE INDEX IF NOT EXISTS idx_api_logs_trace_id ON api_logs (trace_id);

@@ -3,6 +3,7 @@
 A log explorer imports this namespace (`from log import explorer`); nothing here writes.
 """
 
+from log.core.rows import UNMATCHED
 from log.core.trace import canonical_uuid
 from log.explorer import charts
 from log.explorer.queries import (
@@ -22,6 +23,7 @@ from log.explorer.reader import LogReader
 __all__ = [
     "MAX_ID",
     "PRESETS",
+    "UNMATCHED",
     "UTC",
     "EndpointStats",
     "FilterError",

@@ -61,6 +61,7 @@ class LogFilters(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     code: Annotated[int, msgspec.Meta(ge=100, le=599)] | None = None
     method: Literal["", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = ""
     endpoint: Text = ""
+    route: Text = ""  # a route template, exactly ("/items/{item_id:int}", "(unmatched)")
     user: Text = ""
     trace: Text = ""
     min_ms: Annotated[int, msgspec.Meta(ge=0, le=86_400_000)] | None = None
@@ -94,7 +95,7 @@ def parse_filters(params: Mapping[str, str]) -> LogFilters:
     return filters
 
 
-_PARAMS = frozenset({"range", "from", "to", "status", "code", "method", "endpoint", "user", "trace", "min_ms"})
+_PARAMS = frozenset({"range", "from", "to", "status", "code", "method", "endpoint", "route", "user", "trace", "min_ms"})
 
 
 def parse_instant(value: str, name: str) -> dt.datetime:
@@ -161,6 +162,9 @@ def where_clause(filters: LogFilters, now: dt.datetime, *, rare_status: bool = F
         # A prefix test with no LIKE wildcards to escape: % and _ in the filter are literal.
         where.append("substr(endpoint, 1, ?) = ?")
         args += [len(filters.endpoint), filters.endpoint]
+    if filters.route:
+        where.append("route = ?")  # idx_api_logs_route
+        args.append(filters.route)
     if filters.user:
         where.append("user_id = ?")
         args.append(filters.user)
@@ -257,6 +261,11 @@ def path_sql(col: str) -> str:
     return f"CASE WHEN instr({col}, '?') > 0 THEN substr({col}, 1, instr({col}, '?') - 1) ELSE {col} END"
 
 
+def route_key_sql(route_col: str, endpoint_col: str) -> str:
+    """The rollups' per-route key: the route template, else (no template known) the path."""
+    return f"COALESCE({route_col}, {path_sql(endpoint_col)})"
+
+
 def status_class_sql(col: str) -> str:
     return f"COALESCE({col} / 100, 0)"
 
@@ -340,7 +349,7 @@ def _part(piece: Piece) -> Query:
 
 def _raw_part(start: dt.datetime, end: dt.datetime) -> Query:
     return (
-        f"SELECT {path_sql('endpoint')} AS endpoint, {status_class_sql('response_status')} AS status_class,"
+        f"SELECT {route_key_sql('route', 'endpoint')} AS endpoint, {status_class_sql('response_status')} AS status_class,"
         f" {bucket_sql('duration_ms')} AS bucket, COUNT(*) AS n FROM api_logs"
         " WHERE id >= ? AND created_at >= ? AND created_at < ? GROUP BY 1, 2, 3",
         [id_floor(start), stamp(start), stamp(end)],

@@ -25,7 +25,7 @@ from typing import BinaryIO
 
 import anyio.to_thread
 
-from log.core.csv_codec import decode_row, encode_rows, header_line
+from log.core.csv_codec import encode_rows, header_line, row_decoder
 from log.core.rows import TABLES, LogRow
 from log.sinks.base import SinkError, WriteResult
 
@@ -103,7 +103,9 @@ class CsvSink:
         path, header = self.path(table), header_line(TABLES[table]).encode()
         if path.exists() and path.stat().st_size > 0:
             with path.open("rb") as f:
-                if f.readline() != header:  # another schema: move it aside, do not mix columns
+                # Another header (an older one too): move the file aside, never mix columns in
+                # one file; readers still read it by its own header.
+                if f.readline() != header:
                     f.close()
                     self._rotate(table)
                 else:
@@ -181,19 +183,23 @@ class CsvSink:
 def _rows_in(path: Path, table: str, on_error: OnError | None) -> Iterator[LogRow]:
     """Rows of one file; a torn line or a file with another header is skipped (and reported).
 
-    Each physical line is parsed on its own (rows never span lines), so a torn line with an open
-    quote cannot swallow the good rows after it.
+    A file written before a column was appended (an older header, see csv_codec.row_decoder)
+    is read by column name, the new column None. Each physical line is parsed on its own (rows
+    never span lines), so a torn line with an open quote cannot swallow the good rows after it.
     """
     row_type = TABLES[table]
     try:
         with path.open(encoding="utf-8", errors="replace", newline="") as f:
-            if f.readline() != header_line(row_type):
+            first = f.readline()
+            try:
+                decode = row_decoder(row_type, next(csv.reader([first]), []))
+            except (ValueError, csv.Error):
                 if on_error is not None:
                     on_error(path, ValueError(f"{path.name}: header is not the {table} columns"))
                 return
             for line in f:
                 try:
-                    yield decode_row(row_type, next(csv.reader([line])))
+                    yield decode(next(csv.reader([line])))
                 except (ValueError, TypeError, csv.Error) as exc:
                     if on_error is not None:
                         on_error(path, exc)

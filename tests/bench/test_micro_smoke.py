@@ -56,3 +56,13 @@ def test_instructions_smoke() -> None:
     assert (cell["revision"], cell["sinks"], cell["route"]) == ("current", "csv", "/bench/ping")
     assert cell["instructions_per_request"] > 10_000  # a request is at least this many instructions
     assert re.search(r"^\| /bench/ping \| current \| csv \| [\d,]+ \|", out, re.M), out
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="needs a git checkout")
+def test_route_column_smoke() -> None:
+    out = run("-m", "bench.route_column", "--smoke", "--rev", "base=HEAD")
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert set(summary["us_per_row"]) == {"base", "current"}
+    assert all(v > 0 for v in summary["us_per_row"].values())
+    assert summary["route_column"]["current"] is True
+    assert re.search(r"^best µs/row: base \(HEAD\) [\d.]+, current [\d.]+; added [+-][\d.]+ µs/row", out, re.M), out

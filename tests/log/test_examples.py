@@ -78,6 +78,7 @@ def serve_and_stop(app_dir: Path, module: str, env: dict[str, str], log_path: Pa
 def check_rows(api: list, steps: list, traces: list[str]) -> None:
     assert sorted(r.trace_id for r in api) == sorted(traces)
     assert {(r.method, r.endpoint, r.response_status) for r in api} == {("GET", "/", 200)}
+    assert {r.route for r in api} == {"/"}  # the matched route's template, from Starlette's or FastAPI's router
     for trace in traces:
         mine = sorted((s for s in steps if s.trace_id == trace), key=lambda s: s.execution_order)
         assert [(s.task_name, s.step_name, s.status) for s in mine] == [

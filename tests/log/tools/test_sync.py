@@ -209,8 +209,9 @@ def test_failed_batches_are_counted_and_a_rerun_completes(
 ) -> None:
     settings = settings_for(tmp_path, server.url)
     anyio.run(write_csv, settings.logs_path, {"": [api(i) for i in range(100)]})
-    # open() succeeds, then 4 failures = every attempt of the first batch (the client tries 4 times).
-    server.server.inject("delay", 1, delay=0.0)
+    # open() succeeds (two requests: it reads the columns, then applies the schema), then 4
+    # failures = every attempt of the first batch (the client tries 4 times).
+    server.server.inject("delay", 2, delay=0.0)
     server.server.inject("503", times=4)
     assert main(["logs", "sync", "--batch", "25"], settings=settings) == 1
     out = capsys.readouterr()
