@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
     export.add_argument("--out", help="output directory (default DATA_DIR/logs-export)")
     export.add_argument("--page-size", type=int, default=500, help="rows per request (default 500)")
     prune = logs_cmds.add_parser(
-        "prune", help="delete log rows, rollups and rotated CSV files past LOG_RETENTION_DAYS / LOG_ROLLUP_RETENTION_DAYS"
+        "prune",
+        help="delete log rows, rollups and rotated CSV files past LOG_RETENTION_DAYS / LOG_ROLLUP_RETENTION_DAYS",
     )
     prune.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
     prune.add_argument("--batch", type=int, default=5000, help="rows per transaction (default 5000)")

@@ -150,7 +150,8 @@ class Pruner:
         now = self._clock()
         if self.csv is not None:  # this process's own files, whoever prunes the database
             try:
-                gone = await anyio.to_thread.run_sync(self.csv.delete_expired, prune_before(_utc(now), self.retention_days))
+                before = prune_before(_utc(now), self.retention_days)
+                gone = await anyio.to_thread.run_sync(self.csv.delete_expired, before)
                 self.csv_files_deleted += len(gone)
             except OSError as exc:
                 self.errors += 1
@@ -165,7 +166,9 @@ class Pruner:
             # Released when the round ends or fails; not when it is cancelled (shutdown): no more
             # awaits on the way out, the lease simply expires.
             try:
-                counts = await run_steps(self.db, steps, lease=lease, clock=self._clock, sleep=self._sleep, pause=self.pause)
+                counts = await run_steps(
+                    self.db, steps, lease=lease, clock=self._clock, sleep=self._sleep, pause=self.pause
+                )
             except Exception:
                 await self._release(lease)
                 raise
