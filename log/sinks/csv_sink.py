@@ -174,10 +174,17 @@ class CsvSink:
         """Retention: delete this sink's rotated files whose newest row was created before
         `before` and whose rows every remote sink has (can_delete). Blocking: run it in a worker
         thread. Under the sink's lock, so it never races a rotation renaming the same files."""
+        # Reading the files is the slow part: done first, without the lock (appends go on). A
+        # rotated file never changes, a rotation only renames it; under the lock each file is
+        # known again by (inode, size), and one not read yet waits for the next round.
+        known: dict[tuple[int, int], tuple[int, str] | None] = {}
+        for table in TABLES:
+            expired_files(self.log_dir, table, before, suffix=self.suffix, known=known)
         deleted: list[Path] = []
         with self._lock:
             for table in TABLES:
-                for path in expired_files(self.log_dir, table, before, suffix=self.suffix, can_delete=self.can_delete):
+                for path in expired_files(self.log_dir, table, before, suffix=self.suffix,
+                                          can_delete=self.can_delete, known=known, read=False):
                     path.unlink(missing_ok=True)
                     deleted.append(path)
         return deleted
@@ -216,31 +223,48 @@ def _rows_in(path: Path, table: str, on_error: OnError | None) -> Iterator[LogRo
             on_error(path, exc)
 
 
+Extents = dict[tuple[int, int], "tuple[int, str] | None"]  # (inode, size) -> file_extent
+
+
 def expired_files(
     log_dir: str | os.PathLike[str], table: str, before: str | None, *,
     suffix: str | None = None, can_delete: CanDelete = _always,
+    known: Extents | None = None, read: bool = True,
 ) -> list[Path]:
     """Rotated files of `table` (one worker's `suffix`, or every worker's) whose newest row was
-    created before `before` and that `can_delete` lets go (log/core/retention.py decides)."""
+    created before `before` and that `can_delete` lets go (log/core/retention.py decides).
+    `known` caches what files hold by (inode, size); with read=False a file not in it is left."""
     if before is None or not Path(log_dir).is_dir():
         return []
+    known = {} if known is None else known
     pattern, found = _name_re(table), []
     for entry in sorted(Path(log_dir).iterdir()):
         m = pattern.match(entry.name)
         if m is None or not m["n"] or (suffix is not None and (m["suffix"] or "") != suffix):
             continue
-        extent = _extent(entry)
+        try:
+            st = entry.stat()
+        except OSError:
+            continue
+        key = (st.st_ino, st.st_size)
+        if key not in known:
+            if not read:
+                continue
+            known.update(_extent(entry))
+        extent = known.get(key)
         if csv_file_expired(int(m["n"]), extent, before) and extent is not None and can_delete(table, extent[0]):
             found.append(entry)
     return found
 
 
-def _extent(path: Path) -> tuple[int, str] | None:
+def _extent(path: Path) -> Extents:
+    """{(inode, size): file_extent} of the file open at `path` (the inode read, even if renamed meanwhile)."""
     try:
         with path.open(encoding="utf-8", errors="replace", newline="") as f:
-            return file_extent(f)
+            st = os.fstat(f.fileno())
+            return {(st.st_ino, st.st_size): file_extent(f)}
     except OSError:
-        return None
+        return {}
 
 
 def csv_files(log_dir: str | os.PathLike[str], table: str) -> dict[str, list[Path]]:
