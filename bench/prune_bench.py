@@ -7,7 +7,7 @@ the app serves the items page; the page's latency before and during the prune. R
 The app runs under uvicorn (core 0) with the copy as its `file:` log database and LOG_SINKS=csv,turso,
 so its own log rows compete with the prune for the database's writer lock; its own pruner is off
 (LOG_RETENTION_DAYS=0). The prune is the shell the background pruner runs (log/tools/prune.py
-run_steps: 5,000-row transactions, a short pause between them), in this process pinned to core 0
+run_steps: 5,000-row transactions, each followed by a pause twice its length), in this process pinned to core 0
 too, as the app's own pruner would share the app's core. "now" is placed so that about --expire
 rows (both tables) are older than the 30-day window. wrk (core 1) loads GET /items signed in:
 --seconds before the prune, then --seconds starting with it.

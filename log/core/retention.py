@@ -93,6 +93,13 @@ def _unix(when: dt.datetime) -> int:
     return int((when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)).timestamp())
 
 
+def pause_after(batch_seconds: float, minimum: float) -> float:
+    """The pause after a batch: twice as long as the batch took (at least `minimum`), so a long
+    prune (a backlog of expired rows) takes at most about a third of the time of one core, and
+    its share of the database's writer lock likewise."""
+    return max(minimum, 2 * batch_seconds)
+
+
 def step_done(deleted: int, limit: int) -> bool:
     """A batch that deleted fewer rows than it could was the table's last."""
     return deleted < limit

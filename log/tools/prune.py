@@ -32,7 +32,7 @@ import anyio
 import anyio.to_thread
 
 from log.config import TracingConfig
-from log.core.retention import BATCH_ROWS, Step, plan, prune_before, step_done
+from log.core.retention import BATCH_ROWS, Step, pause_after, plan, prune_before, step_done
 from log.core.rows import TABLES
 from log.db.database import LogDatabase
 from log.db.errors import LogDatabaseError
@@ -47,7 +47,7 @@ JOB = "retention"
 LEASE_TTL = 300.0  # seconds; every batch renews it, so only a stalled or dead pruner loses it
 EVERY = 3600.0  # at most one round an hour, whichever instance runs it
 FIRST_DELAY = 60.0  # after start: start-up and the first requests come first
-PAUSE = 0.1  # seconds between two batches: the log database's writer lock is free for the sinks
+PAUSE = 0.1  # seconds at least between two batches (pause_after): the sinks get the writer lock
 
 Progress = Callable[[str, int], None]  # (table, rows deleted so far)
 
@@ -78,6 +78,7 @@ async def run_steps(
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     pause: float = PAUSE,
     progress: Progress | None = None,
+    timer: Callable[[], float] = time.monotonic,
 ) -> dict[str, int]:
     """Run each step's DELETE until it comes back short; returns rows deleted per table.
 
@@ -93,7 +94,9 @@ async def run_steps(
             if lease is not None:
                 statements.append(job_renewal(lease, now=clock(), ttl=LEASE_TTL))
             statements.append((step.delete_sql, step.args))
+            began = timer()
             outcomes = await db.transaction(statements)
+            took = timer() - began
             deleted = outcomes[-1].affected_row_count
             counts[step.table] += deleted
             if progress is not None:
@@ -102,7 +105,7 @@ async def run_steps(
                 raise LeaseLost(f"the {lease.job} lease was taken over; stopped after {counts}")
             if step_done(deleted, step.limit):
                 break
-            await sleep(pause)
+            await sleep(pause_after(took, pause))
     return counts
 
 

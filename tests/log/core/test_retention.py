@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from log.core.retention import (
-    LOG_TABLES, PRUNE_GRACE, ROLLUPS, csv_file_expired, file_extent, keep_from, plan, prune_before, step_done,
+    LOG_TABLES, PRUNE_GRACE, ROLLUPS, csv_file_expired, file_extent, keep_from, pause_after, plan, prune_before, step_done,
 )
 
 NOW = dt.datetime(2026, 12, 2, 12, 0, 0, 123000, tzinfo=dt.UTC)
@@ -44,6 +44,11 @@ def test_plan_leaves_out_what_is_kept_for_ever() -> None:
     assert [s.table for s in plan(NOW, retention_days=0, rollup_days=400)] == list(ROLLUPS)
     assert [s.table for s in plan(NOW, retention_days=30, rollup_days=0)] == list(LOG_TABLES)
     assert plan(NOW, retention_days=0, rollup_days=0) == []
+
+
+def test_the_pause_after_a_batch_is_twice_its_time_and_at_least_the_minimum() -> None:
+    assert pause_after(0.01, 0.1) == 0.1
+    assert pause_after(0.3, 0.1) == 0.6
 
 
 def test_a_short_batch_ends_the_step() -> None:
