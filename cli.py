@@ -3,6 +3,7 @@
     python -m cli grant-admin EMAIL
     python -m cli logs sync [--full] [--batch N]
     python -m cli logs export [--since WHEN] [--until WHEN] [--out DIR] [--page-size N]
+    python -m cli logs prune [--dry-run] [--batch N]
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from log import export_logs, sync_logs
+from log import export_logs, prune_logs, sync_logs
 from settings import Settings
 from store.sqlite import SqliteStore
 
@@ -44,6 +45,12 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
     export.add_argument("--until", help="created_at < this (same forms)")
     export.add_argument("--out", help="output directory (default DATA_DIR/logs-export)")
     export.add_argument("--page-size", type=int, default=500, help="rows per request (default 500)")
+    prune = logs_cmds.add_parser(
+        "prune",
+        help="delete log rows, rollups and rotated CSV files past LOG_RETENTION_DAYS / LOG_ROLLUP_RETENTION_DAYS",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
+    prune.add_argument("--batch", type=int, default=5000, help="rows per transaction (default 5000)")
     args = parser.parse_args(argv)
     settings = settings or Settings.from_env()
     if args.command == "grant-admin":
@@ -53,6 +60,8 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
     if args.command == "logs" and args.logs_command == "export":
         return export_logs(settings.tracing, since=args.since, until=args.until, out=args.out,
                            page_size=max(1, args.page_size))
+    if args.command == "logs" and args.logs_command == "prune":
+        return prune_logs(settings.tracing, dry_run=args.dry_run, batch_size=max(1, args.batch))
     return 2
 
 

@@ -54,6 +54,8 @@ TRACING_FIELDS = {
     "web_concurrency": "workers",
     "trusted_proxy": "trusted_proxy",
     "cloud_project": "cloud_project",
+    "log_retention_days": "retention_days",
+    "log_rollup_retention_days": "rollup_retention_days",
 }
 
 
@@ -77,6 +79,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_exclude_prefixes: tuple[str, ...] = ("/static", "/health")
     log_redact_extra: tuple[str, ...] = ()  # more key regexes to scrub, on top of the defaults
     log_flush: str = "background"
+    log_retention_days: int = 30  # 0 keeps every log row
+    log_rollup_retention_days: int = 400
     web_concurrency: int = 1
     template_reload: bool = False
     # Cloud Run with a file: log database: the operator accepted logs per instance (LOG_DB_EPHEMERAL).

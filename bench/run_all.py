@@ -47,6 +47,8 @@ def plan(smoke: bool, explorer_db: Path) -> list[tuple[str, list[str]]]:
         if not explorer_db.is_file():
             steps.append(("make_log_db", ["bench.make_log_db", str(explorer_db)]))
         steps.append(("explorer_bench", ["bench.explorer_bench", str(explorer_db)]))
+    # Prunes a copy of the explorer DB (the smoke run builds a small one of its own).
+    steps.append(("prune_bench", ["bench.prune_bench", *(smoke_flag or ["--source", str(explorer_db)])]))
     return steps
 
 
@@ -122,7 +124,7 @@ def main() -> None:
     only = {n for n in args.only.split(",") if n}
     results = []
     for name, argv in plan(args.smoke, args.explorer_db):
-        if only and name not in only and not (name == "make_log_db" and "explorer_bench" in only):
+        if only and name not in only and not (name == "make_log_db" and only & {"explorer_bench", "prune_bench"}):
             continue
         print(f"== {name}: python -m {' '.join(argv)}", flush=True)
         code, out, seconds = run_one(name, argv)

@@ -25,7 +25,7 @@ from log.core.rows import ApiLog, TaskProgressLog
 from log.db.errors import LogDatabaseError
 from log.diagnostics import CloudJsonFormatter, configure_process_logging
 from log.tasks import Step, TaskTracker
-from log.tools import export_logs, sync_logs
+from log.tools import export_logs, prune_logs, sync_logs
 from log.tracing import Tracing
 
 __all__ = [
@@ -44,5 +44,6 @@ __all__ = [
     "configure_process_logging",
     "explorer",
     "export_logs",
+    "prune_logs",
     "sync_logs",
 ]

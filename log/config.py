@@ -22,6 +22,8 @@ package's environment variables for apps that have no settings layer of their ow
 | WEB_CONCURRENCY | workers | 1 |
 | TRUST_PROXY | trusted_proxy | true when K_SERVICE is set |
 | GOOGLE_CLOUD_PROJECT | cloud_project | none |
+| LOG_RETENTION_DAYS | retention_days | 30 (0: keep everything) |
+| LOG_ROLLUP_RETENTION_DAYS | rollup_retention_days | 400 (0: keep everything) |
 
 Every value is checked when a TracingConfig is made (from the environment or by hand): a value
 outside CHOICES, LIMITS, SINKS or DATABASE_SCHEMES raises ConfigError with one line naming the
@@ -82,6 +84,10 @@ class TracingConfig(msgspec.Struct, frozen=True, kw_only=True):
     cloud_project: str | None = None
     # Shutdown: how long the sinks get to write what is queued.
     flush_deadline: float = 3.0
+    # Retention (log/tools/prune.py): log rows and rotated CSV files older than this many days
+    # are deleted, the explorer's rollups after their own, longer window. 0 keeps everything.
+    retention_days: int = 30
+    rollup_retention_days: int = 400
 
     def __post_init__(self) -> None:
         problem = config_problem(self)
@@ -131,6 +137,8 @@ class TracingConfig(msgspec.Struct, frozen=True, kw_only=True):
             "workers": _int("WEB_CONCURRENCY", get("WEB_CONCURRENCY", ""), 1),
             "trusted_proxy": _bool("TRUST_PROXY", get("TRUST_PROXY", ""), cloud_run),
             "cloud_project": get("GOOGLE_CLOUD_PROJECT", "") or None,
+            "retention_days": _int("LOG_RETENTION_DAYS", get("LOG_RETENTION_DAYS", ""), 30),
+            "rollup_retention_days": _int("LOG_ROLLUP_RETENTION_DAYS", get("LOG_ROLLUP_RETENTION_DAYS", ""), 400),
         }
         values.update(fixed)
         return cls(**values)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import socket
@@ -43,7 +44,9 @@ from log.sinks.turso_sink import TursoSink
 from log.db.interrupted import close_interrupted
 from log.db.lease import WorkerLease, acquire_worker_id, keep_renewed, release_worker_id
 from log.config import TracingConfig
+from log.core.retention import keep_from
 from log.explorer.reader import LogReader
+from log.tools.prune import Pruner, holder_name
 
 logger = logging.getLogger("log.tracing")
 
@@ -76,6 +79,9 @@ class Tracing:
         self._renewal: asyncio.Task[None] | None = None
         self.replay: AutoReplay | None = None
         self._replaying: asyncio.Task[None] | None = None
+        self.pruner: Pruner | None = None
+        self._pruning: asyncio.Task[None] | None = None
+        self._prune_db: LogDatabase | None = None
         self._captured: list[tuple[int, Captured]] = []  # recorded, rows not built yet
         self._build_timer: asyncio.TimerHandle | None = None
         self._closing = False
@@ -165,6 +171,7 @@ class Tracing:
             self._start_replay()
         if self.lease is not None and "turso" in c.sinks:
             await self._close_interrupted()
+        self._start_pruner(http)
 
     async def _prepare_database(self) -> bool:
         """Log tables, the explorer's rollups and indexes, in one transaction (idempotent).
@@ -215,8 +222,25 @@ class Tracing:
             self.replay = AutoReplay(
                 self.fanout, sinks["turso"], self.config.logs_path,
                 rotations=lambda: getattr(csv, "files_rotated", 0),
+                # Rows past the retention window are not replayed: the prune may have deleted them.
+                keep_from=lambda: keep_from(dt.datetime.now(dt.UTC), self.config.retention_days),
             )
             self._replaying = asyncio.create_task(self.replay.run(), name="log-replay-turso")
+
+    def _start_pruner(self, http: httpx.AsyncClient) -> None:
+        """Retention, in the background, where this process writes the log database; it also
+        deletes this process's own expired rotated CSV files (log/tools/prune.py). Its own
+        connection: on `file:` the explorer's reads do not queue behind a delete batch (WAL)."""
+        c = self.config
+        if "turso" not in c.sinks or not (c.retention_days or c.rollup_retention_days):
+            return
+        self._prune_db = open_log_database(c.log_database_url, c.auth_token or None, http)
+        csv = next((sink for sink in self._built if isinstance(sink, CsvSink)), None)
+        self.pruner = Pruner(
+            self._prune_db, retention_days=c.retention_days, rollup_days=c.rollup_retention_days,
+            csv=csv, holder=holder_name(f"w{self.ids.worker_id}"),
+        )
+        self._pruning = asyncio.create_task(self.pruner.run(), name="log-prune")
 
     def _sinks(self) -> list[Sink]:
         c, sinks = self.config, []
@@ -278,6 +302,12 @@ class Tracing:
             self._replaying.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._replaying
+        if self._pruning is not None:  # batches done stay done; the next round carries on
+            self._pruning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruning
+        if self._prune_db is not None:
+            await self._prune_db.aclose()
         self._closing = True  # from now on rows are built as they are recorded
         self.build_pending()
         if self.fanout is not None:
@@ -331,4 +361,5 @@ class Tracing:
             "interrupted_closed": self.interrupted_closed,
             **self.fanout.stats(),
             **({"replay": self.replay.stats()} if self.replay is not None else {}),
+            **({"prune": self.pruner.stats()} if self.pruner is not None else {}),
         }

@@ -3,6 +3,9 @@
 acquire_worker_id takes the lowest id that is free or whose lease expired, in one statement
 inside one transaction (atomic on both backends); the app renews it from a background task
 (keep_renewed) and releases it on shutdown. A crashed replica's id comes back after `ttl`.
+
+Job leases (`log_job_leases`) are the same idea for periodic work that one instance at a time
+should do, at most once per interval across all of them: the retention prune (log/tools/prune.py).
 """
 
 from __future__ import annotations
@@ -101,3 +104,63 @@ async def keep_renewed(
             on_lost(lease)
             return
         lease = renewed
+
+
+# -- job leases: one instance at a time runs a periodic job (the retention prune) ---------------
+
+JOB_DDL = (
+    "CREATE TABLE IF NOT EXISTS log_job_leases ("
+    "job TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL, last_run_at REAL NOT NULL)"
+)
+
+# Claimed in ONE statement, like a worker id: the DO UPDATE fires only when the lease expired AND
+# the last run started long enough ago, so two instances can never both start the job, and the
+# job starts at most once per `every` seconds whichever instance runs it.
+JOB_ACQUIRE_SQL = """
+INSERT INTO log_job_leases (job, holder, expires_at, last_run_at) VALUES (?1, ?2, ?3, ?4)
+ON CONFLICT(job) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at,
+  last_run_at = excluded.last_run_at
+  WHERE log_job_leases.expires_at < ?4 AND log_job_leases.last_run_at <= ?5
+RETURNING job
+"""
+
+
+class JobLease(msgspec.Struct, frozen=True):
+    job: str
+    holder: str
+    expires_at: float
+
+
+async def acquire_job_lease(
+    db: LogDatabase, job: str, holder: str, *, now: float, ttl: float, every: float
+) -> JobLease | None:
+    """The lease, or None while another holder has it or the job last started under `every`
+    seconds ago. Raises LogDatabaseError when the database is unreachable."""
+    _, claimed = await db.transaction(
+        [(JOB_DDL, ()), (JOB_ACQUIRE_SQL, (job, holder, now + ttl, now, now - every))]
+    )
+    return JobLease(job, holder, now + ttl) if claimed.rows else None
+
+
+def job_renewal(lease: JobLease, *, now: float, ttl: float) -> tuple[str, tuple[object, ...]]:
+    """A statement that extends the lease, to run inside the job's own transactions: it changes
+    one row while the lease is held, none once it was lost."""
+    return (
+        "UPDATE log_job_leases SET expires_at = ? WHERE job = ? AND holder = ?",
+        (now + ttl, lease.job, lease.holder),
+    )
+
+
+async def job_holder(db: LogDatabase, job: str, *, now: float) -> tuple[str, float] | None:
+    """(holder, expires_at) of a live lease on `job`, or None."""
+    rows = await db.select(
+        "SELECT holder, expires_at FROM log_job_leases WHERE job = ? AND expires_at >= ?", (job, now)
+    )
+    return (str(rows[0]["holder"]), float(rows[0]["expires_at"])) if rows else None
+
+
+async def release_job_lease(db: LogDatabase, lease: JobLease) -> None:
+    """Let the lease go (the job's last start time stays, so `every` still holds)."""
+    await db.transaction(
+        [("UPDATE log_job_leases SET expires_at = 0 WHERE job = ? AND holder = ?", (lease.job, lease.holder))]
+    )

@@ -10,6 +10,7 @@ so a batch is all or nothing. Rotation: when appending would pass max_bytes the 
 renamed to .1 (older ones shift up). Files beyond `keep` are deleted only if `can_delete(table,
 max_id)` says every remote sink has what they hold; otherwise they stay, up to `hard_keep` files,
 past which the oldest is deleted anyway and its rows counted in rows_lost_to_rotation.
+Retention (delete_expired) also deletes rotated files whose rows have all expired, on the same terms.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import BinaryIO
 import anyio.to_thread
 
 from log.core.csv_codec import encode_rows, header_line, row_decoder
+from log.core.retention import csv_file_expired, file_extent
 from log.core.rows import TABLES, LogRow
 from log.sinks.base import SinkError, WriteResult
 
@@ -170,6 +172,25 @@ class CsvSink:
             if new != old:  # close gaps left by deletions so numbers stay 1..k, order kept
                 os.replace(self.path(table, old), self.path(table, new))
 
+    def delete_expired(self, before: str | None) -> list[Path]:
+        """Retention: delete this sink's rotated files whose newest row was created before
+        `before` and whose rows every remote sink has (can_delete). Blocking: run it in a worker
+        thread. Under the sink's lock, so it never races a rotation renaming the same files."""
+        # Reading the files is the slow part: done first, without the lock (appends go on). A
+        # rotated file never changes, a rotation only renames it; under the lock each file is
+        # known again by (inode, size), and one not read yet waits for the next round.
+        known: dict[tuple[int, int], tuple[int, str] | None] = {}
+        for table in TABLES:
+            expired_files(self.log_dir, table, before, suffix=self.suffix, known=known)
+        deleted: list[Path] = []
+        with self._lock:
+            for table in TABLES:
+                for path in expired_files(self.log_dir, table, before, suffix=self.suffix,
+                                          can_delete=self.can_delete, known=known, read=False):
+                    path.unlink(missing_ok=True)
+                    deleted.append(path)
+        return deleted
+
     def _rotated_numbers(self, table: str) -> list[int]:
         pattern = _name_re(table)
         found = []
@@ -206,6 +227,50 @@ def _rows_in(path: Path, table: str, on_error: OnError | None) -> Iterator[LogRo
     except OSError as exc:
         if on_error is not None:
             on_error(path, exc)
+
+
+Extents = dict[tuple[int, int], "tuple[int, str] | None"]  # (inode, size) -> file_extent
+
+
+def expired_files(
+    log_dir: str | os.PathLike[str], table: str, before: str | None, *,
+    suffix: str | None = None, can_delete: CanDelete = _always,
+    known: Extents | None = None, read: bool = True,
+) -> list[Path]:
+    """Rotated files of `table` (one worker's `suffix`, or every worker's) whose newest row was
+    created before `before` and that `can_delete` lets go (log/core/retention.py decides).
+    `known` caches what files hold by (inode, size); with read=False a file not in it is left."""
+    if before is None or not Path(log_dir).is_dir():
+        return []
+    known = {} if known is None else known
+    pattern, found = _name_re(table), []
+    for entry in sorted(Path(log_dir).iterdir()):
+        m = pattern.match(entry.name)
+        if m is None or not m["n"] or (suffix is not None and (m["suffix"] or "") != suffix):
+            continue
+        try:
+            st = entry.stat()
+        except OSError:
+            continue
+        key = (st.st_ino, st.st_size)
+        if key not in known:
+            if not read:
+                continue
+            known.update(_extent(entry))
+        extent = known.get(key)
+        if csv_file_expired(int(m["n"]), extent, before) and extent is not None and can_delete(table, extent[0]):
+            found.append(entry)
+    return found
+
+
+def _extent(path: Path) -> Extents:
+    """{(inode, size): file_extent} of the file open at `path` (the inode read, even if renamed meanwhile)."""
+    try:
+        with path.open(encoding="utf-8", errors="replace", newline="") as f:
+            st = os.fstat(f.fileno())
+            return {(st.st_ino, st.st_size): file_extent(f)}
+    except OSError:
+        return {}
 
 
 def csv_files(log_dir: str | os.PathLike[str], table: str) -> dict[str, list[Path]]:

@@ -4,7 +4,9 @@ fan-out's automatic catch-up after rows were deferred to CSV (AutoReplay).
 Both rely on the sink being idempotent (TursoSink: INSERT ... ON CONFLICT(id) DO NOTHING, and a
 same-content replay counts as already_present), so sending a row twice is harmless and a sync can
 always start over. The checkpoint only saves work: it records, per table, an id below which
-every row is known to be in the database, for the database URL it was made against.
+every row is known to be in the database, for the database URL it was made against. Rows older
+than the retention window (`keep_from`) are skipped: the prune may have deleted them from the
+database, and inserting one again would count it twice in the rollups.
 """
 
 from __future__ import annotations
@@ -40,16 +42,18 @@ class SyncCounts(msgspec.Struct):
     inserted: int = 0
     failed: int = 0
     conflicts: int = 0
+    expired: int = 0  # older than the retention window: skipped, never sent (not in `read`)
 
     def add(self, other: SyncCounts) -> None:
         for field in self.__struct_fields__:
             setattr(self, field, getattr(self, field) + getattr(other, field))
 
     def summary(self) -> str:
-        return (
+        text = (
             f"read {self.read}, already present {self.already_present}, inserted {self.inserted}, "
             f"failed {self.failed}, conflicts {self.conflicts}"
         )
+        return text + (f", skipped as expired {self.expired}" if self.expired else "")
 
 
 Progress = Callable[[str, int, int], None]  # (table, rows read so far, rows expected)
@@ -155,10 +159,18 @@ async def write_batch(sink: Sink | _Writer, table: str, batch: list[LogRow], cou
     return None
 
 
-def _rows_in_range(log_dir: Path, table: str, lo: int | None, hi: int | None) -> Iterator[LogRow]:
+def _rows_in_range(
+    log_dir: Path, table: str, lo: int | None, hi: int | None, keep_from: str | None, counts: SyncCounts
+) -> Iterator[LogRow]:
+    """Rows with lo < id <= hi; those created before `keep_from` (expired: the retention prune
+    may have deleted them, and inserting one again would count it twice in the rollups) are
+    counted and skipped."""
     for row in read_rows(log_dir, table, on_error=_report_unreadable):
         if (lo is None or row.id > lo) and (hi is None or row.id <= hi):
-            yield row
+            if keep_from is not None and row.created_at < keep_from:
+                counts.expired += 1
+            else:
+                yield row
 
 
 def _report_unreadable(path: Path, exc: Exception) -> None:
@@ -173,8 +185,10 @@ async def sync_csv(
     batch_size: int = 500,
     progress: Progress | None = None,
     on_checkpoint: Callable[[dict[str, int]], None] | None = None,
+    keep_from: str | None = None,
 ) -> dict[str, SyncCounts]:
-    """Send every CSV row (all rotated files, all worker suffixes) not covered by `synced_upto`.
+    """Send every CSV row (all rotated files, all worker suffixes) not covered by `synced_upto`
+    and not created before `keep_from` (log/core/retention.py keep_from: expired rows are skipped).
 
     Never raises for a failed batch (it is counted, and the checkpoint stops before it), except
     a non-retryable one (bad token, wrong URL): then SinkError, as nothing would get through.
@@ -186,7 +200,7 @@ async def sync_csv(
         total = await anyio.to_thread.run_sync(count_csv_lines, log_dir, table)
         skip_upto = resume_after(synced_upto.get(table))
         failed_in_a_row = 0
-        async for batch in _batches(_rows_in_range(log_dir, table, skip_upto, None), batch_size):
+        async for batch in _batches(_rows_in_range(log_dir, table, skip_upto, None, keep_from, counts), batch_size):
             frontier.read(batch)
             error = await write_batch(sink, table, batch, counts)
             if error is not None:
@@ -200,7 +214,7 @@ async def sync_csv(
             if upto is not None and upto > synced_upto.get(table, upto - 1):
                 synced_upto[table] = upto
             if progress is not None:
-                progress(table, counts.read, max(total, counts.read))
+                progress(table, counts.read + counts.expired, max(total, counts.read + counts.expired))
             if failed_in_a_row >= MAX_FAILED_BATCHES_IN_A_ROW:
                 logger.error("sync of %s stopped after %d failed batches: %s", table, failed_in_a_row, error)
                 break
@@ -210,13 +224,14 @@ async def sync_csv(
 
 
 async def replay_ranges(
-    log_dir: str | os.PathLike[str], sink: Sink | _Writer, ranges: Mapping[str, tuple[int, int]], *, batch_size: int = 500
+    log_dir: str | os.PathLike[str], sink: Sink | _Writer, ranges: Mapping[str, tuple[int, int]], *,
+    batch_size: int = 500, keep_from: str | None = None,
 ) -> SyncCounts:
-    """Send the CSV rows with lo <= id <= hi per table; raise the first SinkError (the caller
-    keeps the ranges deferred and tries again later)."""
+    """Send the CSV rows with lo <= id <= hi per table, but for expired ones (see sync_csv); raise
+    the first SinkError (the caller keeps the ranges deferred and tries again later)."""
     counts = SyncCounts()
     for table, (lo, hi) in ranges.items():
-        async for batch in _batches(_rows_in_range(Path(log_dir), table, lo - 1, hi), batch_size):
+        async for batch in _batches(_rows_in_range(Path(log_dir), table, lo - 1, hi, keep_from, counts), batch_size):
             error = await write_batch(sink, table, batch, counts)
             if error is not None:
                 raise error
@@ -248,9 +263,11 @@ class AutoReplay:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         report: Callable[[str], None] = logger.warning,
         rotations: Callable[[], int] = lambda: 0,
+        keep_from: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.fanout, self.sink, self.log_dir, self.name = fanout, sink, Path(log_dir), name
         self._rotations = rotations  # the CSV sink's files_rotated: a rotation mid-read may hide rows
+        self._keep_from = keep_from  # rows created before it have expired: not replayed
         self.interval, self.csv_wait, self.batch_size = interval, csv_wait, batch_size
         self._sleep, self._report = sleep, report
         self.rounds = self.failed_rounds = 0
@@ -281,7 +298,9 @@ class AutoReplay:
                 counts = SyncCounts()
                 for _ in range(3):  # files renamed under the reader: read again (idempotent)
                     before = self._rotations()
-                    counts.add(await replay_ranges(self.log_dir, self.sink, ranges, batch_size=self.batch_size))
+                    counts.add(await replay_ranges(
+                        self.log_dir, self.sink, ranges, batch_size=self.batch_size, keep_from=self._keep_from()
+                    ))
                     if self._rotations() == before:
                         ok = True
                         break
