@@ -18,7 +18,7 @@ from pathlib import Path
 import msgspec
 from starlette.config import Config
 
-from log import ConfigError, TracingConfig
+from log import ConfigError, TracingConfig, parse_bool
 
 logger = logging.getLogger("app.settings")
 
@@ -36,7 +36,6 @@ LIMITS = {
     "MAX_IMPORT_BYTES": (1024, 32 * MIB),
     "IMPORT_THROTTLE_MS": (0, 60_000),
 }
-TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 # These settings are the tracing package's options (settings name -> TracingConfig field).
 TRACING_FIELDS = {
     "data_dir": "data_dir",
@@ -124,6 +123,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         on_cloud_run = bool(get("K_SERVICE"))
         try:
             tracing = TracingConfig.from_env(get)
+            https_only = parse_bool("HTTPS_ONLY", get("HTTPS_ONLY"), on_cloud_run)
+            template_reload = parse_bool("TEMPLATE_RELOAD", get("TEMPLATE_RELOAD"), False)
+            log_db_ephemeral = parse_bool("LOG_DB_EPHEMERAL", get("LOG_DB_EPHEMERAL"), False)
         except ConfigError as exc:
             raise SystemExit(str(exc)) from None
         settings = cls(
@@ -135,9 +137,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             max_request_bytes=_int("MAX_REQUEST_BYTES", get("MAX_REQUEST_BYTES"), MIB),
             max_import_bytes=_int("MAX_IMPORT_BYTES", get("MAX_IMPORT_BYTES"), 10 * MIB),
             on_cloud_run=on_cloud_run,
-            https_only=_bool("HTTPS_ONLY", get("HTTPS_ONLY"), on_cloud_run),
-            template_reload=_bool("TEMPLATE_RELOAD", get("TEMPLATE_RELOAD"), False),
-            log_db_ephemeral=_bool("LOG_DB_EPHEMERAL", get("LOG_DB_EPHEMERAL"), False),
+            https_only=https_only,
+            template_reload=template_reload,
+            log_db_ephemeral=log_db_ephemeral,
             import_throttle_ms=_int("IMPORT_THROTTLE_MS", get("IMPORT_THROTTLE_MS"), 0),
             supabase_url=get("SUPABASE_URL"),
             supabase_anon_key=get("SUPABASE_ANON_KEY"),
@@ -238,13 +240,6 @@ def _int(name: str, value: str, default: int) -> int:
         raise SystemExit(f"{name} must be a whole number from {least} to {most}; got {value!r}")
     return number
 
-
-def _bool(name: str, value: str, default: bool) -> bool:
-    if not value:
-        return default
-    if value.lower() not in TRUE + FALSE:
-        raise SystemExit(f"{name} must be on ({', '.join(TRUE)}) or off ({', '.join(FALSE)}); got {value!r}")
-    return value.lower() in TRUE
 
 
 # --- the start-up summary (pure), with every secret masked ---------------------------------

@@ -20,7 +20,7 @@ The names below are the package's public surface; its subpackages are its inside
 
 from log import explorer
 from log.asgi import PathPrefixes, TracingMiddleware, client_ip
-from log.config import ConfigError, TracingConfig
+from log.config import ConfigError, TracingConfig, parse_bool
 from log.core.rows import ApiLog, TaskProgressLog
 from log.db.errors import LogDatabaseError
 from log.diagnostics import CloudJsonFormatter, configure_process_logging
@@ -43,6 +43,7 @@ __all__ = [
     "client_ip",
     "configure_process_logging",
     "explorer",
+    "parse_bool",
     "export_logs",
     "prune_logs",
     "sync_logs",

@@ -135,7 +135,7 @@ class TracingConfig(msgspec.Struct, frozen=True, kw_only=True):
             "redact_extra": _patterns("LOG_REDACT_EXTRA", get("LOG_REDACT_EXTRA", "")),
             "flush": get("LOG_FLUSH", "") or "background",
             "workers": _int("WEB_CONCURRENCY", get("WEB_CONCURRENCY", ""), 1),
-            "trusted_proxy": _bool("TRUST_PROXY", get("TRUST_PROXY", ""), cloud_run),
+            "trusted_proxy": parse_bool("TRUST_PROXY", get("TRUST_PROXY", ""), cloud_run),
             "cloud_project": get("GOOGLE_CLOUD_PROJECT", "") or None,
             "retention_days": _int("LOG_RETENTION_DAYS", get("LOG_RETENTION_DAYS", ""), 30),
             "rollup_retention_days": _int("LOG_ROLLUP_RETENTION_DAYS", get("LOG_ROLLUP_RETENTION_DAYS", ""), 400),
@@ -200,7 +200,8 @@ def _patterns(name: str, value: str) -> tuple[str, ...]:
     return patterns
 
 
-def _bool(name: str, value: str, default: bool) -> bool:
+def parse_bool(name: str, value: str, default: bool) -> bool:
+    """A boolean setting: 1/true/yes/on or 0/false/no/off in any case; empty means `default`."""
     if not value:
         return default
     if value.lower() not in TRUE + FALSE:

@@ -101,7 +101,8 @@ def db_rows(db_path: Path) -> tuple[list, list]:
     return api, steps
 
 
-def run_example(app_dir: Path, module: str, tmp_path: Path, backend: str) -> None:
+def run_example(app_dir: Path, module: str, tmp_path: Path, backend: str) -> int:
+    """Serve, stop, check every row; returns how many requests the log DB holds rows for."""
     data, logs = tmp_path / "data", tmp_path / "logs"
     data.mkdir(parents=True)
     env = {"DATA_DIR": str(data), "LOG_DIR": str(logs), "LOG_SINKS": "csv,turso"}
@@ -118,12 +119,13 @@ def run_example(app_dir: Path, module: str, tmp_path: Path, backend: str) -> Non
     api, steps = db_rows(db_path)
     check_rows(api, steps, traces)
     assert sorted(r.id for r in api) == sorted(r.id for r in read_rows(logs, "api_logs"))  # the same rows
+    return len(api)
 
 
 @pytest.mark.parametrize("backend", ["file", "hrana"])
 @pytest.mark.parametrize("module", EXAMPLES)
 def test_example_logs_every_request_and_its_task_steps(tmp_path: Path, module: str, backend: str) -> None:
-    run_example(ROOT, module, tmp_path, backend)
+    assert run_example(ROOT, module, tmp_path, backend) == REQUESTS
 
 
 def test_the_log_folder_copied_alone_serves_both_examples(tmp_path: Path) -> None:
@@ -133,7 +135,7 @@ def test_the_log_folder_copied_alone_serves_both_examples(tmp_path: Path) -> Non
     shutil.copytree(ROOT / "examples", project / "examples", ignore=shutil.ignore_patterns("__pycache__"))
     assert sorted(p.name for p in project.iterdir()) == ["examples", "log"]
     for module in EXAMPLES:
-        run_example(project, module, tmp_path / module, "file")
+        assert run_example(project, module, tmp_path / module, "file") == REQUESTS
 
 
 def test_examples_are_short_and_use_only_the_public_api() -> None:
