@@ -18,8 +18,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from handlers._web import render
-from log import ApiLog, LogDatabaseError, TaskProgressLog, explorer
-from log.explorer import MAX_ID, PRESETS, UTC, FilterError, canonical_uuid, charts, parse_filters
+from log import LogDatabaseError, explorer
+from log.explorer import MAX_ID, PRESETS, UTC, FilterError, canonical_uuid, charts, parse_filters, spans, waterfall
 
 PAGE_SIZE = 50
 TOP_ENDPOINTS = 15
@@ -95,22 +95,6 @@ def pretty(text: str | None) -> str | None:
         return text
 
 
-def timeline(api: list[ApiLog], steps: list[TaskProgressLog]) -> list[dict[str, Any]]:
-    """Both tables' rows of one trace as one list in time order (a request before the steps
-    it started when they share a timestamp)."""
-    events = [
-        {"kind": "request", "at": r.created_at, "order": (r.created_at, 0, 0, r.id), "row": r,
-         "request_header": pretty(r.request_header), "request_body": pretty(r.request_body),
-         "response_body": pretty(r.response_body)}
-        for r in api
-    ] + [
-        {"kind": "step", "at": s.created_at, "order": (s.created_at, 1, s.execution_order, s.id), "row": s,
-         "input": pretty(s.input_data), "output": pretty(s.output_data)}
-        for s in steps
-    ]
-    return sorted(events, key=lambda e: e["order"])
-
-
 async def show_trace(request: Request) -> Response:
     if not _is_admin(request):
         return _not_found(request)
@@ -120,11 +104,12 @@ async def show_trace(request: Request) -> Response:
     try:
         api, steps = await _reader(request).trace(trace_id)
     except LogDatabaseError as exc:
-        return render(request, "logs_trace.html", {"trace": trace_id, "events": [], "error": exc.message}, status=503)
+        return render(request, "logs_trace.html", {"trace": trace_id, "wf": None, "error": exc.message}, status=503)
     if not api and not steps:
         return _not_found(request)
-    ctx = {"trace": trace_id, "events": timeline(api, steps), "error": None,
-           "failed": sum(1 for s in steps if s.status == "FAILED")}
+    wf = spans.build(api, steps)
+    ctx = {"trace": trace_id, "wf": wf, "error": None, "tracks": waterfall, "pretty": pretty,
+           "started": min(r.created_at for r in [*api, *steps]), "failed": sum(1 for s in wf.steps if s.failed)}
     return render(request, "logs_trace.html", ctx)
 
 

@@ -5,7 +5,7 @@ A log explorer imports this namespace (`from log import explorer`); nothing here
 
 from log.core.rows import UNMATCHED
 from log.core.trace import canonical_uuid
-from log.explorer import charts
+from log.explorer import charts, spans, waterfall
 from log.explorer.queries import (
     MAX_ID,
     PRESETS,
@@ -34,5 +34,7 @@ __all__ = [
     "charts",
     "endpoint_stats",
     "parse_filters",
+    "spans",
     "status_totals",
+    "waterfall",
 ]
