@@ -95,6 +95,18 @@ def pretty(text: str | None) -> str | None:
         return text
 
 
+async def _trace_emails(request: Request, user_ids: tuple[str, ...]) -> dict[str, str]:
+    """user id -> email where the store can tell (the embedded store can; Supabase without a
+    service key cannot): the trace page shows users by id otherwise."""
+    lookup = getattr(request.state.store, "user_emails", None)
+    if lookup is None or not user_ids:
+        return {}
+    try:
+        return await lookup(set(user_ids))
+    except Exception:  # a name is a nicety: the trace must show whatever the store does
+        return {}
+
+
 async def show_trace(request: Request) -> Response:
     if not _is_admin(request):
         return _not_found(request)
@@ -109,6 +121,7 @@ async def show_trace(request: Request) -> Response:
         return _not_found(request)
     wf = spans.build(api, steps)
     ctx = {"trace": trace_id, "wf": wf, "error": None, "tracks": waterfall, "pretty": pretty,
+           "emails": await _trace_emails(request, wf.users),
            "started": min(r.created_at for r in [*api, *steps]), "failed": sum(1 for s in wf.steps if s.failed)}
     return render(request, "logs_trace.html", ctx)
 

@@ -198,8 +198,9 @@ def gaps_of(start: int, end: int, runs: Sequence[TaskRun], total: int) -> list[G
     gaps: list[Gap] = []
     covered_to = start
     for s in steps:
-        if s.start - covered_to >= threshold:
-            gaps.append(Gap(covered_to, s.start, f"{s.task} › {s.name}"))
+        # a run is placed with a little slack around the window: its gap stops at the response
+        if min(s.start, end) - covered_to >= threshold:
+            gaps.append(Gap(covered_to, min(s.start, end), f"{s.task} › {s.name}"))
         covered_to = max(covered_to, s.end if s.end is not None else total)
     if end - covered_to >= threshold:
         gaps.append(Gap(covered_to, end, None))

@@ -66,14 +66,23 @@ def _track(kind: str, body: str) -> Markup:
     )
 
 
-def _label(x0: float, x1: float, text: str, inside_class: str) -> str:
-    """The text beside a bar from x0% to x1%: right of it, else left of it, else inside it."""
-    t = escape(text)
+def label_side(x0: float, x1: float) -> str:
+    """Where the text of a bar from x0% to x1% goes: right of it, else left of it, else inside."""
     if x1 <= 72:
-        return f'<text x="{_pct(x1)}" dx="5" y="14" font-size="11" fill="currentColor">{t}</text>'
+        return "right"
     if x0 >= 28:
-        return f'<text x="{_pct(x0)}" dx="-5" y="14" font-size="11" fill="currentColor" text-anchor="end">{t}</text>'
-    return f'<text x="{_pct(x0)}" dx="5" y="14" font-size="11" fill="currentColor" class="{inside_class}">{t}</text>'
+        return "left"
+    return "inside"
+
+
+def _label(x0: float, x1: float, text: str, inside_class: str, y: int = 14) -> str:
+    t = escape(text)
+    side = label_side(x0, x1)
+    if side == "right":
+        return f'<text x="{_pct(x1)}" dx="5" y="{y}" font-size="11" fill="currentColor">{t}</text>'
+    if side == "left":
+        return f'<text x="{_pct(x0)}" dx="-5" y="{y}" font-size="11" fill="currentColor" text-anchor="end">{t}</text>'
+    return f'<text x="{_pct(x0)}" dx="5" y="{y}" font-size="11" fill="currentColor" class="{inside_class}">{t}</text>'
 
 
 def _bar(x0: float, x1: float, color: str, y: int, h: int, extra: str = "") -> str:
@@ -95,7 +104,8 @@ def run_track(run: TaskRun, total: int) -> Markup:
     x0 = pct(run.start, total)
     x1 = pct(run.end if run.end is not None else total, total)
     text = ms(run.end - run.start) if run.end is not None else "open"
-    return _track("run", _bar(x0, x1, "text-base-content opacity-40", 8, 4) + _label(x0, x1, text, "text-base-content"))
+    # a thin bracket low in the track, so a label placed over it stays readable
+    return _track("run", _bar(x0, x1, "text-base-content opacity-40", 15, 3) + _label(x0, x1, text, "text-base-content", y=12))
 
 
 def _ticks(ticks: Sequence[Tick], total: int) -> str:
