@@ -15,6 +15,7 @@ every window are kept on their own.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -31,8 +32,23 @@ GAP_SHARE = 0.05
 
 def epoch_ms(created_at: str) -> int | None:
     """created_at text ("YYYY-MM-DD HH:MM:SS.fff", UTC) -> ms since the epoch; None if unreadable."""
+    head, dot, fraction = created_at.partition(".") if isinstance(created_at, str) else ("", "", "")
+    if dot and fraction.isascii() and fraction.isdigit():
+        # A long import writes thousands of rows within a few seconds: parse each second once.
+        second = _second_ms(head)
+        if second is not None:
+            return second + round(int(fraction) * 1000 / 10 ** len(fraction))
+    return _parse_ms(created_at)
+
+
+@functools.lru_cache(maxsize=512)
+def _second_ms(text: str) -> int | None:
+    return _parse_ms(text)
+
+
+def _parse_ms(text: str) -> int | None:
     try:
-        t = dt.datetime.fromisoformat(created_at)
+        t = dt.datetime.fromisoformat(text)
     except (TypeError, ValueError):
         return None
     if t.tzinfo is None:

@@ -195,3 +195,10 @@ def test_any_rows_are_each_shown_exactly_once(raw, reqs) -> None:
     for bar in wf.requests:
         for gap in bar.gaps:
             assert bar.start <= gap.start < gap.end <= bar.end
+
+
+@given(st.datetimes(min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(9999, 1, 1)))
+def test_created_at_reads_as_its_millisecond(t) -> None:
+    text = f"{t.year:04d}-{t.month:02d}-{t.day:02d} {t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond // 1000:03d}"
+    expected = round(t.replace(microsecond=t.microsecond // 1000 * 1000, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    assert epoch_ms(text) == expected
