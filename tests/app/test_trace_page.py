@@ -122,3 +122,17 @@ async def test_a_trace_of_thousands_of_progress_rows_stays_small(admin, tmp_path
     assert len(re.findall('data-kind="tick"', html)) == 100
     assert 'data-shape="open"' in html and "No end row" in html
     assert len(html) < 200_000
+
+
+async def test_a_log_database_that_does_not_answer_is_a_503_with_its_message(admin, monkeypatch) -> None:
+    from log import LogDatabaseError
+    from log.explorer import LogReader
+
+    async def down(self, trace_id):
+        raise LogDatabaseError("connection refused")
+
+    monkeypatch.setattr(LogReader, "trace", down)
+    page = await admin.get(f"/logs/traces/{TRACE}")
+    assert page.status_code == 503
+    assert "The log database did not answer: connection refused" in page.text
+    assert 'data-testid="waterfall"' not in page.text
