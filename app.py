@@ -55,7 +55,7 @@ def open_store(settings: Settings, http: httpx.AsyncClient) -> tuple[str, Sqlite
             settings.supabase_url, settings.supabase_anon_key, http, admin_emails=settings.admin_emails
         )
         return "supabase", store
-    return "sqlite", SqliteStore(settings.data_dir / "app.db")
+    return "sqlite", SqliteStore(settings.data_dir / "app.db", session_max_age=settings.session_max_age)
 
 
 def make_lifespan(settings: Settings, tracing: Tracing):

@@ -1,4 +1,4 @@
-"""Sign up, confirm the email address (Supabase backend), log in, log out."""
+"""Sign up, confirm the email address (Supabase backend), log in, log out (here or everywhere)."""
 
 from __future__ import annotations
 
@@ -110,11 +110,23 @@ async def logout(request: Request) -> Response:
     return redirect(request, "/")
 
 
+async def logout_everywhere(request: Request) -> Response:
+    """"Log out of all devices": every session of the user ends, this one included."""
+    session = current_session(request)
+    try:
+        if session:
+            await request.state.store.log_out_everywhere(session)
+    finally:
+        set_session(request, None)
+    return redirect(request, "/")
+
+
 routes = [
     Route("/signup", signup_page, methods=["GET"]),
     Route("/signup", signup, methods=["POST"]),
     Route("/login", login_page, methods=["GET"]),
     Route("/login", login, methods=["POST"]),
     Route("/logout", logout, methods=["POST"]),
+    Route("/logout/all", logout_everywhere, methods=["POST"]),
     Route("/auth/confirm", confirm_email, methods=["GET"]),
 ]

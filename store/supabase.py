@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 from postgrest import APIError, AsyncPostgrestClient
@@ -237,13 +237,22 @@ class SupabaseStore:
         return None
 
     async def log_out(self, session: Session) -> None:
-        """Revokes this session (scope local: the user's other devices stay signed in).
-        Raises StoreUnavailable when Supabase cannot be reached; clear the cookie anyway."""
+        """Revokes this session's refresh tokens (GoTrue /logout?scope=local: the user's other
+        devices stay signed in). A copied cookie still passes until its access token expires
+        (the JWT expiry; docs/deploy.md). Raises StoreUnavailable when Supabase cannot be
+        reached; clear the cookie anyway."""
+        await self._sign_out(session, "local")
+
+    async def log_out_everywhere(self, session: Session) -> None:
+        """Revokes every session of the user (GoTrue /logout?scope=global)."""
+        await self._sign_out(session, "global")
+
+    async def _sign_out(self, session: Session, scope: Literal["local", "global"]) -> None:
         current = await self.resume(session)
         if current is None:
             return
         try:
-            await self._gotrue().admin.sign_out(current.tokens["access_token"], "local")
+            await self._gotrue().admin.sign_out(current.tokens["access_token"], scope)
         except AuthApiError as e:
             if e.status not in (401, 403, 404):  # those mean: already signed out
                 raise _map_gotrue(e) from None

@@ -351,6 +351,63 @@ async def test_logout_is_post_only_and_needs_csrf(client_for):
     assert signed_in_as(await client.get("/")) == "me@example.com"
 
 
+async def signed_out_at_once(cookie: str, client: AppClient) -> None:
+    client.cookies.set("session", cookie)
+    response = await client.get("/items/import")  # a page for signed-in users only
+    assert response.status_code == 303 and response.headers["location"] == "/login"
+
+
+@pytest.mark.anyio
+async def test_a_cookie_saved_before_logout_is_signed_out(client_for):
+    client = client_for()
+    await signup(client, "me@example.com")
+    saved = client.cookies["session"]
+    thief = client_for(ip="10.5.5.5")
+    thief.cookies.set("session", saved)
+    assert (await thief.get("/items/import")).status_code == 200  # the copy works while signed in...
+    assert (await client.post("/logout", data={"csrf_token": client.csrf})).status_code == 303
+    await signed_out_at_once(saved, thief)  # ...and not a moment after logout
+    assert signed_in_as(await thief.get("/")) is None
+    await refresh(client)  # logging out rotated the CSRF token
+    await login(client, "me@example.com")  # a new login is a new session
+    assert signed_in_as(await client.get("/")) == "me@example.com"
+    await signed_out_at_once(saved, client_for())
+
+
+@pytest.mark.anyio
+async def test_logout_on_one_worker_is_seen_by_the_next_request_on_another(make_app, tmp_path: Path):
+    # Two app instances on one data directory: two uvicorn worker processes, each with its own
+    # verified-cookie cache and database connection.
+    worker_a = await make_app(make_settings(tmp_path))
+    worker_b = await make_app(make_settings(tmp_path))
+    client = worker_a()
+    await signup(client, "me@example.com")
+    saved = client.cookies["session"]
+    other = worker_b()
+    other.cookies.set("session", saved)
+    assert signed_in_as(await other.get("/")) == "me@example.com"  # verified and cached on B
+    await client.post("/logout", data={"csrf_token": client.csrf})
+    await signed_out_at_once(saved, other)
+
+
+@pytest.mark.anyio
+async def test_log_out_of_all_devices(client_for):
+    laptop, phone, someone_else = client_for(), client_for(ip="10.2.2.2"), client_for()
+    await signup(laptop, "me@example.com")
+    await login(phone, "me@example.com")
+    await signup(someone_else, "other@example.com")
+    assert 'action="/logout/all"' in (await laptop.get("/")).text
+    assert (await laptop.post("/logout/all")).status_code == 403  # CSRF-protected
+    assert (await laptop.get("/logout/all")).status_code == 405
+    phone_cookie = phone.cookies["session"]
+    assert signed_in_as(await phone.get("/")) == "me@example.com"
+    response = await laptop.post("/logout/all", data={"csrf_token": laptop.csrf})
+    assert response.status_code == 303 and response.headers["location"] == "/"
+    assert signed_in_as(await laptop.get("/")) is None
+    await signed_out_at_once(phone_cookie, phone)
+    assert signed_in_as(await someone_else.get("/")) == "other@example.com"
+
+
 # session cookie ------------------------------------------------------------------------------
 
 
