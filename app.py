@@ -27,7 +27,7 @@ import httpx
 from handlers import auth, health, imports, items
 from handlers import logs as explorer
 from handlers._web import redirect, render
-from handlers.ratelimit import LoginLimits
+from handlers.ratelimit import LoginLimits, SignupLimits
 from handlers.routing import IndexedRouter
 from handlers.templating import make_templates
 from log import Tracing, TracingMiddleware, configure_process_logging
@@ -80,6 +80,11 @@ def make_lifespan(settings: Settings, tracing: Tracing):
                 "store": store,
                 "templates": make_templates(VIEWS, reload=settings.template_reload),
                 "login_limits": LoginLimits(clock=time.monotonic),
+                "signup_limits": SignupLimits(
+                    clock=time.monotonic,
+                    per_ip=settings.signup_limit_per_ip,
+                    total=settings.signup_limit_per_hour,
+                ),
                 "backend": backend,
                 "demo_mode": demo_mode,
                 "logs_per_instance": settings.logs_per_instance,
