@@ -74,6 +74,8 @@ class SessionMiddleware:
         self.skip = PathPrefixes(skip_prefixes)
         # cookie value -> (signed-at timestamp, payload). Only cookies whose signature checked
         # out get in, so a flood of forged cookies costs a check each and never evicts anything.
+        # A hit skips the signature check, never store.resume: a logged-out session's cookie
+        # stays here, verified, and is signed out by the store on its next request.
         # The payload dicts are shared between requests: read them, never change them.
         self.verified: dict[str, tuple[int, dict[str, Any]]] = {}
 
