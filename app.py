@@ -27,6 +27,7 @@ import httpx
 from handlers import auth, health, imports, items
 from handlers import logs as explorer
 from handlers._web import redirect, render
+from handlers.import_runs import ImportRuns
 from handlers.ratelimit import LoginLimits
 from handlers.routing import IndexedRouter
 from handlers.templating import make_templates
@@ -80,6 +81,7 @@ def make_lifespan(settings: Settings, tracing: Tracing):
                 "store": store,
                 "templates": make_templates(VIEWS, reload=settings.template_reload),
                 "login_limits": LoginLimits(clock=time.monotonic),
+                "import_runs": ImportRuns(clock=time.monotonic),
                 "backend": backend,
                 "demo_mode": demo_mode,
                 "logs_per_instance": settings.logs_per_instance,

@@ -34,7 +34,6 @@ LOG_FLUSH_DEADLINE = 3.0
 LIMITS = {
     "MAX_REQUEST_BYTES": (1024, 32 * MIB),
     "MAX_IMPORT_BYTES": (1024, 32 * MIB),
-    "IMPORT_THROTTLE_MS": (0, 60_000),
 }
 # These settings are the tracing package's options (settings name -> TracingConfig field).
 TRACING_FIELDS = {
@@ -86,7 +85,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_db_ephemeral: bool = False
     turso_database_url: str = ""  # default: file:<data_dir>/logs.db
     turso_auth_token: str = ""
-    import_throttle_ms: int = 0  # test-only: slows the import so progress can be observed
     supabase_url: str = ""
     supabase_anon_key: str = ""
     cloud_project: str | None = None
@@ -140,7 +138,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             https_only=https_only,
             template_reload=template_reload,
             log_db_ephemeral=log_db_ephemeral,
-            import_throttle_ms=_int("IMPORT_THROTTLE_MS", get("IMPORT_THROTTLE_MS"), 0),
             supabase_url=get("SUPABASE_URL"),
             supabase_anon_key=get("SUPABASE_ANON_KEY"),
             warnings=tuple(warnings),
