@@ -172,7 +172,8 @@ def rejected_lines(html: str) -> list[int]:
 
 
 REJECTED_ROW = re.compile(
-    r'<td data-line="(\d+)">\d+</td><td class="break-all" data-field="([^"]*)">.*?<code>([^<]*)</code></td><td>([^<]*)</td>'
+    r'<td data-line="(\d+)">\d+</td><td class="break-all" data-field="([^"]*)">.*?(?:<code>([^<]*)</code>|empty</em>)</td>'
+    r"<td>([^<]*)</td>"
 )
 
 

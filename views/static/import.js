@@ -2,7 +2,7 @@
 // When the whole file is sent, "import:uploaded" on the form starts the processing bar,
 // which polls the server (views/import.html).
 (() => {
-  const MB = 1000 * 1000;
+  const MB = 1024 * 1024; // as the page's "up to 10 MB" counts
   let xhr = null;
   let uploaded = false;
 
