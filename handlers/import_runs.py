@@ -51,10 +51,10 @@ class ImportRuns:
         self.runs: OrderedDict[tuple[str, str], ImportRun] = OrderedDict()
 
     def start(self, trace_id: str, owner: str) -> ImportRun:
-        self._evict()
         run = ImportRun(owner)
         self.runs.pop((trace_id, owner), None)
         self.runs[(trace_id, owner)] = run
+        self._evict()
         return run
 
     def finish(self, run: ImportRun, rejected_csv: bytes | None = None) -> None:

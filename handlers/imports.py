@@ -235,8 +235,13 @@ async def import_progress(request: Request) -> Response:
         if runs.owned_by_another(trace_id, session.user.id):
             return Response(UNKNOWN, status_code=404, media_type="text/html")
         run = runs.find(trace_id, session.user.id)
+        if run is None and request.query_params.get("seen") == "1":
+            # The bar has shown this import's progress before, so the import runs in another
+            # worker process: 204 leaves the bar as it is (never back to "Starting…") and
+            # polling goes on; the next poll may reach the import's process.
+            return Response(status_code=204, headers={"Vary": "HX-Request"})
         # Not (yet) known here: the upload has not reached this process, or it runs in another
-        # worker. Indeterminate, and keep asking: the upload's response ends the polling.
+        # one. Indeterminate, and keep asking: the upload's response ends the polling.
         progress = progress_of(None, "START") if run is None else progress_of(run.step, run.status, run.done, run.total)
     # 286 tells htmx to stop polling: the import has finished, or there is nothing to follow.
     status = 286 if progress.done or not progress.poll else 200

@@ -552,6 +552,11 @@ async def test_progress_is_live_whatever_the_log_sinks(open_app, sinks):
         # DB_Commit spans 60–100 %: half its rows done is 80 %.
         assert during.status_code == 200 and 'data-percent="80"' in during.text, during.text
         assert "DB_Commit…" in during.text and "every 300ms" in during.text
+        # Once the bar shows a value, its polls say so: a poll that reaches another worker
+        # process (which has no such run) leaves the bar as it is instead of resetting it.
+        assert f'hx-get="/items/import/progress?trace_id={trace_id}&amp;seen=1"' in during.text
+        elsewhere = await alice.get(f"/items/import/progress?trace_id={uuid.uuid4()}&seen=1", headers=alice.htmx())
+        assert elsewhere.status_code == 204 and elsewhere.text == ""
         held.release.set()
 
     assert responses[0].status_code == 200 and "Imported 7,000 items." in responses[0].text
