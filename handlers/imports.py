@@ -21,9 +21,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from handlers._web import current_session, login_redirect, render
+from handlers.import_runs import ImportRun
 from store.base import AuthError, ItemInput, StoreUnavailable
 from store.items_csv import Rejected, count_lines, export_rows, header_cells, iter_import, rejected_csv
-from handlers.import_runs import ImportRun
 
 TASK = "Bulk_Import"
 CHUNK = 5000
@@ -65,18 +65,6 @@ def progress_of(step: str | None, status: str, done: int = 0, total: int = 0) ->
         fraction = min(1.0, done / max(1, total))
         return Progress(low + round((high - low) * fraction), f"{step}…")
     return Progress(low, f"{step}…")
-
-
-def progress_from_row(row: dict | None) -> Progress:
-    """The bar's state from the newest task row of an import (pure)."""
-    if row is None:
-        return progress_of(None, "START")
-    try:
-        data = msgspec.json.decode(row["output_data"] or "{}")
-        done, total = int(data["done"]), int(data["total"])
-    except (msgspec.DecodeError, KeyError, TypeError, ValueError):
-        done, total = 0, 0
-    return progress_of(row["step_name"], row["status"], done, total)
 
 
 def _page_context(request: Request, **extra) -> dict:

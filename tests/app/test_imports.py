@@ -18,7 +18,7 @@ import msgspec
 import pytest
 
 from app import create_app
-from handlers.imports import Progress, progress_from_row
+from handlers.imports import Progress, progress_of
 from log.sinks.csv_sink import read_rows
 from log.core.rows import ApiLog, TaskProgressLog
 from settings import Settings
@@ -243,20 +243,20 @@ async def test_progress_endpoint_follows_the_task_rows(open_app):
 
 
 @pytest.mark.parametrize(
-    ("row", "expected"),
+    ("state", "expected"),
     [
-        (None, Progress(None, "Starting…")),
-        ({"step_name": "Validation", "status": "START", "output_data": None}, Progress(0, "Validation…")),
-        ({"step_name": "Validation", "status": "IN_PROGRESS", "output_data": '{"done":5000,"total":10000}'}, Progress(25, "Validation…")),
-        ({"step_name": "Validation", "status": "IN_PROGRESS", "output_data": "garbage"}, Progress(0, "Validation…")),
-        ({"step_name": "Validation", "status": "SUCCESS", "output_data": None}, Progress(50, "Validation done")),
-        ({"step_name": "DB_Commit", "status": "IN_PROGRESS", "output_data": '{"done":1,"total":2}'}, Progress(80, "DB_Commit…")),
-        ({"step_name": "DB_Commit", "status": "SUCCESS", "output_data": None}, Progress(100, "Done", done=True)),
-        ({"step_name": "DB_Commit", "status": "FAILED", "output_data": None}, Progress(60, "DB_Commit failed", done=True, failed=True)),
+        ((None, "START"), Progress(None, "Starting…")),
+        (("Validation", "START"), Progress(0, "Validation…")),
+        (("Validation", "IN_PROGRESS", 5000, 10000), Progress(25, "Validation…")),
+        (("Validation", "IN_PROGRESS", 7, 0), Progress(50, "Validation…")),  # never past the step's end
+        (("Validation", "SUCCESS"), Progress(50, "Validation done")),
+        (("DB_Commit", "IN_PROGRESS", 1, 2), Progress(80, "DB_Commit…")),
+        (("DB_Commit", "SUCCESS"), Progress(100, "Done", done=True)),
+        (("DB_Commit", "FAILED"), Progress(60, "DB_Commit failed", done=True, failed=True)),
     ],
 )
-def test_progress_from_row(row, expected) -> None:
-    assert progress_from_row(row) == expected
+def test_progress_of(state, expected) -> None:
+    assert progress_of(*state) == expected
 
 
 # rejected rows, strict mode -------------------------------------------------------------------
