@@ -27,6 +27,7 @@ import httpx
 from handlers import auth, health, imports, items
 from handlers import logs as explorer
 from handlers._web import redirect, render
+from handlers.import_runs import ImportRuns
 from handlers.ratelimit import LoginLimits, SignupLimits
 from handlers.routing import IndexedRouter
 from handlers.templating import make_templates
@@ -85,6 +86,7 @@ def make_lifespan(settings: Settings, tracing: Tracing):
                     per_ip=settings.signup_limit_per_ip,
                     total=settings.signup_limit_per_hour,
                 ),
+                "import_runs": ImportRuns(clock=time.monotonic),
                 "backend": backend,
                 "demo_mode": demo_mode,
                 "logs_per_instance": settings.logs_per_instance,
