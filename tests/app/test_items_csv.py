@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from store.base import Item
-from store.items_csv import export_rows, parse_import, safe_cell
+from store.items_csv import export_rows, header_cells, parse_import, rejected_csv, safe_cell
 
 
 def test_valid_rows_with_bom_and_any_column_order() -> None:
@@ -68,3 +68,35 @@ def test_export_is_formula_safe_csv() -> None:
     rows = list(csv.reader(io.StringIO("".join(export_rows(items)))))
     assert rows[0] == ["name", "description", "quantity", "created_at", "updated_at"]
     assert rows[1][:3] == ["'=HYPERLINK(\"x\")", "'-2+3", "4"]
+
+
+def test_rejected_rows_keep_the_offending_value_and_the_record() -> None:
+    data = (
+        b"Name,Quantity,Notes\r\n"
+        b"Lamp,lots,x\r\n"  # line 2: quantity
+        b",1\r\n"  # line 3: no name, a short record
+        b"Caf\xe9,2,y\r\n"  # line 4: not UTF-8
+    )
+    parsed = parse_import(data)
+    assert [(r.line, r.field, r.value, r.cells) for r in parsed.rejected] == [
+        (2, "quantity", "lots", ("Lamp", "lots", "x")),
+        (3, "name", "", ("", "1")),
+        (4, "name", "Caf\ufffd", ("Caf\ufffd", "2", "y")),
+    ]
+    assert header_cells(data) == ["Name", "Quantity", "Notes"]
+    table = list(csv.reader(io.StringIO(rejected_csv(header_cells(data), parsed.rejected).decode(), newline="")))
+    assert table == [
+        ["Name", "Quantity", "Notes", "error"],
+        ["Lamp", "lots", "x", "Line 2: Quantity must be a whole number."],
+        ["", "1", "", "Line 3: Name is required."],
+        ["Caf\ufffd", "2", "y", "Line 4: Bad encoding: the row is not valid UTF-8."],
+    ]
+
+
+def test_the_rejected_rows_download_is_formula_safe() -> None:
+    data = b"name,description,quantity\r\n=HYPERLINK(\"http://evil\"),@SUM(A1),-1\r\n"
+    parsed = parse_import(data)
+    out = rejected_csv(header_cells(data), parsed.rejected).decode()
+    row = list(csv.reader(io.StringIO(out, newline="")))[1]
+    assert row[:3] == ["'=HYPERLINK(\"http://evil\")", "'@SUM(A1)", "'-1"]
+    assert row[3] == "Line 2: Quantity cannot be negative."
