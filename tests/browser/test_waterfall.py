@@ -4,16 +4,15 @@ in the same trace marked, and no sideways scrolling on a phone."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.test_import import big_csv, csv_file, form_trace_id
 from tests.browser.test_items import sign_up
 from tests.support.app import LiveServer, start_server, stop_server
 
@@ -32,6 +31,16 @@ def server(tmp_path_factory) -> Iterator[LiveServer]:
     )
     yield server
     stop_server(server)
+
+
+def widgets_csv(rows: int) -> dict:
+    lines = ["name,description,quantity"] + [f"Widget {i},In the waterfall test,{i % 100}" for i in range(rows)]
+    return {"name": "widgets.csv", "mimeType": "text/csv", "buffer": "\r\n".join(lines).encode()}
+
+
+def form_trace_id(page: Page) -> str:
+    """The trace id the import form sends (its hx-headers), so its rows can be found."""
+    return json.loads(page.locator("#import-form").get_attribute("hx-headers") or "{}")["X-Trace-ID"]
 
 
 def open_trace(page: Page, url: str, trace_id: str, *wanted: tuple[str, int], seconds: float = 15) -> None:
@@ -69,7 +78,7 @@ def test_an_imports_trace_is_one_bar_per_step_under_the_request(page: Page, serv
     sign_up(page, url, "admin@example.com")  # the first local account is the admin
     page.goto(f"{url}/items/import")
     trace_id = form_trace_id(page)
-    page.locator("#import-form input[name=file]").set_input_files(csv_file("widgets.csv", big_csv(600)))
+    page.locator("#import-form input[name=file]").set_input_files(widgets_csv(600))
     page.get_by_role("button", name="Import").click()
     expect(page.locator("#import-result")).to_contain_text("Imported 600 items.", timeout=30_000)
 
