@@ -101,10 +101,18 @@ async def test_an_import_is_one_bar_per_step_under_its_request(admin) -> None:
     assert "File &#34;store.py&#34;, line 9" in failed
 
 
-async def test_requests_from_different_users_are_marked(admin) -> None:
+async def test_requests_from_different_users_are_marked(admin, monkeypatch) -> None:
+    from store.sqlite import SqliteStore
+
+    async def user_emails(self, user_ids: set[str]) -> dict[str, str]:  # what the store knows
+        return {"1": "admin@example.com"} if "1" in user_ids else {}
+
+    monkeypatch.setattr(SqliteStore, "user_emails", user_emails, raising=False)
     html = (await admin.get(f"/logs/traces/{TRACE}")).text
     assert 'data-testid="mixed-users"' in html
-    assert re.search(r"requests from 2 users share this trace\s+\(1, 99\)", html)
+    # by email where the store can tell, by id otherwise
+    assert re.search(r"requests from 2 users share this trace\s+\(admin@example.com, 99\)", html)
+    assert re.findall(r'data-testid="request-user">([^<]+)<', html) == ["admin@example.com", "99"]
     requests = re.split(r'(?=<li data-kind="request")', html)[1:]
     marked = [r for r in requests if 'data-testid="other-user"' in r]
     assert len(requests) == 2 and len(marked) == 1 and 'data-user="99"' in marked[0]
