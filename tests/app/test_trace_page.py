@@ -144,3 +144,16 @@ async def test_a_log_database_that_does_not_answer_is_a_503_with_its_message(adm
     assert page.status_code == 503
     assert "The log database did not answer: connection refused" in page.text
     assert 'data-testid="waterfall"' not in page.text
+
+
+async def test_a_running_import_shows_its_steps_before_its_request_row_exists(admin, tmp_path) -> None:
+    running = "ffffffff-0000-4000-8000-00000000000f"
+    r = Rows(running, dt.datetime.now(UTC) - dt.timedelta(seconds=3))
+    insert(tmp_path, [], [r.step(0, "Validation", "START", 1), r.step(10, "Validation", "SUCCESS", 2),
+                          r.step(10, "Transform", "START", 3), r.step(900, "Transform", "IN_PROGRESS", 4)])
+    html = (await admin.get(f"/logs/traces/{running}")).text
+    assert not items(html, "request") and len(items(html, "orphans")) == 1
+    assert "a request still running has no row yet" in html
+    shapes = re.findall(r'data-kind="step" data-shape="(\w+)" data-status="(\w+)"', html)
+    assert shapes == [("span", "SUCCESS"), ("open", "OPEN")]
+    assert "open, ≥ 890 ms</text>" in html
