@@ -116,6 +116,7 @@ class Gap:
     start: int
     end: int
     before: str | None  # "Task › Step" that follows the gap; None: the response follows it
+    next_step: Step | None = None  # the step that follows it (the page shows the gap just above it)
 
     @property
     def duration(self) -> int:
@@ -130,6 +131,13 @@ class RequestBar:
     runs: tuple[TaskRun, ...] = ()
     gaps: tuple[Gap, ...] = ()
     other_user: bool = False  # signed in as someone else than the trace's first user
+
+    @property
+    def entries(self) -> list[Step | Gap]:
+        """Its steps and gaps in time order (a gap before the step it leads to)."""
+        items: list[Step | Gap] = [s for run in self.runs for s in run.steps]
+        items += self.gaps
+        return sorted(items, key=lambda x: (x.start, isinstance(x, Step)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +224,7 @@ def gaps_of(start: int, end: int, runs: Sequence[TaskRun], total: int) -> list[G
     for s in steps:
         # a run is placed with a little slack around the window: its gap stops at the response
         if min(s.start, end) - covered_to >= threshold:
-            gaps.append(Gap(covered_to, min(s.start, end), f"{s.task} › {s.name}"))
+            gaps.append(Gap(covered_to, min(s.start, end), f"{s.task} › {s.name}", s))
         covered_to = max(covered_to, s.end if s.end is not None else total)
     if end - covered_to >= threshold:
         gaps.append(Gap(covered_to, end, None))

@@ -88,9 +88,14 @@ async def test_an_import_is_one_bar_per_step_under_its_request(admin) -> None:
     assert all('data-shape="span"' in s for s in steps)
     assert html.index(">Validation<") < html.index(">Transform<") < html.index(">DB_Commit<")
     # durations beside the bars, the 14 s before the first step called out
-    for text in ("15,359 ms</text>", "300 ms</text>", "1 ms</text>", "599 ms</text>",
-                 "14,000 ms with no step, before Bulk_Import › Validation"):
+    for text in ("15,359 ms</text>", "300 ms</text>", "1 ms</text>", "599 ms</text>", "gap 14,000 ms</text>",
+                 "no step running<span class=\"sr-only\"> for 14,000 ms, before Bulk_Import › Validation"):
         assert text in html
+    assert html.index('data-kind="gap"') < html.index('data-kind="task"')  # the wait comes first
+    rows = re.findall(r'<tr data-row="(\w+)"><td>[^<]*</td><td[^>]*>([^<]*)<', html)
+    assert rows == [("request", "POST /items/import"), ("gap", "no step running, before Bulk_Import › Validation"),
+                    ("step", "Bulk_Import › Validation"), ("step", "Bulk_Import › Transform"),
+                    ("step", "Bulk_Import › DB_Commit"), ("request", "POST /items?q=x")]
     # the progress row is a tick with its payload, not an entry of its own
     assert "IN_PROGRESS" not in html and 'data-ticks="1"' in html
     assert '+14,100 ms</span> <span class="break-all">{&#34;done&#34;:2,&#34;total&#34;:3}' in html

@@ -66,8 +66,11 @@ def test_an_import_is_one_span_per_step_under_its_request_with_the_wait_before_i
     assert (run.start, run.end) == (14_000, 15_200)
     # 14 s before the first step is called out; 159 ms after the last (1 % of the request) is not
     assert [(g.start, g.end, g.before) for g in bar.gaps] == [(0, 14_000, "Bulk_Import › Validation")]
+    assert bar.gaps[0].next_step is run.steps[0]
     late = build([request(0, 20_000)], import_rows()).requests[0]
-    assert [(g.start, g.end, g.before) for g in late.gaps][-1] == (15_200, 20_000, None)
+    assert [(g.start, g.end, g.before, g.next_step) for g in late.gaps][-1] == (15_200, 20_000, None, None)
+    # the table's order: the wait, the steps, the wait for the response
+    assert [getattr(e, "name", "gap") for e in late.entries] == ["gap", "Validation", "Transform", "DB_Commit", "gap"]
 
 
 def test_a_failed_step_keeps_its_end_row_and_a_step_without_one_is_open() -> None:
