@@ -13,6 +13,8 @@ QUANTITY_MAX = 2**31 - 1  # fits PostgreSQL's integer column on the Supabase bac
 PASSWORD_MIN = 8
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 QUANTITY_RE = re.compile(r"[+-]?\d{1,12}")
+# Digits only but longer than QUANTITY_RE takes: a number, just out of range, and said so.
+LONG_QUANTITY_RE = re.compile(r"[+-]?[0-9]{13,}")
 
 
 def validate_item(form: Mapping[str, str]) -> tuple[ItemInput | None, dict[str, str]]:
@@ -35,14 +37,20 @@ def validate_item(form: Mapping[str, str]) -> tuple[ItemInput | None, dict[str, 
     elif "\x00" in description:
         errors["description"] = "Description cannot contain NUL characters."
     quantity = 0
+    too_large = f"Quantity is too large (max {QUANTITY_MAX:,})."
     if not QUANTITY_RE.fullmatch(raw_quantity):
-        errors["quantity"] = "Quantity must be a whole number."
+        if not LONG_QUANTITY_RE.fullmatch(raw_quantity):
+            errors["quantity"] = "Quantity must be a whole number."
+        elif raw_quantity.startswith("-"):
+            errors["quantity"] = "Quantity cannot be negative."
+        else:
+            errors["quantity"] = too_large
     else:
         quantity = int(raw_quantity)
         if quantity < 0:
             errors["quantity"] = "Quantity cannot be negative."
         elif quantity > QUANTITY_MAX:
-            errors["quantity"] = f"Quantity must be at most {QUANTITY_MAX}."
+            errors["quantity"] = too_large
     if errors:
         return None, errors
     return ItemInput(name=name, description=description, quantity=quantity), {}

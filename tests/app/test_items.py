@@ -128,7 +128,7 @@ async def test_create_with_errors_is_422_with_message_next_to_field(alice: AppCl
     assert 'data-error-for="name">Name is required.' in response.text
     assert 'data-error-for="quantity"' not in response.text
     assert ">keep me</textarea>" in response.text
-    assert 'name="quantity" type="number" value="7"' in response.text
+    assert 'name="quantity" type="text" value="7"' in response.text and 'inputmode="numeric"' in response.text
     assert 'aria-invalid="true"' in response.text
     assert "hx-trigger" not in response.headers
     assert not re.search(r'id="item-\d+"', (await alice.get("/items")).text)
