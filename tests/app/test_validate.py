@@ -15,6 +15,7 @@ from store.validate import (
     NAME_MAX,
     PASSWORD_MIN,
     QUANTITY_MAX,
+    common_passwords,
     validate_credentials,
     validate_item,
 )
@@ -200,3 +201,26 @@ def test_nul_names_never_reach_the_database(name: str):
 def test_nul_in_a_password_is_a_clear_error(signing_up: bool):
     _, _, errors = validate_credentials({"email": "a@example.com", "password": "correct horse\x00"}, signing_up=signing_up)
     assert errors == {"password": "Password must not contain NUL characters."}
+
+
+@pytest.mark.parametrize("password", ["password", "12345678", "PassWord", "iloveyou", "qwertyuiop"])
+def test_the_most_common_passwords_are_refused_at_signup_only(password: str):
+    form = {"email": "a@example.com", "password": password}
+    errors = validate_credentials(form, signing_up=True)[2]
+    assert errors == {"password": "That is one of the most common passwords, the first ones attackers try: choose another."}
+    assert validate_credentials(form, signing_up=False)[2] == {}  # old accounts still log in
+
+
+def test_the_bundled_list_is_the_top_thousand_long_enough_to_pass_the_length_rule():
+    common = common_passwords()
+    assert len(common) == 1000 and all(len(p) >= PASSWORD_MIN for p in common)
+    assert {"password", "12345678", "iloveyou"} <= common and "correct horse battery" not in common
+
+
+def test_signup_confirmation_must_match_when_sent():
+    base = {"email": "a@example.com", "password": "correct horse battery"}
+    assert validate_credentials({**base, "password_confirm": "correct horse battery"}, signing_up=True)[2] == {}
+    differ = validate_credentials({**base, "password_confirm": "correct horse batery"}, signing_up=True)[2]
+    assert differ == {"password_confirm": "The two passwords differ: type the same password twice."}
+    assert validate_credentials({**base, "password_confirm": ""}, signing_up=True)[2].keys() == {"password_confirm"}
+    assert validate_credentials(base, signing_up=True)[2] == {}  # an API client without the field
