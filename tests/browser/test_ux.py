@@ -65,7 +65,8 @@ def test_quantity_text_is_refused_with_a_message_and_nothing_is_created(page: Pa
     expect(page.locator("article[data-item-name]")).to_have_count(0)
 
 
-def test_offline_and_5xx_show_an_error_with_retry_and_keep_the_input(page: Page, live_server: LiveServer) -> None:
+def test_offline_and_5xx_show_an_error_with_retry_and_keep_the_input(page: Page, live_server: LiveServer, artifacts) -> None:
+    (artifacts / "screens").mkdir(exist_ok=True)
     url = live_server.url
     sign_up(page, url, "offline@example.com")
     page.route(f"{url}/items", lambda route: route.abort() if route.request.method == "POST" else route.continue_())
@@ -77,6 +78,8 @@ def test_offline_and_5xx_show_an_error_with_retry_and_keep_the_input(page: Page,
     expect(toast).to_contain_text("Could not reach the server")
     expect(form.get_by_label("Name")).to_have_value("Offline lamp")
     expect(form.get_by_label("Description")).to_have_value("typed while offline")
+    page.evaluate(TRANSITIONS_DONE)
+    page.screenshot(path=artifacts / "screens" / "error-toast.png")
 
     page.unroute(f"{url}/items")  # back online: Retry sends the same form again
     toast.get_by_role("button", name="Retry").click()
