@@ -33,7 +33,7 @@ def create_via_api(page: Page, url: str, names: list[str]) -> None:
 
 
 def count_text(page: Page):
-    return page.get_by_test_id("item-count")
+    return page.get_by_test_id("items-count")
 
 
 def focused_test(page: Page) -> str:

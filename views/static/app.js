@@ -70,6 +70,8 @@ function serverMessage(xhr) {
   const html = new DOMParser().parseFromString(xhr.responseText || "", "text/html");
   const alert = html.getElementById("error-message");
   if (alert) {
+    // One #error-message on the page: the newest (an older toast's copy loses the id).
+    document.querySelectorAll("#toasts #error-message").forEach((old) => old.removeAttribute("id"));
     alert.className = "flex flex-col items-start gap-1";
     alert.removeAttribute("role");
     return document.adoptNode(alert);
@@ -102,20 +104,20 @@ function cardFocusTarget(card) {
 
 // A delete (here or found out by a 404) changed the list: re-read it, so the count is right and
 // the page refills from the next one. Focus then goes to the card that took the deleted one's place.
-let focusIndex = null;
+let focusIndex = null; // the position of the card the last request came from
+let refillIndex = null; // that position, kept for the list's re-read
 document.addEventListener("items-changed", () => {
   const list = document.getElementById("item-list");
   if (!list) return;
+  refillIndex = focusIndex;
   htmx.ajax("GET", window.location.pathname + window.location.search, { target: "#item-list", swap: "outerHTML" });
 });
 
 document.addEventListener("htmx:beforeRequest", (event) => {
   const elt = event.detail.elt;
   const card = elt.closest && elt.closest("#item-list > [id^=item-]");
-  if (card) {
-    // Remember where the card was, in case it goes away.
-    focusIndex = Array.from(card.parentElement.querySelectorAll(":scope > [id^=item-]")).indexOf(card);
-  }
+  // Remember where the card was, in case it goes away.
+  focusIndex = card ? Array.from(card.parentElement.querySelectorAll(":scope > [id^=item-]")).indexOf(card) : null;
 });
 
 document.addEventListener("htmx:afterSettle", (event) => {
@@ -130,10 +132,10 @@ document.addEventListener("htmx:afterSettle", (event) => {
   const card = id && /^item-\d+$/.test(id) ? document.getElementById(id) : null;
   if (card && focusOn(cardFocusTarget(card))) return;
   const list = document.getElementById("item-list");
-  if (list && focusIndex !== null) {
+  if (list && refillIndex !== null) {
     const cards = list.querySelectorAll(":scope > [id^=item-]");
-    const index = focusIndex;
-    focusIndex = null;
+    const index = refillIndex;
+    refillIndex = null;
     if (cards.length && focusOn(cardFocusTarget(cards[Math.min(index, cards.length - 1)]))) return;
   }
   focusOn(document.getElementById("items-heading")) || focusOn(document.querySelector("main h1")) ||
