@@ -19,6 +19,14 @@ pytestmark = pytest.mark.browser
 PHONE = {"width": 390, "height": 844}
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[LiveServer]:
+    """One server for the tests of this module that sign up their own users (one start, not five)."""
+    server = start_server(tmp_path_factory.mktemp("ux"))
+    yield server
+    stop_server(server)
+
+
 def csrf(page: Page) -> str:
     return page.evaluate("() => JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRF-Token']")
 
@@ -45,8 +53,8 @@ def focused_test(page: Page) -> str:
 # ---- no silent failures ----------------------------------------------------------------------
 
 
-def test_quantity_text_is_refused_with_a_message_and_nothing_is_created(page: Page, live_server: LiveServer) -> None:
-    url = live_server.url
+def test_quantity_text_is_refused_with_a_message_and_nothing_is_created(page: Page, server: LiveServer) -> None:
+    url = server.url
     sign_up(page, url, "qty@example.com")
     form = page.locator("#create-form")
     form.get_by_label("Name").fill("Apples")
@@ -65,9 +73,9 @@ def test_quantity_text_is_refused_with_a_message_and_nothing_is_created(page: Pa
     expect(page.locator("article[data-item-name]")).to_have_count(0)
 
 
-def test_offline_and_5xx_show_an_error_with_retry_and_keep_the_input(page: Page, live_server: LiveServer, artifacts) -> None:
+def test_offline_and_5xx_show_an_error_with_retry_and_keep_the_input(page: Page, server: LiveServer, artifacts) -> None:
     (artifacts / "screens").mkdir(exist_ok=True)
-    url = live_server.url
+    url = server.url
     sign_up(page, url, "offline@example.com")
     page.route(f"{url}/items", lambda route: route.abort() if route.request.method == "POST" else route.continue_())
     form = page.locator("#create-form")
@@ -101,8 +109,8 @@ def test_offline_and_5xx_show_an_error_with_retry_and_keep_the_input(page: Page,
     expect(page.locator('article[data-item-name="Online lamp"]')).to_be_visible()
 
 
-def test_delete_updates_the_count_and_refills_the_page(page: Page, live_server: LiveServer) -> None:
-    url = live_server.url
+def test_delete_updates_the_count_and_refills_the_page(page: Page, server: LiveServer) -> None:
+    url = server.url
     sign_up(page, url, "del@example.com")
     create_via_api(page, url, [f"Thing {n:02}" for n in range(22)])
     page.goto(f"{url}/items")
@@ -140,8 +148,8 @@ def test_delete_updates_the_count_and_refills_the_page(page: Page, live_server: 
 # ---- keyboard and focus ----------------------------------------------------------------------
 
 
-def test_keyboard_escape_focus_and_skip_link(page: Page, live_server: LiveServer) -> None:
-    url = live_server.url
+def test_keyboard_escape_focus_and_skip_link(page: Page, server: LiveServer) -> None:
+    url = server.url
     sign_up(page, url, "keys@example.com")
     # Create with the keyboard: focus lands on the new card, not on <body>.
     form = page.locator("#create-form")
@@ -283,8 +291,8 @@ def test_phone_no_sideways_scroll_list_first_menu_and_toasts(page: Page, seeded_
 # ---- sign-up -----------------------------------------------------------------------------------
 
 
-def test_signup_confirm_rule_common_passwords_and_log_in_link(page: Page, live_server: LiveServer, artifacts) -> None:
-    url = live_server.url
+def test_signup_confirm_rule_common_passwords_and_log_in_link(page: Page, server: LiveServer, artifacts) -> None:
+    url = server.url
     screens = artifacts / "screens"
     screens.mkdir(exist_ok=True)
     page.goto(f"{url}/signup")
