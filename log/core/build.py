@@ -5,7 +5,10 @@ Decisions recorded here:
     the query is part of what was called, and keeping it in one column keeps it greppable.
     Secrets inside path segments (/reset/<token>) cannot be recognised by name and are kept.
   * request_header = JSON object of the redacted request headers (repeated names -> list); values
-    longer than HEADER_VALUE_MAX characters are cut and marked "…[N chars]".
+    longer than HEADER_VALUE_MAX characters are cut and marked "…[N chars]"; trace headers that
+    fail their check are stored as "[invalid: N chars]"; the whole column is at most
+    `headers_cap` bytes: headers in order until the cap, then one "(headers left out)" entry
+    with their count and raw size (log/core/headers.py).
   * bodies: see log/core/bodies.py.
   * route = the template of the route that matched (log/asgi.py: route_template), as captured.
   * created_at = when the request was received, UTC "YYYY-MM-DD HH:MM:SS.fff" (what SQLite's
@@ -23,9 +26,10 @@ import msgspec
 
 from log.core.bodies import HtmlMode, body_to_json
 from log.core.captured import Captured
-from log.core.headers import content_type_of, text_headers
-from log.core.redact import RedactionPolicy, redact_headers, redact_json, redact_query_string
+from log.core.headers import Headers, capped_pairs, content_type_of, fitting_prefix, text_headers
+from log.core.redact import RedactionPolicy, group_pairs, redact_header_pairs, redact_json, redact_query_string
 from log.core.rows import TASK_STATUSES, ApiLog, TaskProgressLog
+from log.core.trace import scrub_trace_headers
 
 _encoder = msgspec.json.Encoder()
 
@@ -54,22 +58,40 @@ def capped_headers(headers: list[tuple[str, str]], limit: int = HEADER_VALUE_MAX
     return headers  # the usual case: nothing to cut, no copy
 
 
+HEADERS_MAX_BYTES = 16 * 1024  # LOG_HEADERS_MAX_BYTES' default
+
+
+def request_header_json(raw: Headers, policy: RedactionPolicy, max_bytes: int = HEADERS_MAX_BYTES) -> str:
+    """The request_header column: at most `max_bytes` bytes of JSON, whatever the client sent."""
+    n = fitting_prefix(raw, max_bytes)  # a flood of headers: only what could fit is decoded
+    pairs = redact_header_pairs(scrub_trace_headers(capped_headers(text_headers(raw[:n]))), policy)
+    text = _encoder.encode(group_pairs(pairs))
+    if len(text) > max_bytes or n < len(raw):
+        text = _encoder.encode(group_pairs(capped_pairs(pairs, raw, max_bytes, _encoder.encode)))
+    return text.decode()
+
+
 def endpoint_of(path: str, query_string: str, policy: RedactionPolicy) -> str:
     return f"{path}?{redact_query_string(query_string, policy)}" if query_string else path
 
 
 def build_api_log(
-    c: Captured, *, row_id: int, policy: RedactionPolicy, body_cap: int, html_mode: HtmlMode = "summary"
+    c: Captured,
+    *,
+    row_id: int,
+    policy: RedactionPolicy,
+    body_cap: int,
+    html_mode: HtmlMode = "summary",
+    headers_cap: int = HEADERS_MAX_BYTES,
 ) -> ApiLog:
-    request_headers = text_headers(c.request_headers)
     return ApiLog(
         id=row_id,
         trace_id=c.trace_id,
         method=c.method,
         endpoint=endpoint_of(c.path, c.query_string, policy),
-        request_header=_encoder.encode(redact_headers(capped_headers(request_headers), policy)).decode(),
+        request_header=request_header_json(c.request_headers, policy, headers_cap),
         request_body=body_to_json(
-            content_type=content_type_of(request_headers),
+            content_type=content_type_of(c.request_headers),
             data=c.request_body,
             total_size=c.request_body_size,
             cap=body_cap,

@@ -110,11 +110,16 @@ def group_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str | list[str]]:
     return out
 
 
-def redact_headers(headers: Iterable[tuple[str, str]], policy: RedactionPolicy) -> dict[str, str | list[str]]:
+def redact_header_pairs(headers: Iterable[tuple[str, str]], policy: RedactionPolicy) -> list[tuple[str, str]]:
+    """(name, value) pairs with sensitive values replaced, in order, repeats kept apart."""
     if policy.enabled:  # verdicts memoised per header name (_header_verdict)
         names, regex = policy.header_names, policy.key_regex
-        headers = [(n, REDACTED if _header_verdict(n, names, regex) else v) for n, v in headers]
-    return group_pairs(headers)
+        return [(n, REDACTED if _header_verdict(n, names, regex) else v) for n, v in headers]
+    return list(headers)
+
+
+def redact_headers(headers: Iterable[tuple[str, str]], policy: RedactionPolicy) -> dict[str, str | list[str]]:
+    return group_pairs(redact_header_pairs(headers, policy))
 
 
 # What a form or query field name looks like. A sensitive "name" that does not (a JSON text

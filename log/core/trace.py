@@ -100,3 +100,30 @@ def _from_propagation(headers: Sequence[tuple[str, str]], *, prefer_cloud: bool)
         if value is not None and (hex32 := parse(value)) is not None:
             return hex32
     return None
+
+
+_VALIDATORS: dict[str, Callable[[str], str | None]] = {
+    "x-trace-id": canonical_uuid,
+    "x-request-id": canonical_uuid,
+    "traceparent": traceparent_trace_id,
+    "x-cloud-trace-context": cloud_context_trace_id,
+}
+
+
+def invalid_marker(value: str) -> str:
+    return f"[invalid: {len(value)} chars]"
+
+
+def scrub_trace_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(lower-case name, value) pairs with every trace header that fails its check replaced by
+    a marker of its length: an invalid value is never stored as sent (the trace id itself was
+    taken from elsewhere, see trace_id_from_headers). Valid ones are kept for correlation."""
+    if not any(name.lower() in _ALL_TRACE_HEADERS for name, _ in headers):
+        return headers  # the usual case: no copy
+    out = []
+    for name, value in headers:
+        check = _VALIDATORS.get(name.lower())
+        if check is not None and check(value.strip(" \t")) is None:
+            value = invalid_marker(value)
+        out.append((name, value))
+    return out
