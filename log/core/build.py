@@ -4,11 +4,7 @@ Decisions recorded here:
   * endpoint = the path plus the REDACTED raw query string ("/items?q=abc&token=[REDACTED]");
     the query is part of what was called, and keeping it in one column keeps it greppable.
     Secrets inside path segments (/reset/<token>) cannot be recognised by name and are kept.
-  * request_header = JSON object of the redacted request headers (repeated names -> list); values
-    longer than HEADER_VALUE_MAX characters are cut and marked "…[N chars]"; trace headers that
-    fail their check are stored as "[invalid: N chars]"; the whole column is at most
-    `headers_cap` bytes: headers in order until the cap, then one "(headers left out)" entry
-    with their count and raw size (log/core/headers.py).
+  * request_header: see log/core/header_column.py (at most `headers_cap` bytes).
   * bodies: see log/core/bodies.py.
   * route = the template of the route that matched (log/asgi.py: route_template), as captured.
   * created_at = when the request was received, UTC "YYYY-MM-DD HH:MM:SS.fff" (what SQLite's
@@ -26,10 +22,10 @@ import msgspec
 
 from log.core.bodies import HtmlMode, body_to_json
 from log.core.captured import Captured
-from log.core.headers import Headers, capped_pairs, content_type_of, fitting_prefix, text_headers
-from log.core.redact import RedactionPolicy, group_pairs, redact_header_pairs, redact_json, redact_query_string
+from log.core.header_column import HEADERS_MAX_BYTES, request_header_json
+from log.core.headers import content_type_of
+from log.core.redact import RedactionPolicy, redact_json, redact_query_string
 from log.core.rows import TASK_STATUSES, ApiLog, TaskProgressLog
-from log.core.trace import scrub_trace_headers
 
 _encoder = msgspec.json.Encoder()
 
@@ -44,31 +40,6 @@ def format_utc(epoch_seconds: float) -> str:
 def _utc_second(seconds: int) -> str:
     # Every row of the same second shares this text; datetime formatting is most of the cost.
     return f"{dt.datetime.fromtimestamp(seconds, dt.timezone.utc):%Y-%m-%d %H:%M:%S}"
-
-
-# A header value longer than this is cut, with a marker saying how long it was: uvicorn accepts
-# request headers of any size, and one 64 KiB header must not become a 64 KiB column in every sink.
-HEADER_VALUE_MAX = 2048
-
-
-def capped_headers(headers: list[tuple[str, str]], limit: int = HEADER_VALUE_MAX) -> list[tuple[str, str]]:
-    for _, value in headers:
-        if len(value) > limit:
-            return [(n, v if len(v) <= limit else f"{v[:limit]}…[{len(v)} chars]") for n, v in headers]
-    return headers  # the usual case: nothing to cut, no copy
-
-
-HEADERS_MAX_BYTES = 16 * 1024  # LOG_HEADERS_MAX_BYTES' default
-
-
-def request_header_json(raw: Headers, policy: RedactionPolicy, max_bytes: int = HEADERS_MAX_BYTES) -> str:
-    """The request_header column: at most `max_bytes` bytes of JSON, whatever the client sent."""
-    n = fitting_prefix(raw, max_bytes)  # a flood of headers: only what could fit is decoded
-    pairs = redact_header_pairs(scrub_trace_headers(capped_headers(text_headers(raw[:n]))), policy)
-    text = _encoder.encode(group_pairs(pairs))
-    if len(text) > max_bytes or n < len(raw):
-        text = _encoder.encode(group_pairs(capped_pairs(pairs, raw, max_bytes, _encoder.encode)))
-    return text.decode()
 
 
 def endpoint_of(path: str, query_string: str, policy: RedactionPolicy) -> str:

@@ -102,7 +102,9 @@ def _from_propagation(headers: Sequence[tuple[str, str]], *, prefer_cloud: bool)
     return None
 
 
-_VALIDATORS: dict[str, Callable[[str], str | None]] = {
+# Each trace header's check: the id it yields, or None when the value is not valid. A row keeps
+# an invalid value only as invalid_marker(value) (log/core/header_column.py).
+TRACE_HEADER_CHECKS: dict[str, Callable[[str], str | None]] = {
     "x-trace-id": canonical_uuid,
     "x-request-id": canonical_uuid,
     "traceparent": traceparent_trace_id,
@@ -112,18 +114,3 @@ _VALIDATORS: dict[str, Callable[[str], str | None]] = {
 
 def invalid_marker(value: str) -> str:
     return f"[invalid: {len(value)} chars]"
-
-
-def scrub_trace_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """(lower-case name, value) pairs with every trace header that fails its check replaced by
-    a marker of its length: an invalid value is never stored as sent (the trace id itself was
-    taken from elsewhere, see trace_id_from_headers). Valid ones are kept for correlation."""
-    if not any(name.lower() in _ALL_TRACE_HEADERS for name, _ in headers):
-        return headers  # the usual case: no copy
-    out = []
-    for name, value in headers:
-        check = _VALIDATORS.get(name.lower())
-        if check is not None and check(value.strip(" \t")) is None:
-            value = invalid_marker(value)
-        out.append((name, value))
-    return out

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from log.core.headers import LEFT_OUT
+from log.core.header_column import LEFT_OUT
 from tests.support.reliability import SCALE, app_process, csv_rows, wait_for
 
 HEADERS, VALUE_BYTES = 8_000, 2_000  # 16 MB: the request
