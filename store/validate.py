@@ -16,7 +16,8 @@ PASSWORD_MIN = 8
 PASSWORD_RULE = f"At least {PASSWORD_MIN} characters, and not one of the most common passwords."
 COMMON_PASSWORDS_PATH = Path(__file__).with_name("common_passwords.txt")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-QUANTITY_RE = re.compile(r"[+-]?\d{1,12}")
+# [0-9], not \d: \d (and int()) also take other scripts' digits ("٣" would be 3).
+QUANTITY_RE = re.compile(r"[+-]?[0-9]{1,12}")
 # Digits only but longer than QUANTITY_RE takes: a number, just out of range, and said so.
 LONG_QUANTITY_RE = re.compile(r"[+-]?[0-9]{13,}")
 

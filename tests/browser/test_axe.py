@@ -98,7 +98,7 @@ def phone_menu(page: Page, url: str) -> None:
     page.set_viewport_size(PHONE)
     page.goto(f"{url}/items")
     page.get_by_text("Menu", exact=True).click()
-    expect(page.get_by_test_id("account-menu").get_by_role("button", name="Log out")).to_be_visible()
+    expect(page.get_by_test_id("account-menu").get_by_role("button", name="Log out", exact=True)).to_be_visible()
 
 
 def item_page(page: Page, url: str) -> None:

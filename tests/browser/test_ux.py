@@ -257,9 +257,9 @@ def test_phone_no_sideways_scroll_list_first_menu_and_toasts(page: Page, seeded_
     page.goto(f"{url}/items")
     page.get_by_text("Menu", exact=True).click()
     menu = page.get_by_test_id("account-menu")
-    for name in ("Logs",):
-        expect(menu.get_by_role("link", name=name)).to_be_in_viewport()
-    expect(menu.get_by_role("button", name="Log out")).to_be_in_viewport()
+    expect(menu.get_by_role("link", name="Logs")).to_be_in_viewport()
+    for name in ("Log out", "Log out of all devices"):
+        expect(menu.get_by_role("button", name=name, exact=True)).to_be_in_viewport()
     assert no_sideways_scroll(page) is True, no_sideways_scroll(page)
     page.screenshot(path=screens / "navbar-menu-phone.png")
     scheme(page, "dark")
