@@ -321,7 +321,7 @@ def test_signup_confirm_rule_common_passwords_and_log_in_link(page: Page, server
     expect(page.get_by_label("Email")).to_have_value("new@example.com")
 
     sign_up(page, url, "taken@example.com")
-    page.get_by_role("button", name="Log out").click()
+    page.get_by_role("button", name="Log out", exact=True).click()
     page.goto(f"{url}/signup")
     page.get_by_label("Email").fill("taken@example.com")
     page.get_by_label("Password", exact=True).fill("another long password")
