@@ -261,6 +261,7 @@ def test_phone_no_sideways_scroll_list_first_menu_and_toasts(page: Page, seeded_
     for name in ("Log out", "Log out of all devices"):
         expect(menu.get_by_role("button", name=name, exact=True)).to_be_in_viewport()
     assert no_sideways_scroll(page) is True, no_sideways_scroll(page)
+    page.evaluate(TRANSITIONS_DONE)  # the menu fades in
     page.screenshot(path=screens / "navbar-menu-phone.png")
     scheme(page, "dark")
     page.screenshot(path=screens / "navbar-menu-phone-dark.png")
