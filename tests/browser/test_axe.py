@@ -107,12 +107,26 @@ def item_page(page: Page, url: str) -> None:
     expect(page.locator('[data-item-name="Banana"]')).to_be_visible()
 
 
-def import_result(page: Page, url: str) -> None:
+IMPORT_CSV = {"name": "items.csv", "mimeType": "text/csv", "buffer": b"name,quantity\r\nPear,2\r\n,3\r\nPlum,x\r\n"}
+held: list = []  # the import's POST, held by import_progress until import_result lets it go
+
+
+def import_progress(page: Page, url: str) -> None:
     page.goto(f"{url}/items/import")
-    page.locator("input[type=file]").set_input_files(
-        {"name": "items.csv", "mimeType": "text/csv", "buffer": b"name,quantity\r\nPear,2\r\n,3\r\nPlum,x\r\n"}
-    )
+    page.route(f"{url}/items/import", lambda route: held.append(route) if route.request.method == "POST" else route.continue_())
+    page.locator("input[type=file]").set_input_files(IMPORT_CSV)
     page.get_by_role("button", name="Import").click()
+    expect(page.get_by_role("progressbar", name="Upload progress")).to_be_visible()
+
+
+def import_result(page: Page, url: str) -> None:
+    if held:  # the upload import_progress held: answered now
+        held.pop().continue_()
+        page.unroute(f"{url}/items/import")
+    else:
+        page.goto(f"{url}/items/import")
+        page.locator("input[type=file]").set_input_files(IMPORT_CSV)
+        page.get_by_role("button", name="Import").click()
     expect(page.locator("#import-result")).to_be_visible()
     expect(page.locator("#import-progress")).to_have_count(1)
 
@@ -134,6 +148,7 @@ PAGES: list[tuple[str, Callable[[Page, str], None]]] = [
     ("item page", item_page),
     ("404 (logged in)", go("/items/999999")),
     ("import (idle)", go("/items/import")),
+    ("import (progress)", import_progress),
     ("import (result)", import_result),
     ("logs", go("/logs")),
     ("logs overview", go("/logs/overview?range=24h")),
