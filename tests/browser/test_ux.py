@@ -109,6 +109,21 @@ def test_offline_and_5xx_show_an_error_with_retry_and_keep_the_input(page: Page,
     expect(page.locator('article[data-item-name="Online lamp"]')).to_be_visible()
 
 
+def test_a_request_that_never_answers_times_out_with_an_error_and_keeps_the_input(page: Page, server: LiveServer) -> None:
+    url = server.url
+    sign_up(page, url, "hang@example.com")
+    assert page.evaluate("() => htmx.config.timeout") == 20000  # base.html's htmx-config sets it
+    page.evaluate("() => { htmx.config.timeout = 300; }")  # the same handler, without a 20 s wait
+    page.route(f"{url}/items", lambda route: None if route.request.method == "POST" else route.continue_())
+    form = page.locator("#create-form")
+    form.get_by_label("Name").fill("Slow lamp")
+    form.get_by_role("button", name="Add item").click()
+    toast = page.get_by_test_id("error-toast")
+    expect(toast).to_contain_text("took too long")
+    expect(form.get_by_label("Name")).to_have_value("Slow lamp")
+    expect(toast.get_by_role("button", name="Retry")).to_be_visible()
+
+
 def test_delete_updates_the_count_and_refills_the_page(page: Page, server: LiveServer) -> None:
     url = server.url
     sign_up(page, url, "del@example.com")
