@@ -111,6 +111,7 @@ TITLES = {
     403: "Not allowed",
     405: "Not allowed",
     413: "Too large",
+    431: "Too large",
     429: "Too many attempts",
     503: "Temporarily unavailable",
 }

@@ -45,6 +45,7 @@ TRACING_FIELDS = {
     "turso_database_url": "database_url",
     "turso_auth_token": "auth_token",
     "log_body_max_bytes": "body_max_bytes",
+    "log_headers_max_bytes": "headers_max_bytes",
     "log_html_bodies": "html_bodies",
     "log_csv_max_bytes": "csv_max_bytes",
     "log_csv_keep": "csv_keep",
@@ -76,6 +77,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_sinks: tuple[str, ...] = ("csv", "turso")
     log_dir: Path | None = None  # default: data_dir / "logs"
     log_body_max_bytes: int = 16 * 1024
+    log_headers_max_bytes: int = 16 * 1024
     log_html_bodies: str = "summary"
     log_csv_max_bytes: int = 64 * MIB
     log_csv_keep: int = 5

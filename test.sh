@@ -23,5 +23,11 @@ if [ "$(cat .venv/.installed-test 2>/dev/null)" != "$stamp" ]; then
     "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['test']))")
   echo "$stamp" > .venv/.installed-test
 fi
-[ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error
+# Again whenever package-lock.json changes (a new devDependency such as axe-core must not meet a
+# stale node_modules).
+npm_stamp=$(sha256sum package-lock.json | cut -c1-16)
+if [ "$(cat node_modules/.installed-test 2>/dev/null)" != "$npm_stamp" ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$npm_stamp" > node_modules/.installed-test
+fi
 exec .venv/bin/python -m pytest "$@"

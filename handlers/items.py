@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable
 from typing import TypeVar
@@ -51,7 +52,11 @@ async def _committed(
 
 async def _list_context(request: Request, session: Session, **extra) -> dict:
     q = request.query_params.get("q", "").strip()[:200]
-    page = await request.state.store.list_items(session, q, _page_number(request), PER_PAGE)
+    store = request.state.store
+    page = await store.list_items(session, q, _page_number(request), PER_PAGE)
+    if not page.items and page.page > page.pages:
+        # Past the end (the last item of the last page was just deleted): the last page.
+        page = await store.list_items(session, q, page.pages, PER_PAGE)
     return {"page": page, "q": q, "form": {}, "errors": {}, **extra}
 
 
@@ -92,8 +97,17 @@ async def _owned_item(request: Request) -> tuple[Session | None, Item | None]:
     return session, await request.state.store.get_item(session, item_id)
 
 
+GONE = "That item no longer exists: it was deleted, perhaps in another tab."
+# After htmx has swapped (the card gone), the page's list re-reads itself: count and page refill.
+ITEMS_CHANGED = {"HX-Trigger-After-Settle": "items-changed"}
+
+
 def _not_found(request: Request) -> Response:
-    return render(request, "not_found.html", status=404, block="not_found")
+    response = render(request, "not_found.html", status=404, block="not_found")
+    if is_htmx(request):
+        # The card asked about an item that is gone: say so, and let the list catch up.
+        response.headers.update({"HX-Trigger": json.dumps({"toast-error": GONE}), **ITEMS_CHANGED})
+    return response
 
 
 async def show_item(request: Request) -> Response:
@@ -148,7 +162,9 @@ async def delete_item(request: Request) -> Response:
     if not is_htmx(request):
         return redirect(request, "/items")
     # An empty 200 lets htmx swap the card out (after the fade-out set by swap:500ms).
-    return Response(b"", headers={"HX-Trigger": '{"toast": "Item deleted."}', "Vary": "HX-Request"})
+    return Response(
+        b"", headers={"HX-Trigger": '{"toast": "Item deleted."}', **ITEMS_CHANGED, "Vary": "HX-Request"}
+    )
 
 
 routes = [

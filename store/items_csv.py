@@ -16,6 +16,10 @@ MAX_ROWS = 100_000
 # What errors="surrogateescape" turns undecodable bytes into.
 _SURROGATES = re.compile("[\udc80-\udcff]")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet that splits on ";" or tabs (the list separator in many locales) ignores this
+# file's quoting and starts a new cell there: "a;=1+1" would give the cell "=1+1". Such a
+# segment gets the apostrophe too, right before its formula character (after any spaces/quotes).
+_SPLIT_FORMULA = re.compile(r"""(?<=[;\t])([ "']*)(?=[=+\-@])""")
 
 
 class Rejected(msgspec.Struct, frozen=True):
@@ -125,9 +129,16 @@ def _has_surrogates(text: str) -> bool:
 
 
 def safe_cell(value: object) -> str:
-    """Spreadsheet-safe text: a cell that would start a formula gets a leading apostrophe."""
+    """Spreadsheet-safe text: a cell that would start a formula gets a leading apostrophe, and
+    so does each part after a ";" or a tab that would (a spreadsheet may split the cell there)."""
     text = "" if value is None else str(value)
+    if ";" in text or "\t" in text:
+        text = _SPLIT_FORMULA.sub(_guard, text)
     return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def _guard(m: re.Match[str]) -> str:
+    return m.group(1) if m.group(1).endswith("'") else m.group(1) + "'"
 
 
 def export_rows(items: Iterable[Item], *, header: bool = True) -> Iterator[str]:

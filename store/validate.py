@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
 
 from store.base import ItemInput
 
@@ -11,8 +13,13 @@ NAME_MAX = 200
 DESCRIPTION_MAX = 2000
 QUANTITY_MAX = 2**31 - 1  # fits PostgreSQL's integer column on the Supabase backend
 PASSWORD_MIN = 8
+PASSWORD_RULE = f"At least {PASSWORD_MIN} characters, and not one of the most common passwords."
+COMMON_PASSWORDS_PATH = Path(__file__).with_name("common_passwords.txt")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-QUANTITY_RE = re.compile(r"[+-]?\d{1,12}")
+# [0-9], not \d: \d (and int()) also take other scripts' digits ("٣" would be 3).
+QUANTITY_RE = re.compile(r"[+-]?[0-9]{1,12}")
+# Digits only but longer than QUANTITY_RE takes: a number, just out of range, and said so.
+LONG_QUANTITY_RE = re.compile(r"[+-]?[0-9]{13,}")
 
 
 def validate_item(form: Mapping[str, str]) -> tuple[ItemInput | None, dict[str, str]]:
@@ -35,20 +42,34 @@ def validate_item(form: Mapping[str, str]) -> tuple[ItemInput | None, dict[str, 
     elif "\x00" in description:
         errors["description"] = "Description cannot contain NUL characters."
     quantity = 0
+    too_large = f"Quantity is too large (max {QUANTITY_MAX:,})."
     if not QUANTITY_RE.fullmatch(raw_quantity):
-        errors["quantity"] = "Quantity must be a whole number."
+        if not LONG_QUANTITY_RE.fullmatch(raw_quantity):
+            errors["quantity"] = "Quantity must be a whole number."
+        elif raw_quantity.startswith("-"):
+            errors["quantity"] = "Quantity cannot be negative."
+        else:
+            errors["quantity"] = too_large
     else:
         quantity = int(raw_quantity)
         if quantity < 0:
             errors["quantity"] = "Quantity cannot be negative."
         elif quantity > QUANTITY_MAX:
-            errors["quantity"] = f"Quantity must be at most {QUANTITY_MAX}."
+            errors["quantity"] = too_large
     if errors:
         return None, errors
     return ItemInput(name=name, description=description, quantity=quantity), {}
 
 
+@cache
+def common_passwords() -> frozenset[str]:
+    lines = COMMON_PASSWORDS_PATH.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip().lower() for line in lines if line.strip() and not line.startswith("#"))
+
+
 def validate_credentials(form: Mapping[str, str], *, signing_up: bool) -> tuple[str, str, dict[str, str]]:
+    """Sign-up checks `password_confirm` when the form sends it (the page's form always does;
+    API clients without the field are not asked to type the password twice)."""
     email = (form.get("email") or "").strip().lower()
     password = form.get("password") or ""
     errors: dict[str, str] = {}
@@ -56,10 +77,14 @@ def validate_credentials(form: Mapping[str, str], *, signing_up: bool) -> tuple[
         errors["email"] = "Enter a valid email address."
     if signing_up and len(password) < PASSWORD_MIN:
         errors["password"] = f"Password must be at least {PASSWORD_MIN} characters."
+    elif signing_up and password.lower() in common_passwords():
+        errors["password"] = "That is one of the most common passwords, the first ones attackers try: choose another."
     elif signing_up and len(password) > 1024:
         errors["password"] = "Password must be at most 1024 characters."
     elif not password:
         errors["password"] = "Enter your password."
     elif "\0" in password:  # store/passwords.py: NUL would make two passwords hash alike
         errors["password"] = "Password must not contain NUL characters."
+    elif signing_up and "password_confirm" in form and form["password_confirm"] != password:
+        errors["password_confirm"] = "The two passwords differ: type the same password twice."
     return email, password, errors

@@ -90,8 +90,9 @@ async def login(client: AppClient, email: str, password: str = PASSWORD, **heade
 
 
 def alert(response: httpx.Response) -> str:
-    match = re.search(r'<div class="alert alert-error[^"]*" role="alert">([^<]*)</div>', response.text)
-    return match.group(1) if match else ""
+    # The alert's text; a link in it (e.g. "Log in instead") counts as its text.
+    match = re.search(r'<div class="alert alert-error[^"]*" role="alert">(.*?)</div>', response.text, re.S)
+    return re.sub(r"<[^>]+>", "", match.group(1)) if match else ""
 
 
 def set_cookie(response: httpx.Response) -> str:

@@ -128,7 +128,7 @@ async def test_create_with_errors_is_422_with_message_next_to_field(alice: AppCl
     assert 'data-error-for="name">Name is required.' in response.text
     assert 'data-error-for="quantity"' not in response.text
     assert ">keep me</textarea>" in response.text
-    assert 'name="quantity" type="number" value="7"' in response.text
+    assert 'name="quantity" type="text" value="7"' in response.text and 'inputmode="numeric"' in response.text
     assert 'aria-invalid="true"' in response.text
     assert "hx-trigger" not in response.headers
     assert not re.search(r'id="item-\d+"', (await alice.get("/items")).text)
@@ -256,8 +256,23 @@ async def test_delete_via_htmx(alice: AppClient):
     assert response.status_code == 200 and response.content == b""
     assert toast(response) == "Item deleted."
     assert (await alice.get(f"/items/{item_id}")).status_code == 404
+    assert response.headers["hx-trigger-after-settle"] == "items-changed"  # the list re-reads itself
     again = await alice.delete(f"/items/{item_id}", headers=alice.htmx())
     assert again.status_code == 404
+
+
+async def test_an_item_deleted_elsewhere_says_so_and_the_list_catches_up(alice: AppClient):
+    item_id = await create(alice, "Lamp")
+    await alice.delete(f"/items/{item_id}", headers=alice.htmx())  # "another tab"
+    for method, path in [("PUT", f"/items/{item_id}"), ("GET", f"/items/{item_id}/edit"),
+                         ("GET", f"/items/{item_id}"), ("DELETE", f"/items/{item_id}")]:
+        data = {"name": "x", "quantity": "1"} if method == "PUT" else None
+        response = await alice.request(method, path, data=data, headers=alice.htmx())
+        assert response.status_code == 404, (method, path)
+        assert "deleted" in json.loads(response.headers["hx-trigger"])["toast-error"]
+        assert response.headers["hx-trigger-after-settle"] == "items-changed"
+    full = await alice.get(f"/items/{item_id}")  # a page load: the 404 page, no htmx events
+    assert full.status_code == 404 and "hx-trigger" not in full.headers
 
 
 async def test_delete_without_js(alice: AppClient):
@@ -466,7 +481,9 @@ async def test_pages(alice: AppClient):
     assert set(first).isdisjoint(second)
     for bad in ["0", "-1", "abc", "", "1e3", "99999999", "²", "①", "١"]:
         assert await names(bad) == first
-    assert await names("3") == []
+    # Past the end (say the last item of page 3 was deleted and the list re-reads that URL): the
+    # last page, not an empty list that would claim there are no items.
+    assert await names("3") == second
     nav = (await alice.get("/items", params={"q": "item"})).text
     assert 'href="/items?q=item&page=2"' in nav
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -56,11 +57,27 @@ def test_parse_never_raises(data: bytes) -> None:
         assert 1 <= len(item.name) <= 200 and item.quantity >= 0
 
 
-@given(st.text())
+@given(st.text() | st.lists(st.sampled_from(["a", ";", "\t", " ", '"', "'", "=", "+", "-", "@", "1"])).map("".join))
 def test_safe_cell_never_starts_a_formula(text: str) -> None:
     cell = safe_cell(text)
     assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
-    assert cell.removeprefix("'") == text or cell == text
+    # Nor does any part a spreadsheet splitting on ";" or tabs would make of it.
+    for part in re.split("[;\t]", cell)[1:]:
+        lead = re.match("[ \"']*", part).group()  # type: ignore[union-attr]
+        assert lead.endswith("'") or not part[len(lead):].startswith(("=", "+", "-", "@")), cell
+    assert cell.replace("'", "") == text.replace("'", "")  # apostrophes are the only change
+    assert safe_cell(cell) == cell
+
+
+def test_a_semicolon_or_tab_separated_spreadsheet_finds_no_formula_in_the_export() -> None:
+    names = ["a;=1+1", "b;+SUM(A1)", "c; -2+3", 'd;"=cmd', "e\t@x", "f;g"]
+    items = [Item(id=i, name=n, description=n, quantity=1, created_at="c", updated_at="u") for i, n in enumerate(names)]
+    text = "".join(export_rows(items))
+    for delimiter in (";", "\t"):
+        cells = [cell.strip(" \"") for row in csv.reader(io.StringIO(text), delimiter=delimiter) for cell in row]
+        assert [c for c in cells if c.startswith(("=", "+", "-", "@"))] == [], delimiter
+    rows = list(csv.reader(io.StringIO(text)))  # the file itself: the apostrophe is the only change
+    assert [r[0] for r in rows[1:]] == ["a;'=1+1", "b;'+SUM(A1)", "c; '-2+3", 'd;"\'=cmd', "e\t'@x", "f;g"]
 
 
 def test_export_is_formula_safe_csv() -> None:
@@ -100,3 +117,9 @@ def test_the_rejected_rows_download_is_formula_safe() -> None:
     row = list(csv.reader(io.StringIO(out, newline="")))[1]
     assert row[:3] == ["'=HYPERLINK(\"http://evil\")", "'@SUM(A1)", "'-1"]
     assert row[3] == "Line 2: Quantity cannot be negative."
+
+
+def test_an_import_refuses_digits_outside_ascii() -> None:
+    parsed = parse_import("name,quantity\r\nA,٣\r\nB,3\r\n".encode())
+    assert [(i.name, i.quantity) for i in parsed.valid] == [("B", 3)]
+    assert [(r.line, r.reason) for r in parsed.rejected] == [(2, "Quantity must be a whole number.")]

@@ -41,3 +41,17 @@ def test_no_template_imports_the_shared_macros() -> None:
     imports = {p.name: re.findall(r"{%-?\s*(?:from|import)\s+\"([^\"]+)\"", p.read_text())
                for p in VIEWS.glob("*.html")}
     assert {name: found for name, found in imports.items() if set(found) & set(MACRO_TEMPLATES)} == {}
+
+
+def test_field_attributes_reach_the_browser_as_written() -> None:
+    # They were once passed as one pre-built string, which autoescaping turned into
+    # autocomplete=&#34;new-password&#34;: the browser then saw no valid autocomplete hint.
+    sources = {"m.html": (VIEWS / "_macros.html").read_text(),
+               "page.html": '{{ field("password", "Password", "", {}, type="password",'
+                            ' attrs={"autocomplete": "new-password", "maxlength": "200", "data-x": "\\"><b>"},'
+                            ' autofocus=true, hint="At least 8 characters.") }}'}
+    html = env_with(sources, reload=False).get_template("page.html").render()
+    assert 'autocomplete="new-password"' in html and 'maxlength="200"' in html and " autofocus " in html
+    assert 'data-x="&#34;&gt;&lt;b&gt;"' in html  # each value still escaped, once
+    assert "&#34;new-password" not in html
+    assert 'data-hint-for="password">At least 8 characters.' in html

@@ -15,6 +15,7 @@ from store.validate import (
     NAME_MAX,
     PASSWORD_MIN,
     QUANTITY_MAX,
+    common_passwords,
     validate_credentials,
     validate_item,
 )
@@ -63,10 +64,17 @@ def test_negative_quantity_rejected(n: int):
     assert set(errors) == {"quantity"}
 
 
+@given(st.integers(max_value=-1))
+def test_negative_quantity_says_negative_however_long(n: int):
+    _, errors = validate_item(form(quantity=str(n)))
+    assert errors == {"quantity": "Quantity cannot be negative."}
+
+
 @given(st.integers(min_value=QUANTITY_MAX + 1))
 def test_too_large_quantity_rejected(n: int):
+    # 99999999999999999999 is a whole number: the message says what is wrong with it.
     _, errors = validate_item(form(quantity=str(n)))
-    assert set(errors) == {"quantity"}
+    assert errors == {"quantity": f"Quantity is too large (max {QUANTITY_MAX:,})."}
 
 
 @given(st.text(min_size=NAME_MAX + 1, max_size=NAME_MAX + 50, alphabet=nice_chars))
@@ -81,6 +89,13 @@ def test_bad_quantities_rejected_with_a_quantity_message(quantity: str):
     assert data is None
     assert set(errors) == {"quantity"}
     assert "Quantity" in errors["quantity"]
+
+
+@pytest.mark.parametrize("quantity", ["٣", "۷", "３", "1٣", "߁", "𝟙"])
+def test_digits_outside_ascii_are_refused_with_the_quantity_message(quantity: str):
+    data, errors = validate_item(form(quantity=quantity))
+    assert data is None
+    assert errors["quantity"] == "Quantity must be a whole number."
 
 
 @pytest.mark.parametrize("quantity", ["0", "7", " 7 ", "+7", "007", str(QUANTITY_MAX)])
@@ -193,3 +208,26 @@ def test_nul_names_never_reach_the_database(name: str):
 def test_nul_in_a_password_is_a_clear_error(signing_up: bool):
     _, _, errors = validate_credentials({"email": "a@example.com", "password": "correct horse\x00"}, signing_up=signing_up)
     assert errors == {"password": "Password must not contain NUL characters."}
+
+
+@pytest.mark.parametrize("password", ["password", "12345678", "PassWord", "iloveyou", "qwertyuiop"])
+def test_the_most_common_passwords_are_refused_at_signup_only(password: str):
+    form = {"email": "a@example.com", "password": password}
+    errors = validate_credentials(form, signing_up=True)[2]
+    assert errors == {"password": "That is one of the most common passwords, the first ones attackers try: choose another."}
+    assert validate_credentials(form, signing_up=False)[2] == {}  # old accounts still log in
+
+
+def test_the_bundled_list_is_the_top_thousand_long_enough_to_pass_the_length_rule():
+    common = common_passwords()
+    assert len(common) == 1000 and all(len(p) >= PASSWORD_MIN for p in common)
+    assert {"password", "12345678", "iloveyou"} <= common and "correct horse battery" not in common
+
+
+def test_signup_confirmation_must_match_when_sent():
+    base = {"email": "a@example.com", "password": "correct horse battery"}
+    assert validate_credentials({**base, "password_confirm": "correct horse battery"}, signing_up=True)[2] == {}
+    differ = validate_credentials({**base, "password_confirm": "correct horse batery"}, signing_up=True)[2]
+    assert differ == {"password_confirm": "The two passwords differ: type the same password twice."}
+    assert validate_credentials({**base, "password_confirm": ""}, signing_up=True)[2].keys() == {"password_confirm"}
+    assert validate_credentials(base, signing_up=True)[2] == {}  # an API client without the field

@@ -13,7 +13,8 @@ pytestmark = pytest.mark.browser
 def sign_up(page: Page, url: str, email: str, password: str = "correct horse battery") -> None:
     page.goto(f"{url}/signup")
     page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_label("Confirm password").fill(password)
     page.get_by_role("button", name="Sign up").click()
     expect(page.get_by_test_id("current-user")).to_have_text(email)
 

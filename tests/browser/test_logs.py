@@ -63,7 +63,8 @@ def test_admin_filters_to_5xx_and_opens_the_failed_trace(page: Page, log_server,
     url = log_server.url
     page.goto(f"{url}/signup")
     page.get_by_label("Email").fill("admin@example.com")
-    page.get_by_label("Password").fill("correct horse battery")
+    page.get_by_label("Password", exact=True).fill("correct horse battery")
+    page.get_by_label("Confirm password").fill("correct horse battery")
     page.get_by_role("button", name="Sign up").click()
     expect(page.get_by_test_id("current-user")).to_have_text("admin@example.com")
 

@@ -28,7 +28,8 @@ def test_log_pages_warn_that_logs_are_per_instance(page: Page, per_instance_serv
     url = per_instance_server.url
     page.goto(f"{url}/signup")
     page.get_by_label("Email").fill("admin@example.com")
-    page.get_by_label("Password").fill("correct horse battery")
+    page.get_by_label("Password", exact=True).fill("correct horse battery")
+    page.get_by_label("Confirm password").fill("correct horse battery")
     page.get_by_role("button", name="Sign up").click()
     expect(page.get_by_test_id("current-user")).to_have_text("admin@example.com")
     banner = page.get_by_test_id("logs-per-instance")

@@ -60,7 +60,8 @@ def test_signup_over_the_limit_gets_a_clear_429(browser: Browser, live_server) -
         page = context.new_page()
         page.goto(f"{live_server.url}/signup")
         page.get_by_label("Email").fill(f"new{n}@example.com")
-        page.get_by_label("Password").fill("correct horse battery")
+        page.get_by_label("Password", exact=True).fill("correct horse battery")
+        page.get_by_label("Confirm password").fill("correct horse battery")
         with page.expect_response(lambda r: r.request.method == "POST") as posted:
             page.get_by_role("button", name="Sign up").click()
         if posted.value.status == 429:

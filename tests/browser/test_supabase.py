@@ -53,7 +53,8 @@ def session_tokens(page: Page) -> dict[str, str]:
 def sign_up_and_confirm(page: Page, url: str, standin: Standin, email: str) -> None:
     page.goto(f"{url}/signup")
     page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Confirm password").fill(PASSWORD)
     page.get_by_role("button", name="Sign up").click()
     expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
     expect(page.locator("#check-email")).to_contain_text(email)
