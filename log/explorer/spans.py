@@ -133,6 +133,11 @@ class RequestBar:
     other_user: bool = False  # signed in as someone else than the trace's first user
 
     @property
+    def gap_before(self) -> dict[int, Gap]:
+        """The gap leading to each step that has one, by the id of the step's first row."""
+        return {g.next_step.first.id: g for g in self.gaps if g.next_step is not None}
+
+    @property
     def entries(self) -> list[Step | Gap]:
         """Its steps and gaps in time order (a gap before the step it leads to)."""
         items: list[Step | Gap] = [s for run in self.runs for s in run.steps]
