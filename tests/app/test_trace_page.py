@@ -162,3 +162,26 @@ async def test_a_running_import_shows_its_steps_before_its_request_row_exists(ad
     shapes = re.findall(r'data-kind="step" data-shape="(\w+)" data-status="(\w+)"', html)
     assert shapes == [("span", "SUCCESS"), ("open", "OPEN")]
     assert "open, ≥ 890 ms</text>" in html
+
+
+def test_every_class_the_svg_tracks_use_is_in_the_built_css() -> None:
+    """The Tailwind build scans views/ only: classes written by log/explorer/waterfall.py must be
+    listed in the trace template, or the committed CSS lacks them."""
+    from log.explorer import spans, waterfall
+    from tests.log.explorer.test_spans import import_rows, request, task
+
+    css = (Path(__file__).resolve().parents[2] / "views" / "static" / "app.css").read_text()
+    wf = spans.build([request(0, 20_000)],
+                     import_rows() + [task(19_000, "Open", "START", 1, name="Other"),
+                                      task(19_500, "Rec", "FAILED", 1, name="Third")])
+    bar = wf.requests[0]
+    markup = "".join(str(m) for m in [
+        waterfall.axis_track(wf.total), waterfall.request_track(bar, wf.total),
+        *(waterfall.run_track(r, wf.total) for r in bar.runs), *(waterfall.gap_track(g, wf.total) for g in bar.gaps),
+        *(waterfall.step_track(s, wf.total) for s in wf.steps),
+    ])
+    used = {c for attr in re.findall(r'class="([^"]*)"', markup) for c in attr.split()}
+    used |= {waterfall.request_color(s) for s in (None, 200, 404, 500)} | {f"{c}-content" for c in
+             ("text-primary", "text-success", "text-error", "text-warning", "text-info")}
+    missing = sorted(c for c in used if "." + c.replace(":", "\\:") not in css)
+    assert not missing, missing
