@@ -17,6 +17,8 @@ import jinja2
 from jinja2.runtime import Macro
 from jinja2_fragments.starlette import Jinja2Blocks
 
+from handlers.next_url import login_url
+
 MACRO_TEMPLATES = ("_macros.html", "_logs_status.html")
 
 
@@ -26,6 +28,7 @@ def make_templates(views: Path, *, reload: bool) -> Jinja2Blocks:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(views), autoescape=True, auto_reload=reload)
     for name in MACRO_TEMPLATES:
         env.globals.update(macros_of(env, name))
+    env.globals["login_url"] = login_url
     return Jinja2Blocks(env=env)
 
 
