@@ -241,8 +241,13 @@ def build_tail_query(filters: LogFilters, *, now: dt.datetime, after_id: int, li
     """The live tail's poll: rows matching `filters` newer than the newest one shown (keyset on
     the primary key: only the few new rows are read), newest first."""
     where, args = where_clause(filters, now)
-    where.append("id > ?")
-    args.append(after_id)
+    # One lower bound on id, the tighter one: given the range's floor and "id > after" both,
+    # SQLite may walk from the floor (every row of the range) instead of from `after`.
+    if where[:1] == ["id >= ?"]:
+        args[0] = max(args[0], after_id + 1)
+    else:
+        where.insert(0, "id >= ?")
+        args.insert(0, after_id + 1)
     return (
         f"SELECT {', '.join(LIST_COLUMNS)} FROM api_logs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
         [*args, limit],
@@ -461,36 +466,32 @@ def chart_window(plan: OverviewPlan, lo: int | None, hi: int | None) -> Overview
     )
 
 
-def _exception_type_sql(message: str) -> str:
-    """"ValueError: boom" -> "ValueError"; a message with no type prefix -> its first 80 chars."""
+def exception_type_sql(message: str) -> str:
+    """"ValueError: boom" -> "ValueError"; a message with no short type prefix -> its first 80
+    characters. The same CASE is in log/db/rollups.sql (api_error_signatures)."""
     return (
-        f"COALESCE(CASE WHEN instr({message}, ':') BETWEEN 2 AND 80 THEN substr({message}, 1, instr({message}, ':') - 1)"
-        f" ELSE substr({message}, 1, 80) END, '')"
+        f"CASE WHEN instr({message}, ':') BETWEEN 2 AND 80 THEN substr({message}, 1, instr({message}, ':') - 1)"
+        f" ELSE substr({message}, 1, 80) END"
     )
+
+
+def exception_type(message: str | None) -> str:
+    """Python's twin of exception_type_sql ('' for no message)."""
+    if message is None:
+        return ""
+    colon = message.find(":") + 1
+    return message[: colon - 1] if 2 <= colon <= 80 else message[:80]
 
 
 def new_errors_query(start: dt.datetime, end: dt.datetime, *, limit: int = 20) -> Query:
-    """Error signatures (route + status + exception type) whose first occurrence in the whole
-    log falls in [start, end): 5xx rows, read through the status index (5xx are a small share),
-    each with the exception type of its trace's first FAILED row (the crash row of an unhandled
-    exception, or a failed step). Rows: route, status, exception, first_id, trace_id (of the
-    first occurrence: SQLite takes bare columns from the MIN() row), first_at, n (in range)."""
-    message = (
-        "(SELECT t.error_message FROM task_progress_logs t"
-        " WHERE t.trace_id = a.trace_id AND t.status = 'FAILED' ORDER BY t.id LIMIT 1)"
+    """Error signatures (route + 5xx status + exception type) whose first occurrence falls in
+    [start, end), newest first, from the api_error_signatures rollup (log/db/rollups.sql).
+    Rows: route, status, exception, first_id, trace_id (of the first occurrence), first_at, n."""
+    return (
+        "SELECT route, status, exception, first_id, first_trace AS trace_id, first_at, n"
+        " FROM api_error_signatures WHERE first_at >= ? AND first_at < ? ORDER BY first_at DESC LIMIT ?",
+        [stamp(start), stamp(end), limit],
     )
-    sql = (
-        "SELECT * FROM ("
-        "SELECT route, status, exception, MIN(id) AS first_id, trace_id, created_at AS first_at,"
-        " SUM(created_at >= ?) AS n FROM ("
-        f"SELECT a.id, a.trace_id, a.created_at, {route_key_sql('a.route', 'a.endpoint')} AS route,"
-        f" a.response_status AS status, {_exception_type_sql(message)} AS exception"
-        " FROM api_logs a INDEXED BY idx_api_logs_status"
-        " WHERE a.response_status BETWEEN 500 AND 599 AND a.created_at < ?"
-        ") GROUP BY route, status, exception"
-        ") WHERE first_at >= ? ORDER BY first_id DESC LIMIT ?"
-    )
-    return sql, [stamp(start), stamp(end), stamp(start), limit]
 
 
 def route_paths_query(route: str, start: dt.datetime, end: dt.datetime, *, limit: int = 25) -> Query:
