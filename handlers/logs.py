@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -74,6 +75,15 @@ async def _emails(request: Request, rows: list[dict[str, Any]]) -> dict[str, str
     return await lookup(ids)
 
 
+async def _user_by_email(request: Request, filters: explorer.LogFilters) -> explorer.LogFilters:
+    """The user filter takes an email where the store can tell its account id (logs hold ids)."""
+    lookup = getattr(request.state.store, "user_id_for_email", None)
+    if "@" not in filters.user or lookup is None:
+        return filters
+    user_id = await lookup(filters.user)
+    return msgspec.structs.replace(filters, user=user_id) if user_id else filters
+
+
 async def list_logs(request: Request) -> Response:
     if not _is_admin(request):
         return _not_found(request)
@@ -89,6 +99,7 @@ async def list_logs(request: Request) -> Response:
     except FilterError as exc:
         ctx["error"] = str(exc)
         return render(request, "logs.html", ctx, status=422, block="log_results")
+    filters = await _user_by_email(request, filters)
     try:
         rows = await _reader(request).requests(filters, now=_now(request), limit=PAGE_SIZE + 1, before_id=before)
     except LogDatabaseError as exc:
@@ -125,6 +136,7 @@ async def tail(request: Request) -> Response:
     except FilterError as exc:
         return Response(str(exc), status_code=422, media_type="text/plain")
     try:
+        filters = await _user_by_email(request, filters)
         rows = await _reader(request).tail(filters, now=_now(request), after_id=after, limit=TAIL_LIMIT)
     except LogDatabaseError as exc:
         # Keep polling: the next poll may find the database back.

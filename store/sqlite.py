@@ -100,6 +100,11 @@ class SqliteStore:
         rows = self.conn.execute(f"SELECT id, email FROM users WHERE id IN ({marks})", ids).fetchall()
         return {str(row[0]): row[1] for row in rows}
 
+    async def user_id_for_email(self, email: str) -> str | None:
+        """The account id of an email (the log explorer's user filter accepts either)."""
+        row = self.conn.execute("SELECT id FROM users WHERE email = ?", (email.strip().lower(),)).fetchone()
+        return str(row[0]) if row else None
+
     def grant_admin(self, email: str) -> bool:
         with self.conn:
             cur = self.conn.execute("UPDATE users SET is_admin = 1 WHERE email = ?", (email,))

@@ -239,6 +239,8 @@ async def test_route_template_in_the_path_field_matches_the_route_column(admin, 
     page = await client.get("/logs", params={"path": "/items/{item_id:int}"})
     assert row_ids(page.text) == [ids["ok"]]
     assert 'data-user="1">admin@example.com<' in page.text
+    by_email = await client.get("/logs", params={"user": "Admin@Example.com"})  # the filter takes an email too
+    assert row_ids(by_email.text) == [ids["ok"]]
 
 
 async def test_empty_filters_are_left_out_of_the_url(admin) -> None:
@@ -290,3 +292,10 @@ async def test_overview_drills_down_from_a_route_to_its_paths(admin, tmp_path) -
     paths = page.text.split('data-testid="paths-table"', 1)[1].split("</table>", 1)[0]
     assert re.findall(r'<a class="link" href="/logs\?path=([^"&]+)', paths) == ["/items"]  # query string cut
     assert ">1<" in paths
+
+
+async def test_explorer_pages_are_full_width_and_item_pages_keep_theirs(admin) -> None:
+    client, _ = admin
+    for path in ("/logs", "/logs/overview", f"/logs/traces/{FAILED_TRACE}"):
+        assert '<main class="max-w-none ' in (await client.get(path)).text, path
+    assert '<main class="max-w-4xl ' in (await client.get("/")).text
