@@ -91,6 +91,18 @@ def test_live_tail_shows_a_request_made_after_the_page_loaded(page: Page, server
     expect(page.locator(ROWS).filter(has_text=probe)).to_have_count(1, timeout=15_000)
     assert page.evaluate("window.sameDocument") is True
     assert page.locator(ROWS).first.get_attribute("data-id") == page.locator(ROWS).filter(has_text=probe).get_attribute("data-id")
+    # While the tab is hidden the tail's polls are cancelled (app.js): the next one is prevented
+    # and no request for /logs/tail leaves the page.
+    tail_requests: list[str] = []
+    page.on("request", lambda request: tail_requests.append(request.url) if "/logs/tail" in request.url else None)
+    prevented = page.evaluate("""() => {
+        Object.defineProperty(document, "hidden", {value: true, configurable: true});
+        return new Promise((resolve) => document.addEventListener("htmx:beforeRequest", (event) => {
+            if (event.detail.elt.matches("[data-tail]")) resolve(event.defaultPrevented);
+        }));
+    }""")
+    assert prevented is True and tail_requests == []
+    page.evaluate('delete document.hidden')  # visible again (the prototype's getter)
     # A filter change replaces the results: the tail stops.
     page.locator("#log-filters").get_by_label("Status").select_option("errors")
     expect(page).to_have_url(re.compile(r"status=errors"))
