@@ -184,7 +184,7 @@ def status_chart(totals: Mapping[int, int], *, chart_id: str | None = None) -> M
     parts = ['<g font-size="12">']
     for i, (cls, count) in enumerate(rows):
         y = i * row_h + 4
-        w = (width - label_w - 120) * count / top
+        w = (width - label_w - 150) * count / top  # 150: room for "1,000,000 (100.0%)"
         share = 100 * count / total if total else 0
         parts.append(
             f'<text x="0" y="{y + 14}" fill="currentColor">{escape(class_label(cls))}</text>'

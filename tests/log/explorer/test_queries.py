@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from log.db.schema import ROLLUPS_PATH, SCHEMA_SQL as SCHEMA, split_statements as sql_statements
 from log.explorer.queries import (
+    chart_window,
     build_tail_query,
     exception_type,
     exception_type_sql,
@@ -563,3 +564,18 @@ async def test_rollups_and_queries_work_through_both_backends(log_db: LogDatabas
     got = endpoint_stats([r for part in plan.endpoint_parts for r in await log_db.select(*part)])
     inside = [r for r in ROWS if stamp(plan.start) <= r["created_at"] < stamp(plan.end)]
     assert sum(s.total for s in got) == len(inside)
+
+
+def test_the_time_chart_fits_the_data_present() -> None:
+    plan = build_overview(parse_filters({"range": "7d"}), now=NOW)
+    assert plan.bucket_minutes == 60  # 168 bars for the whole week
+    hi = math.floor(NOW.timestamp() / 60)
+    fitted = chart_window(plan, hi - 180, hi)  # three hours of data at the end of the week
+    assert fitted.chart_start == dt.datetime.fromtimestamp((hi - 180) * 60, UTC)
+    assert fitted.chart_end == min(plan.end, dt.datetime.fromtimestamp((hi + 1) * 60, UTC))
+    assert fitted.bucket_minutes == 5  # 37 bars of 5 minutes for those hours, not three 1-hour bars
+    assert fitted.series[1][2] == hi - 180  # the series query reads only the data's minutes
+    assert fitted.endpoint_parts == plan.endpoint_parts  # per-route numbers still cover the week
+    assert chart_window(plan, None, None) == plan  # no data: the whole range
+    whole = math.floor(plan.start.timestamp() / 60)
+    assert chart_window(plan, whole + 60, hi) == plan  # under a tenth empty: left as it is
