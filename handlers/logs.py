@@ -143,7 +143,9 @@ async def tail(request: Request) -> Response:
         return Response(f"The log database did not answer: {exc.message}", status_code=204)
     if not rows:
         return Response(status_code=204)
-    ctx = {"rows": rows, "emails": await _emails(request, rows), "tail_url": _tail_url(params, rows[0]["id"])}
+    # after=0: the list was empty when rendered, so its "no requests" row goes.
+    ctx = {"rows": rows, "emails": await _emails(request, rows), "tail_url": _tail_url(params, rows[0]["id"]),
+           "clear_empty": after == 0}
     return render(request, "_logs_tail.html", ctx, partial=True)
 
 

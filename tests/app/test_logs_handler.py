@@ -270,6 +270,9 @@ async def test_live_tail_returns_only_rows_newer_than_the_newest_shown(admin, tm
     assert row_ids(poll.text) == [snowflake(newer, 20)]  # the filter applies: the 200 is not an error
     assert 'hx-swap-oob="afterbegin:#log-rows"' in poll.text
     assert f"after={snowflake(newer, 20)}" in poll.text  # the poller moves on
+    assert 'id="log-empty"' not in poll.text  # the list had rows: no "no requests" row to remove
+    first = await client.get("/logs/tail?status=errors&after=0", headers=client.htmx())  # the list was empty
+    assert '<div id="log-empty" hx-swap-oob="delete"></div>' in first.text
     # A filter change re-renders the results without tail=1: no poller, the tail stops.
     assert 'id="log-tail"' not in (await client.get("/logs?status=5xx", headers=client.htmx())).text
     assert (await client.get("/logs/tail?after=x")).status_code == 422
