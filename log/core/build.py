@@ -4,8 +4,7 @@ Decisions recorded here:
   * endpoint = the path plus the REDACTED raw query string ("/items?q=abc&token=[REDACTED]");
     the query is part of what was called, and keeping it in one column keeps it greppable.
     Secrets inside path segments (/reset/<token>) cannot be recognised by name and are kept.
-  * request_header = JSON object of the redacted request headers (repeated names -> list); values
-    longer than HEADER_VALUE_MAX characters are cut and marked "…[N chars]".
+  * request_header: see log/core/header_column.py (at most `headers_cap` bytes).
   * bodies: see log/core/bodies.py.
   * route = the template of the route that matched (log/asgi.py: route_template), as captured.
   * created_at = when the request was received, UTC "YYYY-MM-DD HH:MM:SS.fff" (what SQLite's
@@ -23,8 +22,9 @@ import msgspec
 
 from log.core.bodies import HtmlMode, body_to_json
 from log.core.captured import Captured
-from log.core.headers import content_type_of, text_headers
-from log.core.redact import RedactionPolicy, redact_headers, redact_json, redact_query_string
+from log.core.header_column import HEADERS_MAX_BYTES, request_header_json
+from log.core.headers import content_type_of
+from log.core.redact import RedactionPolicy, redact_json, redact_query_string
 from log.core.rows import TASK_STATUSES, ApiLog, TaskProgressLog
 
 _encoder = msgspec.json.Encoder()
@@ -42,34 +42,27 @@ def _utc_second(seconds: int) -> str:
     return f"{dt.datetime.fromtimestamp(seconds, dt.timezone.utc):%Y-%m-%d %H:%M:%S}"
 
 
-# A header value longer than this is cut, with a marker saying how long it was: uvicorn accepts
-# request headers of any size, and one 64 KiB header must not become a 64 KiB column in every sink.
-HEADER_VALUE_MAX = 2048
-
-
-def capped_headers(headers: list[tuple[str, str]], limit: int = HEADER_VALUE_MAX) -> list[tuple[str, str]]:
-    for _, value in headers:
-        if len(value) > limit:
-            return [(n, v if len(v) <= limit else f"{v[:limit]}…[{len(v)} chars]") for n, v in headers]
-    return headers  # the usual case: nothing to cut, no copy
-
-
 def endpoint_of(path: str, query_string: str, policy: RedactionPolicy) -> str:
     return f"{path}?{redact_query_string(query_string, policy)}" if query_string else path
 
 
 def build_api_log(
-    c: Captured, *, row_id: int, policy: RedactionPolicy, body_cap: int, html_mode: HtmlMode = "summary"
+    c: Captured,
+    *,
+    row_id: int,
+    policy: RedactionPolicy,
+    body_cap: int,
+    html_mode: HtmlMode = "summary",
+    headers_cap: int = HEADERS_MAX_BYTES,
 ) -> ApiLog:
-    request_headers = text_headers(c.request_headers)
     return ApiLog(
         id=row_id,
         trace_id=c.trace_id,
         method=c.method,
         endpoint=endpoint_of(c.path, c.query_string, policy),
-        request_header=_encoder.encode(redact_headers(capped_headers(request_headers), policy)).decode(),
+        request_header=request_header_json(c.request_headers, policy, headers_cap),
         request_body=body_to_json(
-            content_type=content_type_of(request_headers),
+            content_type=content_type_of(c.request_headers),
             data=c.request_body,
             total_size=c.request_body_size,
             cap=body_cap,

@@ -176,3 +176,4 @@ def test_content_type_is_read_from_raw_or_decoded_headers_last_one_wins() -> Non
     assert _content_type([("CONTENT-TYPE", "text/html")]) == "text/html"
     assert _content_type([(b"content-typex", b"text/html")]) is None
     assert _content_type([]) is None
+
