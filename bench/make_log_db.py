@@ -5,14 +5,15 @@
 Rows: `--requests` api_logs spread over `--days` ending now (UTC), 50 routes (15 of them with an
 id parameter: "/api/v1/resource07/{item_id:int}", each request its own literal path, so the
 rollups' per-route keys differ from the paths), ~2% 5xx, ~4% 404 (half of them probes of random
-paths that no route matches: route "(unmatched)"), and about steps-per-request task_progress_logs rows per request (a FAILED step with a stack
-trace in every 5xx trace; one 5xx in four is an unhandled exception, with the app's crash row
-"http_request / unhandled_exception"). Exception types come from a short list, and one error
-signature (route + status + exception type) first appears in the last hour, so the overview's
-"new errors" list has something to show for every range. Ids are Snowflake ids (log/ids.py layout) issued when the request
-ends, as the app does. Bulk-loaded with executemany in large transactions BEFORE the rollups
-exist; applying log/db/rollups.sql afterwards backfills them (the same path a deployed database
-with older rows takes). The file is overwritten; keep it out of git (var/ or /tmp).
+paths that no route matches: route "(unmatched)"), and about steps-per-request
+task_progress_logs rows per request (a FAILED step with a stack trace in every 5xx trace; one
+5xx in four is an unhandled exception instead, with the app's crash row "http_request /
+unhandled_exception"). Exception types come from a short list, and one error signature (route +
+status + exception type) first appears in the last hour, so the overview's "new errors" list has
+something to show for every range. Ids are Snowflake ids (log/ids.py layout) issued when the
+request ends, as the app does. Bulk-loaded with executemany in large transactions BEFORE the
+rollups exist; applying log/db/rollups.sql afterwards backfills them (the same path a deployed
+database with older rows takes). The file is overwritten; keep it out of git (var/ or /tmp).
 """
 
 from __future__ import annotations
