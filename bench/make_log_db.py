@@ -5,11 +5,15 @@
 Rows: `--requests` api_logs spread over `--days` ending now (UTC), 50 routes (15 of them with an
 id parameter: "/api/v1/resource07/{item_id:int}", each request its own literal path, so the
 rollups' per-route keys differ from the paths), ~2% 5xx, ~4% 404 (half of them probes of random
-paths that no route matches: route "(unmatched)"), and about steps-per-request task_progress_logs rows per request (a FAILED step with a stack
-trace in every 5xx trace). Ids are Snowflake ids (log/ids.py layout) issued when the request
-ends, as the app does. Bulk-loaded with executemany in large transactions BEFORE the rollups
-exist; applying log/db/rollups.sql afterwards backfills them (the same path a deployed database
-with older rows takes). The file is overwritten; keep it out of git (var/ or /tmp).
+paths that no route matches: route "(unmatched)"), and about steps-per-request
+task_progress_logs rows per request (a FAILED step with a stack trace in every 5xx trace; one
+5xx in four is an unhandled exception instead, with the app's crash row "http_request /
+unhandled_exception"). Exception types come from a short list, and one error signature (route +
+status + exception type) first appears in the last hour, so the overview's "new errors" list has
+something to show for every range. Ids are Snowflake ids (log/ids.py layout) issued when the
+request ends, as the app does. Bulk-loaded with executemany in large transactions BEFORE the
+rollups exist; applying log/db/rollups.sql afterwards backfills them (the same path a deployed
+database with older rows takes). The file is overwritten; keep it out of git (var/ or /tmp).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from log.explorer.queries import SNOWFLAKE_EPOCH_MS, SNOWFLAKE_SHIFT  # noqa: E4
 METHODS = ["GET"] * 6 + ["POST"] * 2 + ["PUT", "DELETE"]
 TASKS = ["import_items", "send_email", "render_report", "sync_account"]
 STEPS = ["load", "validate", "transform", "save", "notify"]
+ERRORS = ["ValueError", "KeyError", "IntegrityError", "TimeoutError"]
+NEW_ERROR = ("/api/v1/resource03", 500, "RecursionError")  # only in the last hour: a "new error"
 HEADERS = '{"accept":"text/html","user-agent":"bench/1.0","authorization":"[REDACTED]"}'
 
 
@@ -87,6 +93,9 @@ def generate(path: Path, requests: int, steps_per_request: float, days: int, see
         trace = f"{trace[:8]}-{trace[8:12]}-4{trace[13:16]}-a{trace[17:20]}-{trace[20:]}"
         query = f"?page={rnd.randint(1, 9)}" if rnd.random() < 0.1 else ""
         route, url_path = ep, ep.replace("{item_id:int}", str(rnd.randint(1, 100_000)))
+        error = rnd.choice(ERRORS)
+        if status == 500 and received > end_ms - 3_600_000 and rnd.random() < 0.2:
+            route, url_path, error = NEW_ERROR[0], NEW_ERROR[0], NEW_ERROR[2]
         if status == 404 and rnd.random() < 0.5:  # a probe: no route has this path
             route, url_path = UNMATCHED, f"/probe/{rnd.getrandbits(32):08x}"
         api_batch.append((
@@ -95,7 +104,14 @@ def generate(path: Path, requests: int, steps_per_request: float, days: int, see
             f"10.0.{rnd.randint(0, 255)}.{rnd.randint(1, 254)}",
             rnd.choice(users) if rnd.random() < 0.7 else None, stamp(received), route,
         ))
-        if status >= 500 or rnd.random() < steps_p:
+        if status >= 500 and rnd.random() < 0.25:  # the app's crash row
+            task_batch.append((
+                snowflake(received + duration), trace, "http_request", "unhandled_exception", "FAILED",
+                f'{{"endpoint":"{url_path}","method":"GET"}}', None, f"{error}: boom",
+                f'Traceback (most recent call last):\n  File "app.py", line 1\n{error}: boom', 0,
+                stamp(received + duration),
+            ))
+        elif status >= 500 or rnd.random() < steps_p:
             task = rnd.choice(TASKS)
             n_steps = rnd.randint(2, 5)
             for order in range(n_steps):
@@ -104,8 +120,8 @@ def generate(path: Path, requests: int, steps_per_request: float, days: int, see
                 task_batch.append((
                     snowflake(at), trace, task, STEPS[order], "FAILED" if failed else "SUCCESS",
                     f'{{"step":{order},"items":[1,2,3]}}', None if failed else '{"ok":true}',
-                    "ValueError: boom in " + STEPS[order] if failed else None,
-                    'Traceback (most recent call last):\n  File "app.py", line 1\nValueError: boom' if failed else None,
+                    f"{error}: boom in " + STEPS[order] if failed else None,
+                    f'Traceback (most recent call last):\n  File "app.py", line 1\n{error}: boom' if failed else None,
                     order, stamp(at),
                 ))
         if len(api_batch) >= 100_000:

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from log import client_ip
 from handlers._web import current_session, form_dict, is_htmx, redirect, render
+from handlers.next_url import safe_next
 from handlers.ratelimit import minutes
 from middleware.session import set_session
 from store.base import AuthError, RateLimited
@@ -23,16 +24,16 @@ def _client_ip(request: Request) -> str:
     return client_ip(request.client, request.headers.items(), trusted) or "unknown"
 
 
-def _form_page(request: Request, mode: str, *, email: str = "", errors=None, status=200) -> Response:
-    context = {"mode": mode, "email": email, "errors": errors or {}}
+def _form_page(request: Request, mode: str, *, email: str = "", errors=None, status=200, next_url=None) -> Response:
+    context = {"mode": mode, "email": email, "errors": errors or {}, "next_url": next_url}
     return render(request, "auth.html", context, status=status, block="auth_form")
 
 
-def _too_many(request: Request, mode: str, email: str, what: str, wait: float) -> Response:
+def _too_many(request: Request, mode: str, email: str, what: str, wait: float, next_url: str | None = None) -> Response:
     """The form again with a 429 and a message saying how long to wait (Retry-After too)."""
     n = minutes(wait)
     message = f"Too many {what}. Try again in {n} minute{'s' * (n > 1)}."
-    response = _form_page(request, mode, email=email, errors={"form": message}, status=429)
+    response = _form_page(request, mode, email=email, errors={"form": message}, status=429, next_url=next_url)
     response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
     return response
 
@@ -72,30 +73,35 @@ async def signup(request: Request) -> Response:
 
 
 async def login_page(request: Request) -> Response:
+    # `next`: the page that sent a signed-out visitor here (a 404 page's "Log in" link);
+    # only a path on this site is kept (handlers/next_url.py).
+    next_url = safe_next(request.query_params.get("next"))
     if current_session(request):
-        return redirect(request, "/")
-    return _form_page(request, "login")
+        return redirect(request, next_url or "/")
+    return _form_page(request, "login", next_url=next_url)
 
 
 async def login(request: Request) -> Response:
-    email, password, errors = validate_credentials(await form_dict(request), signing_up=False)
+    form = await form_dict(request)
+    next_url = safe_next(form.get("next"))
+    email, password, errors = validate_credentials(form, signing_up=False)
     if errors:
-        return _form_page(request, "login", email=email, errors=errors, status=422)
+        return _form_page(request, "login", email=email, errors=errors, status=422, next_url=next_url)
     limits, ip = request.state.login_limits, _client_ip(request)
     wait = limits.wait_seconds(ip, email)
     if wait > 0:
-        return _too_many(request, "login", email, "failed attempts", wait)
+        return _too_many(request, "login", email, "failed attempts", wait, next_url=next_url)
     try:
         session = await request.state.store.log_in(email, password)
     except RateLimited as err:
         # The auth service's own limit: not a wrong password, so not counted as a failure here.
-        return _form_page(request, "login", email=email, errors={"form": str(err)}, status=429)
+        return _form_page(request, "login", email=email, errors={"form": str(err)}, status=429, next_url=next_url)
     except AuthError as err:
         limits.failed(ip, email)
-        return _form_page(request, "login", email=email, errors={"form": str(err)}, status=401)
+        return _form_page(request, "login", email=email, errors={"form": str(err)}, status=401, next_url=next_url)
     limits.succeeded(ip, email)
     set_session(request, session)
-    return redirect(request, "/")
+    return redirect(request, next_url or "/")
 
 
 async def confirm_email(request: Request) -> Response:

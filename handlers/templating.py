@@ -18,6 +18,7 @@ from jinja2.runtime import Macro
 from jinja2_fragments.starlette import Jinja2Blocks
 
 from store.validate import PASSWORD_RULE
+from handlers.next_url import login_url
 
 MACRO_TEMPLATES = ("_macros.html", "_logs_status.html")
 
@@ -29,6 +30,7 @@ def make_templates(views: Path, *, reload: bool) -> Jinja2Blocks:
     for name in MACRO_TEMPLATES:
         env.globals.update(macros_of(env, name))
     env.globals["password_rule"] = PASSWORD_RULE  # shown on the sign-up form before any error
+    env.globals["login_url"] = login_url
     return Jinja2Blocks(env=env)
 
 

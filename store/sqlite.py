@@ -135,6 +135,21 @@ class SqliteStore:
         ).fetchone()
         return User(id=str(row[0]), email=row[1], is_admin=bool(row[2]))
 
+    async def user_emails(self, user_ids: set[str]) -> dict[str, str]:
+        """user id -> email for the ids that are accounts here (the log explorer shows users by
+        email). Ids that are not integers (logged by another backend) are skipped."""
+        ids = [int(i) for i in user_ids if i.isascii() and i.isdigit() and len(i) < 19]
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.conn.execute(f"SELECT id, email FROM users WHERE id IN ({marks})", ids).fetchall()
+        return {str(row[0]): row[1] for row in rows}
+
+    async def user_id_for_email(self, email: str) -> str | None:
+        """The account id of an email (the log explorer's user filter accepts either)."""
+        row = self.conn.execute("SELECT id FROM users WHERE email = ?", (email.strip().lower(),)).fetchone()
+        return str(row[0]) if row else None
+
     def grant_admin(self, email: str) -> bool:
         with self.conn:
             cur = self.conn.execute("UPDATE users SET is_admin = 1 WHERE email = ?", (email,))

@@ -166,3 +166,76 @@ CREATE INDEX IF NOT EXISTS idx_api_logs_route ON api_logs(route);
 CREATE INDEX IF NOT EXISTS idx_api_logs_list ON api_logs(
     id, created_at, response_status, method, duration_ms, user_id, trace_id, ip_address, endpoint
 );
+
+-- Error signatures for the explorer's "new errors": one row per (route key, 5xx status,
+-- exception type) with its first occurrence. The exception type is the part before ":" of the
+-- error_message of the trace's first FAILED task row (the crash row of an unhandled exception,
+-- or a failed step); '' = none recorded. The same CASE is in log/explorer/queries.py
+-- (exception_type_sql); a test keeps them in step. Kept by two triggers, since the request row
+-- and its FAILED row may reach the database in either order.
+CREATE TABLE IF NOT EXISTS api_error_signatures (
+    route TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    exception TEXT NOT NULL,
+    first_id INTEGER NOT NULL,
+    first_trace TEXT NOT NULL,
+    first_at TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (route, status, exception)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_api_error_signatures_first_at ON api_error_signatures (first_at);
+
+INSERT INTO api_error_signatures (route, status, exception, first_id, first_trace, first_at, n)
+SELECT route, status, exception, MIN(id), trace_id, created_at, COUNT(*) FROM (
+    SELECT a.id, a.trace_id, a.created_at,
+           COALESCE(a.route, CASE WHEN instr(a.endpoint, '?') > 0 THEN substr(a.endpoint, 1, instr(a.endpoint, '?') - 1) ELSE a.endpoint END) AS route,
+           a.response_status AS status,
+           COALESCE((SELECT CASE WHEN instr(t.error_message, ':') BETWEEN 2 AND 80 THEN substr(t.error_message, 1, instr(t.error_message, ':') - 1) ELSE substr(t.error_message, 1, 80) END
+                     FROM task_progress_logs t WHERE t.trace_id = a.trace_id AND t.status = 'FAILED' ORDER BY t.id LIMIT 1), '') AS exception
+    FROM api_logs a
+    WHERE a.response_status BETWEEN 500 AND 599 AND a.created_at IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM api_error_signatures)
+)
+GROUP BY 1, 2, 3;
+
+DROP TRIGGER IF EXISTS api_logs_error_signature;
+CREATE TRIGGER api_logs_error_signature AFTER INSERT ON api_logs
+WHEN NEW.response_status BETWEEN 500 AND 599 AND NEW.created_at IS NOT NULL
+BEGIN
+    INSERT INTO api_error_signatures (route, status, exception, first_id, first_trace, first_at, n)
+    VALUES (
+        COALESCE(NEW.route, CASE WHEN instr(NEW.endpoint, '?') > 0 THEN substr(NEW.endpoint, 1, instr(NEW.endpoint, '?') - 1) ELSE NEW.endpoint END),
+        NEW.response_status,
+        COALESCE((SELECT CASE WHEN instr(t.error_message, ':') BETWEEN 2 AND 80 THEN substr(t.error_message, 1, instr(t.error_message, ':') - 1) ELSE substr(t.error_message, 1, 80) END
+                  FROM task_progress_logs t WHERE t.trace_id = NEW.trace_id AND t.status = 'FAILED' ORDER BY t.id LIMIT 1), ''),
+        NEW.id, NEW.trace_id, NEW.created_at, 1
+    )
+    ON CONFLICT (route, status, exception) DO UPDATE SET
+        n = n + 1,
+        first_trace = CASE WHEN excluded.first_id < first_id THEN excluded.first_trace ELSE first_trace END,
+        first_at = CASE WHEN excluded.first_id < first_id THEN excluded.first_at ELSE first_at END,
+        first_id = MIN(first_id, excluded.first_id);
+END;
+
+-- A trace's first FAILED row arriving after its 5xx request row: the request was counted with
+-- no exception type (''); count it under its exception type instead.
+DROP TRIGGER IF EXISTS task_progress_error_signature;
+CREATE TRIGGER task_progress_error_signature AFTER INSERT ON task_progress_logs
+WHEN NEW.status = 'FAILED'
+  AND NOT EXISTS (SELECT 1 FROM task_progress_logs t WHERE t.trace_id = NEW.trace_id AND t.status = 'FAILED' AND t.id < NEW.id)
+  AND EXISTS (SELECT 1 FROM api_logs a WHERE a.trace_id = NEW.trace_id AND a.response_status BETWEEN 500 AND 599)
+BEGIN
+    DELETE FROM api_error_signatures WHERE exception = '' AND first_trace = NEW.trace_id AND n <= 1;
+    UPDATE api_error_signatures SET n = n - 1 WHERE exception = '' AND first_trace = NEW.trace_id AND n > 1;
+    INSERT INTO api_error_signatures (route, status, exception, first_id, first_trace, first_at, n)
+    SELECT COALESCE(a.route, CASE WHEN instr(a.endpoint, '?') > 0 THEN substr(a.endpoint, 1, instr(a.endpoint, '?') - 1) ELSE a.endpoint END),
+           a.response_status,
+           COALESCE(CASE WHEN instr(NEW.error_message, ':') BETWEEN 2 AND 80 THEN substr(NEW.error_message, 1, instr(NEW.error_message, ':') - 1) ELSE substr(NEW.error_message, 1, 80) END, ''),
+           a.id, a.trace_id, a.created_at, 1
+    FROM api_logs a WHERE a.trace_id = NEW.trace_id AND a.response_status BETWEEN 500 AND 599 AND a.created_at IS NOT NULL
+    ON CONFLICT (route, status, exception) DO UPDATE SET
+        n = n + 1,
+        first_trace = CASE WHEN excluded.first_id < first_id THEN excluded.first_trace ELSE first_trace END,
+        first_at = CASE WHEN excluded.first_id < first_id THEN excluded.first_at ELSE first_at END,
+        first_id = MIN(first_id, excluded.first_id);
+END;

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from log.core import ids
+from log.core.rows import UNMATCHED
 from log.core.trace import canonical_uuid
 
 UTC = dt.timezone.utc
@@ -57,7 +58,7 @@ class LogFilters(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     range: Literal["15m", "1h", "24h", "7d", "all", "custom"] = "24h"
     from_: Text = msgspec.field(default="", name="from")
     to: Text = ""
-    status: Literal["", "1xx", "2xx", "3xx", "4xx", "5xx"] = ""
+    status: Literal["", "1xx", "2xx", "3xx", "4xx", "5xx", "errors"] = ""  # errors = 4xx + 5xx
     code: Annotated[int, msgspec.Meta(ge=100, le=599)] | None = None
     method: Literal["", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = ""
     endpoint: Text = ""
@@ -77,6 +78,10 @@ _FIELD_RE = re.compile(r"at `\$\.(\w+)`")
 def parse_filters(params: Mapping[str, str]) -> LogFilters:
     """Query parameters -> LogFilters, or FilterError naming the bad parameter."""
     data: dict[str, Any] = {k: v.strip() for k, v in params.items() if k in _PARAMS and v.strip()}
+    if path := data.pop("path", ""):
+        # One field for both: a route template ("{...}" or "(unmatched)") matches the route
+        # column exactly, anything else is a path prefix.
+        data["route" if is_route_template(path) else "endpoint"] = path
     if "method" in data:
         data["method"] = data["method"].upper()
     if "from" in data or "to" in data:
@@ -95,7 +100,13 @@ def parse_filters(params: Mapping[str, str]) -> LogFilters:
     return filters
 
 
-_PARAMS = frozenset({"range", "from", "to", "status", "code", "method", "endpoint", "route", "user", "trace", "min_ms"})
+_PARAMS = frozenset(
+    {"range", "from", "to", "status", "code", "method", "path", "endpoint", "route", "user", "trace", "min_ms"}
+)
+
+
+def is_route_template(text: str) -> bool:
+    return "{" in text or text == UNMATCHED
 
 
 def parse_instant(value: str, name: str) -> dt.datetime:
@@ -149,12 +160,12 @@ def where_clause(filters: LogFilters, now: dt.datetime, *, rare_status: bool = F
         where.append("response_status = ?")
         args.append(filters.code)
     if filters.status:
+        low, high = status_range(filters.status)
         # Unary + keeps SQLite off the status index for a class: walking ids newest first finds
         # a page of even 2% of rows quickly, a range scan + sort of all 2xx would not. A class
         # the rollups say is rare (rare_status) is the opposite case: see build_list_query.
-        low = int(filters.status[0]) * 100
         where.append("response_status BETWEEN ? AND ?" if rare_status else "+response_status BETWEEN ? AND ?")
-        args += [low, low + 99]
+        args += [low, high]
     if filters.method:
         where.append("method = ?")
         args.append(filters.method)
@@ -175,6 +186,19 @@ def where_clause(filters: LogFilters, now: dt.datetime, *, rare_status: bool = F
         where.append("duration_ms >= ?")
         args.append(filters.min_ms)
     return where, args
+
+
+def status_range(status: str) -> tuple[int, int]:
+    """A status filter ("5xx", "errors") -> the inclusive range of response codes it keeps."""
+    if status == "errors":
+        return 400, 599
+    low = int(status[0]) * 100
+    return low, low + 99
+
+
+def status_classes(status: str) -> list[int]:
+    low, high = status_range(status)
+    return list(range(low // 100, high // 100 + 1))
 
 
 def build_list_query(
@@ -206,9 +230,27 @@ def status_class_count(filters: LogFilters) -> Query | None:
     no class filter is set. Compared with RARE_STATUS_ROWS to pick build_list_query's plan."""
     if not filters.status:
         return None
+    classes = status_classes(filters.status)
     return (
-        "SELECT COALESCE(SUM(n), 0) AS n FROM api_status_minute WHERE status_class = ?",
-        [int(filters.status[0])],
+        "SELECT COALESCE(SUM(n), 0) AS n FROM api_status_minute WHERE status_class BETWEEN ? AND ?",
+        [classes[0], classes[-1]],
+    )
+
+
+def build_tail_query(filters: LogFilters, *, now: dt.datetime, after_id: int, limit: int) -> Query:
+    """The live tail's poll: rows matching `filters` newer than the newest one shown (keyset on
+    the primary key: only the few new rows are read), newest first."""
+    where, args = where_clause(filters, now)
+    # One lower bound on id, the tighter one: given the range's floor and "id > after" both,
+    # SQLite may walk from the floor (every row of the range) instead of from `after`.
+    if where[:1] == ["id >= ?"]:
+        args[0] = max(args[0], after_id + 1)
+    else:
+        where.insert(0, "id >= ?")
+        args.insert(0, after_id + 1)
+    return (
+        f"SELECT {', '.join(LIST_COLUMNS)} FROM api_logs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+        [*args, limit],
     )
 
 
@@ -298,6 +340,10 @@ class OverviewPlan(msgspec.Struct, frozen=True):
     bucket_minutes: int
     series: Query  # rows: bucket (epoch minute), status_class, n
     endpoint_parts: tuple[Query, ...]  # rows: endpoint, status_class, bucket, n (summed across parts)
+    # The time chart's own window: the part of [start, end) that holds data (see chart_window);
+    # None = the whole range.
+    chart_start: dt.datetime | None = None
+    chart_end: dt.datetime | None = None
 
 
 def bucket_minutes_for(span: dt.timedelta) -> int:
@@ -374,14 +420,96 @@ def build_overview(filters: LogFilters, *, now: dt.datetime, oldest: dt.datetime
     if start >= end:
         start = end - dt.timedelta(minutes=1)
     minutes = bucket_minutes_for(end - start)
-    width = minutes
-    series = (
-        "SELECT (minute / ?) * ? AS bucket, status_class, SUM(n) AS n FROM api_status_minute"
-        " WHERE minute >= ? AND minute < ? GROUP BY 1, 2 ORDER BY 1",
-        [width, width, _epoch_minutes(start), _epoch_minutes(end) + 1],
-    )
+    series = series_query(start, end, minutes)
     parts = [_part(p) for p in cover(start, end)]
     return OverviewPlan(start, end, minutes, series, tuple(parts))
+
+
+def extent_query(start: dt.datetime, end: dt.datetime) -> Query:
+    """The first and last minute with any request in [start, end) (rollups' primary key)."""
+    lo, hi = _epoch_minutes(start), _epoch_minutes(end) + 1
+    return (
+        "SELECT (SELECT MIN(minute) FROM api_status_minute WHERE minute >= ? AND minute < ?) AS lo,"
+        " (SELECT MAX(minute) FROM api_status_minute WHERE minute >= ? AND minute < ?) AS hi",
+        [lo, hi, lo, hi],
+    )
+
+
+# The time chart narrows to the data when more than this share of the range is empty.
+EMPTY_SHARE = 0.1
+
+
+def series_query(start: dt.datetime, end: dt.datetime, minutes: int) -> Query:
+    return (
+        "SELECT (minute / ?) * ? AS bucket, status_class, SUM(n) AS n FROM api_status_minute"
+        " WHERE minute >= ? AND minute < ? GROUP BY 1, 2 ORDER BY 1",
+        [minutes, minutes, _epoch_minutes(start), _epoch_minutes(end) + 1],
+    )
+
+
+def chart_window(plan: OverviewPlan, lo: int | None, hi: int | None) -> OverviewPlan:
+    """Fit the time chart to the data present: with the first and last minute that hold rows
+    (lo, hi: epoch minutes), a range mostly empty gets its chart over [lo, hi] with bars sized
+    for that span (a day of traffic in a 7-day range is not squeezed into one bar); the empty
+    parts are drawn as such by the chart. Per-route numbers still cover the whole range."""
+    if lo is None or hi is None:
+        return plan
+    data_start = max(plan.start, dt.datetime.fromtimestamp(lo * 60, UTC))
+    data_end = min(plan.end, dt.datetime.fromtimestamp((hi + 1) * 60, UTC))
+    span = plan.end - plan.start
+    if data_end <= data_start or (span - (data_end - data_start)) <= span * EMPTY_SHARE:
+        return plan
+    minutes = bucket_minutes_for(data_end - data_start)
+    return msgspec.structs.replace(
+        plan, bucket_minutes=minutes, series=series_query(data_start, data_end, minutes),
+        chart_start=data_start, chart_end=data_end,
+    )
+
+
+def exception_type_sql(message: str) -> str:
+    """"ValueError: boom" -> "ValueError"; a message with no short type prefix -> its first 80
+    characters. The same CASE is in log/db/rollups.sql (api_error_signatures)."""
+    return (
+        f"CASE WHEN instr({message}, ':') BETWEEN 2 AND 80 THEN substr({message}, 1, instr({message}, ':') - 1)"
+        f" ELSE substr({message}, 1, 80) END"
+    )
+
+
+def exception_type(message: str | None) -> str:
+    """Python's twin of exception_type_sql ('' for no message)."""
+    if message is None:
+        return ""
+    colon = message.find(":") + 1
+    return message[: colon - 1] if 2 <= colon <= 80 else message[:80]
+
+
+def new_errors_query(start: dt.datetime, end: dt.datetime, *, limit: int = 20) -> Query:
+    """Error signatures (route + 5xx status + exception type) whose first occurrence falls in
+    [start, end), newest first, from the api_error_signatures rollup (log/db/rollups.sql).
+    Rows: route, status, exception, first_id, trace_id (of the first occurrence), first_at, n."""
+    return (
+        "SELECT route, status, exception, first_id, first_trace AS trace_id, first_at, n"
+        " FROM api_error_signatures WHERE first_at >= ? AND first_at < ? ORDER BY first_at DESC LIMIT ?",
+        [stamp(start), stamp(end), limit],
+    )
+
+
+PATHS_SAMPLE = 5_000  # the drill-down reads at most this many of the route's newest rows
+
+
+def route_paths_query(route: str, start: dt.datetime, end: dt.datetime, *, limit: int = 25) -> Query:
+    """Drill-down: the literal paths (query string cut) behind one route template in [start, end),
+    busiest first, among the route's newest PATHS_SAMPLE requests of the range (walked newest
+    first through the route index, so a busy route over a long range costs the same as a quiet
+    one). Rows: path, n, errors (5xx), sampled (rows read)."""
+    return (
+        f"SELECT {path_sql('endpoint')} AS path, COUNT(*) AS n, SUM(response_status >= 500) AS errors,"
+        " SUM(COUNT(*)) OVER () AS sampled FROM ("
+        "SELECT endpoint, response_status FROM api_logs INDEXED BY idx_api_logs_route"
+        " WHERE route = ? AND id >= ? AND created_at >= ? AND created_at < ? ORDER BY id DESC LIMIT ?"
+        ") GROUP BY 1 ORDER BY n DESC, path LIMIT ?",
+        [route, id_floor(start), stamp(start), stamp(end), PATHS_SAMPLE, limit],
+    )
 
 
 class EndpointStats(msgspec.Struct, frozen=True):
@@ -395,6 +523,15 @@ class EndpointStats(msgspec.Struct, frozen=True):
     @property
     def errors(self) -> int:
         return self.by_class.get(5, 0)
+
+    @property
+    def client_errors(self) -> int:
+        return self.by_class.get(4, 0)
+
+    @property
+    def error_rate(self) -> float:
+        """Share of requests answered 5xx, in percent."""
+        return 100 * self.errors / self.total if self.total else 0.0
 
 
 def endpoint_stats(rows: Iterable[Mapping[str, Any]]) -> list[EndpointStats]:

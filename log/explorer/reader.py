@@ -21,6 +21,11 @@ from log.explorer.queries import (
     OverviewPlan,
     build_list_query,
     build_overview,
+    build_tail_query,
+    chart_window,
+    extent_query,
+    new_errors_query,
+    route_paths_query,
     status_class_count,
 )
 
@@ -46,6 +51,18 @@ class LogReader:
         sql, args = build_list_query(filters, now=now, limit=limit, before_id=before_id, rare_status=rare)
         return await db.select(sql, args)
 
+    async def tail(self, filters: LogFilters, *, now: dt.datetime, after_id: int, limit: int) -> list[dict[str, Any]]:
+        """Rows matching `filters` newer than after_id, newest first (the live tail's poll)."""
+        return await self._db().select(*build_tail_query(filters, now=now, after_id=after_id, limit=limit))
+
+    async def new_errors(self, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
+        """Error signatures first seen in [start, end), newest first (queries.new_errors_query)."""
+        return await self._db().select(*new_errors_query(start, end))
+
+    async def route_paths(self, route: str, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
+        """The literal paths behind a route template in [start, end), busiest first."""
+        return await self._db().select(*route_paths_query(route, start, end))
+
     async def trace(self, trace_id: str) -> tuple[list[ApiLog], list[TaskProgressLog]]:
         """Every request and task row of one trace, each in time order."""
         db = self._db()
@@ -64,6 +81,8 @@ class LogReader:
             if found and found[0]["m"] is not None:
                 oldest = dt.datetime.fromtimestamp(found[0]["m"] * 60, UTC)
         plan = build_overview(filters, now=now, oldest=oldest)
+        extent = (await db.select(*extent_query(plan.start, plan.end)))[0]
+        plan = chart_window(plan, extent["lo"], extent["hi"])
         series_rows = await db.select(*plan.series)
         part_rows = [row for part in plan.endpoint_parts for row in await db.select(*part)]
         return plan, series_rows, part_rows

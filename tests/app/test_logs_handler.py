@@ -81,7 +81,10 @@ async def test_signed_out_and_non_admins_get_the_not_found_page(make_client, tmp
     anonymous = await make_client()
     response = await anonymous.get(path)
     assert response.status_code == 404 and 'id="not-found"' in response.text
-    assert FAILED_TRACE not in response.text
+    # Only the visitor's own URL comes back (in the "Log in" link's next=), never logged data.
+    login_link = re.search(r'href="(/login\?next=[^"]*)" data-testid="not-found-login"', response.text)
+    assert login_link is not None
+    assert FAILED_TRACE not in response.text.replace(login_link.group(1), "")
     other = await make_client()
     await other.signup("someone@example.com")
     response = await other.get(path)
@@ -175,13 +178,18 @@ async def test_overview_renders_charts_and_exact_numbers(admin) -> None:
     page = await client.get("/logs/overview?range=1h")
     assert page.status_code == 200
     text = page.text
-    assert text.count('<svg xmlns="http://www.w3.org/2000/svg"') == 3
-    assert text.count("<title id=") == 3 and text.count("<desc id=") == 3
+    # the two charts, and one latency bar per route (its numbers are table columns)
+    assert text.count('<svg xmlns="http://www.w3.org/2000/svg"') == 2 + 3
+    assert text.count("<title id=") == 2 and text.count("<desc id=") == 2
     assert 'style="' not in text.split("<main", 1)[1]  # the CSP forbids inline styles
     status = dict(re.findall(r'<td class="text-right tabular-nums" data-class="(\d)">(\d+)</td>', text))
     assert status == {"2": "1", "4": "1", "5": "1"}
-    failing = text.split('data-testid="failing-table"', 1)[1].split("</table>", 1)[0]
-    assert "/items/import" in failing and "/login" not in failing
+    rates = dict(re.findall(r'<tr data-endpoint="([^"]+)">.*?data-rate="([\d.]+)"', text, re.S))
+    assert rates == {"/items/import": "100.0", "/items": "0.0", "/login": "0.0"}  # 5xx share per route
+    # The failed import's trace is a signature never seen before the range: route + status + exception type.
+    new_errors = text.split('data-testid="new-errors"', 1)[1].split("</ul>", 1)[0]
+    assert f'href="/logs/traces/{FAILED_TRACE}"' in new_errors
+    assert "/items/import" in new_errors and "IntegrityError" in new_errors and 'data-status="500"' in new_errors
     latency = dict(re.findall(r'<tr data-endpoint="([^"]+)">.*?data-p="95">(\d+)<', text, re.S))
     assert latency == {"/items/import": "351", "/items": "12", "/login": "3"}  # 321 is in bucket [320, 351]
     for preset in ("15m", "24h", "7d", "all"):
@@ -193,7 +201,7 @@ async def test_overview_renders_charts_and_exact_numbers(admin) -> None:
 NASTY = ["'", "\"", "' OR '1'='1", "1; DROP TABLE api_logs; --", "%", "_", "\\", "<script>x</script>",
          "\u202e", "ü" * 300, "2026-01-01T00:00' --", "-1", "1e9", "0x1F", "NaN", " ", "\x00",
          "0001-01-01T00:00", "9999-12-31T23:59:59", "0001-01-01"]  # lone surrogates: see tests/log/explorer/test_queries.py (httpx cannot send them)
-PARAMS = ["range", "from", "to", "status", "code", "method", "endpoint", "user", "trace", "min_ms", "before"]
+PARAMS = ["range", "from", "to", "status", "code", "method", "path", "endpoint", "user", "trace", "min_ms", "before"]
 
 
 async def test_hostile_values_in_every_filter_give_200_or_422_and_no_foreign_rows(admin, tmp_path) -> None:
@@ -202,8 +210,95 @@ async def test_hostile_values_in_every_filter_give_200_or_422_and_no_foreign_row
         for value in NASTY:
             for path in ("/logs", "/logs/overview"):
                 response = await client.get(path, params={name: value, "status": "5xx"})
+                if not value.strip() and name != "status":  # an empty filter is dropped from the URL
+                    assert response.status_code == 303 and response.headers["location"] == f"{path}?status=5xx"
+                    continue
                 assert response.status_code in (200, 422), (path, name, value, response.status_code)
                 if path == "/logs" and response.status_code == 200:
                     assert set(row_ids(response.text)) <= {ids["failed"]}, (name, value)
     conn = sqlite3.connect(tmp_path / "logs.db")
     assert conn.execute("SELECT COUNT(*) FROM api_logs").fetchone()[0] == 3
+
+
+async def test_errors_status_route_or_path_field_and_emails(admin) -> None:
+    client, ids = admin
+    errors = await client.get("/logs?status=errors")
+    assert row_ids(errors.text) == [ids["notfound"], ids["failed"]]  # 404 and 500, not the 200
+    by_path = await client.get("/logs?path=/items")  # a path: prefix match
+    assert row_ids(by_path.text) == [ids["ok"], ids["failed"]]
+    assert 'name="path" value="/items"' in by_path.text
+    page = await client.get("/logs")
+    assert 'data-user="7">7<' in page.text  # no such account here: shown by id
+
+
+async def test_route_template_in_the_path_field_matches_the_route_column(admin, tmp_path) -> None:
+    client, ids = admin
+    conn = sqlite3.connect(tmp_path / "logs.db", isolation_level=None)
+    conn.execute("UPDATE api_logs SET route = '/items/{item_id:int}', user_id = '1' WHERE id = ?", [ids["ok"]])
+    conn.close()
+    page = await client.get("/logs", params={"path": "/items/{item_id:int}"})
+    assert row_ids(page.text) == [ids["ok"]]
+    assert 'data-user="1">admin@example.com<' in page.text
+    by_email = await client.get("/logs", params={"user": "Admin@Example.com"})  # the filter takes an email too
+    assert row_ids(by_email.text) == [ids["ok"]]
+
+
+async def test_empty_filters_are_left_out_of_the_url(admin) -> None:
+    client, _ = admin
+    response = await client.get("/logs?range=1h&status=&method=&path=&user=&trace=&min_ms=&code=")
+    assert response.status_code == 303 and response.headers["location"] == "/logs?range=1h"
+    response = await client.get("/logs/overview?range=&from=&to=")
+    assert response.status_code == 303 and response.headers["location"] == "/logs/overview"
+
+
+async def test_live_tail_returns_only_rows_newer_than_the_newest_shown(admin, tmp_path) -> None:
+    client, ids = admin
+    page = await client.get("/logs?status=errors&tail=1")
+    poller = re.search(r'<div id="log-tail" data-tail hx-get="([^"]+)" hx-trigger="every 2s"', page.text)
+    assert poller is not None
+    url = poller.group(1).replace("&amp;", "&")
+    assert url == f"/logs/tail?status=errors&after={ids['notfound']}"
+    assert (await client.get(url, headers=client.htmx())).status_code == 204  # nothing new
+    newer = dt.datetime.now(UTC) - dt.timedelta(seconds=1)
+    conn = sqlite3.connect(tmp_path / "logs.db", isolation_level=None)
+    for seq, status in ((20, 503), (21, 200)):
+        conn.execute("INSERT INTO api_logs (id, trace_id, method, endpoint, response_status, created_at)"
+                     " VALUES (?, ?, 'GET', '/new', ?, ?)", [snowflake(newer, seq), OK_TRACE, status, stamp(newer)])
+    conn.close()
+    poll = await client.get(url, headers=client.htmx())
+    assert poll.status_code == 200 and "<html" not in poll.text
+    assert row_ids(poll.text) == [snowflake(newer, 20)]  # the filter applies: the 200 is not an error
+    assert 'hx-swap-oob="afterbegin:#log-rows"' in poll.text
+    assert f"after={snowflake(newer, 20)}" in poll.text  # the poller moves on
+    assert 'id="log-empty"' not in poll.text  # the list had rows: no "no requests" row to remove
+    first = await client.get("/logs/tail?status=errors&after=0", headers=client.htmx())  # the list was empty
+    assert '<div id="log-empty" hx-swap-oob="delete"></div>' in first.text
+    # A filter change re-renders the results without tail=1: no poller, the tail stops.
+    assert 'id="log-tail"' not in (await client.get("/logs?status=5xx", headers=client.htmx())).text
+    assert (await client.get("/logs/tail?after=x")).status_code == 422
+
+
+async def test_live_tail_is_404_for_non_admins(make_client, tmp_path) -> None:
+    first = await make_client()
+    await first.signup("admin@example.com")
+    seed(tmp_path)
+    anonymous = await make_client()
+    assert (await anonymous.get("/logs/tail?after=0")).status_code == 404
+
+
+async def test_overview_drills_down_from_a_route_to_its_paths(admin, tmp_path) -> None:
+    client, ids = admin
+    conn = sqlite3.connect(tmp_path / "logs.db", isolation_level=None)
+    conn.execute("UPDATE api_logs SET route = '/items' WHERE id = ?", [ids["ok"]])
+    conn.close()
+    page = await client.get("/logs/overview", params={"range": "1h", "route": "/items"})
+    paths = page.text.split('data-testid="paths-table"', 1)[1].split("</table>", 1)[0]
+    assert re.findall(r'<a class="link" href="/logs\?path=([^"&]+)', paths) == ["/items"]  # query string cut
+    assert ">1<" in paths
+
+
+async def test_explorer_pages_are_full_width_and_item_pages_keep_theirs(admin) -> None:
+    client, _ = admin
+    for path in ("/logs", "/logs/overview", f"/logs/traces/{FAILED_TRACE}"):
+        assert re.search(r"<main [^>]*class=\"max-w-none ", (await client.get(path)).text), path
+    assert re.search(r"<main [^>]*class=\"max-w-4xl ", (await client.get("/")).text)

@@ -14,13 +14,14 @@ function showToast(box, ms) {
 }
 
 // HX-Trigger {"toast": "..."}: a success note that goes by itself.
-document.addEventListener("toast", (event) => {
+function toast(message) {
   const box = document.createElement("div");
   box.className = "alert alert-success";
   box.setAttribute("role", "status");
-  box.textContent = event.detail.value;
+  box.textContent = message;
   showToast(box, 3000);
-});
+}
+document.addEventListener("toast", (event) => toast(event.detail.value));
 
 function errorToast(content, retry) {
   const box = document.createElement("div");
@@ -158,4 +159,33 @@ document.addEventListener("click", (event) => {
   const opener = event.target.closest && event.target.closest("[data-open-create]");
   if (!opener) return;
   requestAnimationFrame(() => focusOn(document.querySelector("#create-form [name=name]")));
+});
+
+// ---- the log explorer ----
+
+// Forms marked data-drop-empty (the log explorer's filters) leave empty fields out of the URL.
+document.addEventListener("htmx:configRequest", (event) => {
+  if (!event.detail.elt.matches || !event.detail.elt.matches("[data-drop-empty]")) return;
+  const data = event.detail.formData;
+  for (const name of new Set(data.keys())) {
+    if (data.getAll(name).every((value) => typeof value === "string" && value.trim() === "")) data.delete(name);
+  }
+});
+
+// The live tail (data-tail) does not poll while the tab is hidden.
+document.addEventListener("htmx:beforeRequest", (event) => {
+  if (document.hidden && event.detail.elt.matches && event.detail.elt.matches("[data-tail]")) event.preventDefault();
+});
+
+// data-copy="text": one click copies the text (trace ids in the log explorer).
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest && event.target.closest("[data-copy]");
+  if (!button) return;
+  event.preventDefault();
+  try {
+    await navigator.clipboard.writeText(button.dataset.copy);
+    toast("Copied " + button.dataset.copy);
+  } catch {
+    toast("Could not copy: select the id and copy it by hand.");
+  }
 });

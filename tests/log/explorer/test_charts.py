@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from markupsafe import Markup
 
-from log.explorer.charts import latency_chart, nice_max, requests_chart, status_chart
+from log.explorer.charts import latency_bar, nice_max, requests_chart, status_chart
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 T0 = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.timezone.utc)
@@ -56,20 +56,38 @@ def test_status_chart_labels_counts_and_shares() -> None:
     assert "5 (5.0%)" in texts and "75 (75.0%)" in texts
 
 
-def test_latency_chart_escapes_endpoint_names() -> None:
-    markup = latency_chart([("/x?<script>alert(1)</script>&a", 10, 50, 90), ("/y", None, None, None)])
+def test_latency_bar_draws_percentiles_on_the_shared_scale_and_escapes_the_label() -> None:
+    markup = latency_bar(10, 50, 90, 100, label="/x?<script>alert(1)</script>&a")
     assert "<script>" not in str(markup)
     root = parse(markup)
-    _, desc = accessible(root)
-    assert "/x?<script>alert(1)</script>&a: p50 10 ms, p95 50 ms, p99 90 ms" in desc  # unescaped after parsing
-    assert "/y: p50 –" in desc
-    bars = root.findall(".//svg:rect", NS)
-    widths = [float(b.get("width")) for b in bars]
-    assert widths[0] > widths[1] > widths[2]  # p99, p95, p50 of /x
+    assert root.get("role") == "img"
+    assert root.get("aria-label") == "/x?<script>alert(1)</script>&a latency: p50 10 ms, p95 50 ms, p99 90 ms; scale 0 to 100 ms"
+    assert not any("style" in el.attrib for el in root.iter())
+    widths = [float(b.get("width")) for b in root.findall(".//svg:rect", NS)]
+    assert widths == [180, 100, 20]  # p99, p95, p50 of a 200-wide bar, on the 0..100 ms scale
+    assert root.findall(".//svg:text", NS) == []  # numbers live in the table's columns: nothing to clip
+    assert latency_bar(None, None, None, 1).count("<rect") == 0
+
+
+def test_requests_chart_draws_empty_stretches_as_bands_and_gives_the_bars_the_rest() -> None:
+    day = [(T0 + dt.timedelta(hours=h), {2: 10}) for h in range(24)]
+    before = (T0 - dt.timedelta(days=6), T0)
+    plain = parse(requests_chart(day, 60))
+    banded = parse(requests_chart(day, 60, empty_before=before))
+    _, desc = accessible(banded)
+    assert "No requests 03-04 12:00 to 03-10 12:00 (before the bars)." in desc
+    band = banded.find(".//svg:g[@data-empty]", NS)
+    assert band is not None and "6 days" in "".join(band.itertext())
+    bars = [r for r in banded.findall(".//svg:rect", NS) if r.get("class") == "text-success"]
+    plain_bars = [r for r in plain.findall(".//svg:rect", NS) if r.get("class") == "text-success"]
+    assert len(bars) == 24
+    # The day keeps most of the width: each bar only loses the band's share.
+    assert float(bars[0].get("width")) > 0.9 * float(plain_bars[0].get("width"))
+    assert float(bars[0].get("x")) > float(plain_bars[0].get("x"))  # drawn right of the band
 
 
 def test_empty_data_still_renders_a_valid_chart() -> None:
-    for markup in (requests_chart([], 1), status_chart({}), latency_chart([])):
+    for markup in (requests_chart([], 1), status_chart({})):
         _, desc = accessible(parse(markup))
         assert desc
 

@@ -15,6 +15,11 @@ from hypothesis import strategies as st
 
 from log.db.schema import ROLLUPS_PATH, SCHEMA_SQL as SCHEMA, split_statements as sql_statements
 from log.explorer.queries import (
+    chart_window,
+    build_tail_query,
+    exception_type,
+    exception_type_sql,
+    new_errors_query,
     LIST_COLUMNS,
     OVERFLOW_BUCKET,
     SNOWFLAKE_EPOCH_MS,
@@ -121,7 +126,8 @@ def matches(row: dict, f: LogFilters, now: dt.datetime) -> bool:
         (start is None or row["created_at"] >= stamp(start))
         and (end is None or row["created_at"] < stamp(end))
         and (f.code is None or status == f.code)
-        and (not f.status or (status is not None and status // 100 == int(f.status[0])))
+        and (not f.status or (status is not None and (
+            400 <= status <= 599 if f.status == "errors" else status // 100 == int(f.status[0]))))
         and (not f.method or row["method"] == f.method)
         and row["endpoint"].startswith(f.endpoint)
         and (not f.user or row["user_id"] == f.user)
@@ -153,6 +159,7 @@ def run_list(conn, f: LogFilters, limit: int = 10_000, before: int | None = None
         {"from": "2026-03-08T10:00"},
         {"to": "2026-03-04T00:00:00"},
         {"range": "all", "status": "5xx"}, {"range": "all", "status": "2xx"}, {"range": "all", "status": "4xx"},
+        {"range": "all", "status": "errors"}, {"range": "24h", "status": "errors", "method": "GET"},
         {"range": "all", "code": "404"}, {"range": "all", "code": "503", "status": "5xx"},
         {"range": "all", "method": "post"},
         {"range": "all", "endpoint": "/items"}, {"range": "all", "endpoint": "/items_"},
@@ -452,8 +459,74 @@ def test_any_custom_range_builds_queries_without_raising(a, b, with_oldest) -> N
 def test_sql_statements_keeps_trigger_bodies_whole() -> None:
     statements = sql_statements(ROLLUPS_PATH.read_text())
     trigger = [s for s in statements if s.startswith("CREATE TRIGGER")]
-    assert len(trigger) == 1 and trigger[0].rstrip().endswith("END")
+    assert len(trigger) == 3 and all(t.rstrip().endswith("END") for t in trigger)
     assert all(sqlite3.complete_statement(s + ";") for s in statements)
+
+
+def test_the_live_tail_returns_matching_rows_newer_than_the_newest_shown(db) -> None:
+    f = parse_filters({"range": "all", "status": "errors"})
+    everything = expected(f)
+    newest_shown = everything[len(everything) // 2]
+    sql, args = build_tail_query(f, now=NOW, after_id=newest_shown, limit=1000)
+    assert sql.count("id >= ?") == 1  # one lower bound on id: the newest shown, not the range's start
+    assert [r["id"] for r in db.execute(sql, args)] == [i for i in everything if i > newest_shown]
+    sql, args = build_tail_query(f, now=NOW, after_id=everything[0], limit=1000)
+    assert db.execute(sql, args).fetchall() == []
+
+
+def test_path_field_is_a_route_when_it_looks_like_a_template() -> None:
+    assert parse_filters({"path": "/items/{item_id:int}"}).route == "/items/{item_id:int}"
+    assert parse_filters({"path": "(unmatched)"}).route == "(unmatched)"
+    assert parse_filters({"path": "/items"}).endpoint == "/items"
+    assert parse_filters({"path": "/items"}).route == ""
+
+
+@pytest.mark.parametrize("message", [
+    None, "", "ValueError: boom", "IntegrityError: UNIQUE constraint failed: items.name", ": no type",
+    "no colon at all", "x" * 100 + ": long prefix", "ü: one letter", "a:b", "Error:", "ÄÖÜError: x",
+])
+def test_exception_type_sql_matches_python(message) -> None:
+    conn = sqlite3.connect(":memory:")
+    (got,) = conn.execute("SELECT COALESCE(" + exception_type_sql("m") + ", '') FROM (SELECT ? AS m)", [message]).fetchone()
+    assert got == exception_type(message)
+    assert exception_type_sql("NEW.error_message") in ROLLUPS_PATH.read_text()  # the trigger uses the same CASE
+
+
+def _request(conn, row_id: int, trace: str, status: int, at: dt.datetime, route: str = "/items/{item_id:int}") -> None:
+    conn.execute("INSERT INTO api_logs (id, trace_id, method, endpoint, response_status, created_at, route)"
+                 " VALUES (?, ?, 'GET', '/items/3?x=1', ?, ?, ?)", [row_id, trace, status, stamp(at), route])
+
+
+def _failed(conn, row_id: int, trace: str, message: str, at: dt.datetime) -> None:
+    conn.execute("INSERT INTO task_progress_logs (id, trace_id, task_name, step_name, status, error_message,"
+                 " execution_order, created_at) VALUES (?, ?, 'http_request', 'unhandled_exception', 'FAILED', ?, 0, ?)",
+                 [row_id, trace, message, stamp(at)])
+
+
+def test_error_signatures_whichever_row_arrives_first() -> None:
+    conn = connect()
+    t0 = NOW - dt.timedelta(days=3)
+    _request(conn, 10, TRACES[0], 500, t0)  # the request row first, then its crash row
+    _failed(conn, 11, TRACES[0], "KeyError: 'x'", t0)
+    _failed(conn, 21, TRACES[1], "ValueError: bad", NOW - dt.timedelta(minutes=30))  # the crash row first
+    _request(conn, 20, TRACES[1], 500, NOW - dt.timedelta(minutes=30))
+    _request(conn, 30, TRACES[2], 503, NOW - dt.timedelta(minutes=10))  # no FAILED row at all
+    _request(conn, 40, TRACES[0], 500, NOW - dt.timedelta(minutes=5))  # KeyError again: not new
+    _request(conn, 50, TRACES[2], 200, NOW - dt.timedelta(minutes=5))  # not an error
+    sigs = {(r["route"], r["status"], r["exception"]): (r["first_id"], r["first_trace"], r["n"])
+            for r in conn.execute("SELECT * FROM api_error_signatures")}
+    route = "/items/{item_id:int}"
+    assert sigs == {(route, 500, "KeyError"): (10, TRACES[0], 2), (route, 500, "ValueError"): (20, TRACES[1], 1),
+                    (route, 503, ""): (30, TRACES[2], 1)}
+    new = [(r["status"], r["exception"], r["trace_id"]) for r in conn.execute(*new_errors_query(NOW - dt.timedelta(hours=1), NOW))]
+    assert new == [(503, "", TRACES[2]), (500, "ValueError", TRACES[1])]  # newest first; KeyError is older
+    # The backfill of a database made before the rollup gives the same table.
+    rows = conn.execute("SELECT * FROM api_error_signatures ORDER BY 1, 2, 3").fetchall()
+    conn.execute("DELETE FROM api_error_signatures")
+    backfill = next(s for s in sql_statements(ROLLUPS_PATH.read_text()) if s.startswith("INSERT INTO api_error_signatures"))
+    conn.execute(backfill)
+    assert [tuple(r)[:6] for r in conn.execute("SELECT * FROM api_error_signatures ORDER BY 1, 2, 3")] == [
+        tuple(r)[:6] for r in rows]
 
 
 # Both backends: the rollup DDL and the explorer's queries through a LogDatabase ----------
@@ -491,3 +564,18 @@ async def test_rollups_and_queries_work_through_both_backends(log_db: LogDatabas
     got = endpoint_stats([r for part in plan.endpoint_parts for r in await log_db.select(*part)])
     inside = [r for r in ROWS if stamp(plan.start) <= r["created_at"] < stamp(plan.end)]
     assert sum(s.total for s in got) == len(inside)
+
+
+def test_the_time_chart_fits_the_data_present() -> None:
+    plan = build_overview(parse_filters({"range": "7d"}), now=NOW)
+    assert plan.bucket_minutes == 60  # 168 bars for the whole week
+    hi = math.floor(NOW.timestamp() / 60)
+    fitted = chart_window(plan, hi - 180, hi)  # three hours of data at the end of the week
+    assert fitted.chart_start == dt.datetime.fromtimestamp((hi - 180) * 60, UTC)
+    assert fitted.chart_end == min(plan.end, dt.datetime.fromtimestamp((hi + 1) * 60, UTC))
+    assert fitted.bucket_minutes == 5  # 37 bars of 5 minutes for those hours, not three 1-hour bars
+    assert fitted.series[1][2] == hi - 180  # the series query reads only the data's minutes
+    assert fitted.endpoint_parts == plan.endpoint_parts  # per-route numbers still cover the week
+    assert chart_window(plan, None, None) == plan  # no data: the whole range
+    whole = math.floor(plan.start.timestamp() / 60)
+    assert chart_window(plan, whole + 60, hi) == plan  # under a tenth empty: left as it is
