@@ -1,7 +1,8 @@
 """TursoSink: log rows into the log database (Turso over HTTP, or a local SQLite file).
 
 One batch = one transaction = one HTTP request: for each chunk, SELECT the ids that already
-exist, then INSERT ... ON CONFLICT(id) DO NOTHING. Reading before writing inside the same
+exist, then INSERT ... ON CONFLICT(id) DO NOTHING; for api_logs, the explorer's rollups count
+the rows the batch inserted, in the same transaction (log/db/rollup_batch.sql). Reading before writing inside the same
 transaction tells us exactly which rows were replays (same content: harmless) and which were
 conflicts (same id, different content: counted and logged, never silently dropped), so a retry
 after a lost response can never duplicate or half-apply a batch.
@@ -21,29 +22,53 @@ from log.db.errors import LogDatabaseError
 from log.core.rows import TABLES, LogRow, columns
 from log.sinks.base import SinkError, WriteResult
 from log.db.database import LogDatabase, Statement
-from log.db.schema import apply_schema
+from log.db.schema import COUNT_STAGED, STAGE_SQL, apply_schema
 
 logger = logging.getLogger("log.turso")
 
-def write_statements(table: str, rows: Sequence[LogRow]) -> list[Statement]:
-    """Pairs of (SELECT existing ids, INSERT chunk), CHUNK_ROWS rows a chunk.
+class WritePlan(msgspec.Struct, frozen=True):
+    """The statements of one batch's transaction, and where the reads and inserts are in it."""
+
+    statements: list[Statement]
+    selects: list[int]
+    inserts: list[int]
+
+
+def write_statements(table: str, rows: Sequence[LogRow]) -> WritePlan:
+    """For each chunk of CHUNK_ROWS rows: SELECT the ids already stored, (api_logs: stage the
+    new ids for the rollups), INSERT the chunk; then (api_logs) count the staged rows into the
+    rollups, one INSERT ... SELECT ... GROUP BY per rollup table (log/db/rollup_batch.sql).
 
     A chunk travels as one JSON text argument (hrana.insert_json_sql) unless one of its values
     would not come out of SQLite's JSON functions as it went in; such a chunk binds one
     argument per value.
     """
     cols = columns(TABLES[table])
+    rollups = table == "api_logs"
     out: list[Statement] = []
+    selects: list[int] = []
+    inserts: list[int] = []
     for chunk in hrana.chunks(rows, hrana.CHUNK_ROWS):
         doc = rows_json(chunk)
         if doc is None:
             for part in hrana.chunks(chunk, hrana.chunk_size(len(cols))):
+                selects.append(len(out))
                 out.append((hrana.select_by_ids_sql(table, cols, len(part)), [r.id for r in part]))
+                if rollups:
+                    out.append((STAGE_SQL, [_json.encode([r.id for r in part]).decode()]))
+                inserts.append(len(out))
                 out.append((hrana.insert_sql(table, cols, len(part)), [getattr(r, c) for r in part for c in cols]))
         else:
-            out.append((hrana.select_by_json_ids_sql(table, cols), [_json.encode([r.id for r in chunk]).decode()]))
+            ids = _json.encode([r.id for r in chunk]).decode()
+            selects.append(len(out))
+            out.append((hrana.select_by_json_ids_sql(table, cols), [ids]))
+            if rollups:
+                out.append((STAGE_SQL, [ids]))
+            inserts.append(len(out))
             out.append((hrana.insert_json_sql(table, cols), [doc]))
-    return out
+    if rollups and rows:
+        out.extend((sql, ()) for sql in COUNT_STAGED)
+    return WritePlan(out, selects, inserts)
 
 
 _json = msgspec.json.Encoder()
@@ -133,11 +158,12 @@ class TursoSink:
         if not rows:
             return WriteResult(inserted=0)
         try:
-            outcomes = await self.db.transaction(write_statements(table, rows))
+            plan = write_statements(table, rows)
+            outcomes = await self.db.transaction(plan.statements)
         except LogDatabaseError as exc:
             raise SinkError(f"turso: {table} batch not written: {exc.message}", retryable=exc.retryable) from None
-        existing = {r["id"]: r for o in outcomes[0::2] for r in o.rows}
-        inserted = sum(o.affected_row_count for o in outcomes[1::2])
+        existing = {r["id"]: r for i in plan.selects for r in outcomes[i].rows}
+        inserted = sum(outcomes[i].affected_row_count for i in plan.inserts)
         result = classify(rows, existing)
         if result.conflict_ids:
             logger.warning(
