@@ -84,18 +84,22 @@ _INT64 = (-(2**63), 2**63 - 1)
 def rows_json(rows: Sequence[LogRow]) -> str | None:
     """The rows as one JSON array of arrays (column order), or None when a value would not
     survive SQLite's JSON functions intact: text holding a NUL (cut there), an integer outside
-    64 bits (read back as a float), or anything but text, integer or NULL."""
-    tuples = [msgspec.structs.astuple(r) for r in rows]
-    values = list(chain.from_iterable(tuples))
-    if not set(map(type, values)) <= _JSON_SAFE:
-        return None
-    ints = [v for v in values if v.__class__ is int]
-    if ints and (min(ints) < _INT64[0] or max(ints) > _INT64[1]):
-        return None
+    64 bits (read back as a float), or anything but text, integer or NULL. Checked a column at
+    a time: the types of a column in one C-level pass, the range of its integers only where
+    it has some."""
+    tuples = [astuple(r) for r in rows]
+    for column in zip(*tuples):
+        kinds = set(map(type, column))
+        if not kinds <= _JSON_SAFE:
+            return None
+        if int in kinds:
+            ints = column if len(kinds) == 1 else [v for v in column if v.__class__ is int]
+            if min(ints) < _INT64[0] or max(ints) > _INT64[1]:
+                return None
     doc = _json.encode(tuples)
     # The escape shows up in the encoding whenever a text holds a NUL (and, rarely, when a
     # text holds a backslash followed by "u0000": then the exact check below says no).
-    if b"\\u0000" in doc and any("\x00" in v for v in values if v.__class__ is str):
+    if b"\\u0000" in doc and any("\x00" in v for t in tuples for v in t if v.__class__ is str):
         return None
     return doc.decode()
 
