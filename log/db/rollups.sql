@@ -70,10 +70,9 @@ GROUP BY 1, 2, 3, 4;
 -- whenever no batch is being written.
 CREATE TABLE IF NOT EXISTS api_rollup_pending (id INTEGER PRIMARY KEY);
 
--- Rollups used to be kept by a trigger (three upserts per inserted row); each write batch now
--- counts the rows it inserted with one INSERT ... SELECT ... GROUP BY per rollup table
--- (log/db/rollup_batch.sql). Dropped on every apply, so a database made before stops double
--- counting as soon as an instance of this version starts.
+-- A database made by an earlier version has a trigger keeping the rollups (three upserts per
+-- inserted row). Write batches keep them now, one INSERT ... SELECT ... GROUP BY per rollup
+-- table (log/db/rollup_batch.sql), so the trigger is dropped on every apply.
 DROP TRIGGER IF EXISTS api_logs_rollup;
 
 -- Explorer filters that would otherwise scan the table: one user's requests, newest first

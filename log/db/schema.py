@@ -7,7 +7,7 @@ one statement per Stmt, so the scripts are split here, by the one splitter of th
 
 Columns appended to a table after it first shipped (ADDED_COLUMNS) reach a database made before
 them by ALTER TABLE ... ADD COLUMN, in the same transaction, between the tables and the rollups
-(whose trigger, backfill and indexes read them). SQLite has no ADD COLUMN IF NOT EXISTS, so the
+(whose backfill and indexes read them). SQLite has no ADD COLUMN IF NOT EXISTS, so the
 columns present are read first (`pragma_table_info`, on `file:` and over Hrana alike) and only
 the missing ones are added.
 """
