@@ -119,20 +119,23 @@ def encode_rows(rows: Iterable[LogRow]) -> str:
 _ESCAPE_CHARS = tuple(_ESCAPES)
 _NONE = type(None)
 _INTS = frozenset({int, _NONE})
+_INT, _STR = {int}, {str}
 
 
 def _plain_column(values: tuple[object, ...]) -> Sequence[str]:
     """The cells of one column whose text cells hold nothing to escape or guard."""
     kinds = set(map(type, values))
-    if kinds <= _INTS:  # digits, NULL or a guarded negative: never quoted
+    if kinds == _INT:  # digits, or a guarded negative: never quoted
+        return list(map(str, values)) if min(values) >= 0 else [encode_cell(v) for v in values]  # type: ignore[arg-type]
+    if kinds <= _INTS:
         return [NULL if v is None else str(v) if v >= 0 else "'" + str(v) for v in values]  # type: ignore[operator]
-    cells: Sequence[str] = values if kinds == {str} else [  # type: ignore[assignment]
+    cells: Sequence[str] = values if kinds == _STR else [  # type: ignore[assignment]
         v if v.__class__ is str else encode_cell(v) for v in values  # type: ignore[arg-type]
     ]
     joined = _SEP.join(cells)
     if '"' not in joined and "," not in joined:
         return cells
-    return [_quoted(c) for c in cells]
+    return ['"' + c.replace('"', '""') + '"' if '"' in c or "," in c else c for c in cells]  # as _quoted
 
 
 def _quoted(cell: str) -> str:
