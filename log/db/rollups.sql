@@ -68,7 +68,13 @@ GROUP BY 1, 2, 3, 4;
 -- The ids a write batch inserted, between its INSERTs and its rollup statements
 -- (log/db/rollup_batch.sql): filled and emptied inside that batch's transaction, so it is empty
 -- whenever no batch is being written.
-CREATE TABLE IF NOT EXISTS api_rollup_pending (id INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS api_rollup_pending (
+    id INTEGER PRIMARY KEY,
+    at INTEGER,
+    endpoint TEXT,
+    status_class INTEGER,
+    bucket INTEGER
+);
 
 -- A database made by an earlier version has a trigger keeping the rollups (three upserts per
 -- inserted row). Write batches keep them now, one INSERT ... SELECT ... GROUP BY per rollup

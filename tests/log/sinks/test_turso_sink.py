@@ -160,7 +160,7 @@ def test_one_json_argument_per_chunk_and_per_value_only_where_needed() -> None:
     args_per_statement = [len(args) for _, args in statements]
     # chunks of 100: the first and last as one JSON text each, the middle one value by value;
     # before each insert the chunk's new ids are staged (one JSON array); the rollups at the end
-    assert args_per_statement == [1, 1, 1, 100, 1, 100 * len(columns(ApiLog)), 1, 1, 1, 0, 0, 0, 0]
+    assert args_per_statement == [1, 1, 1, 100, 1, 100 * len(columns(ApiLog)), 1, 1, 1, 0, 0, 0, 0, 0]
     assert plan.selects == [0, 3, 6] and plan.inserts == [2, 5, 8]
     assert "json_each" in statements[2][0] and "json_each" not in statements[5][0]
     assert [sql for sql, _ in statements[9:]] == list(COUNT_STAGED)
