@@ -97,17 +97,19 @@ def start_server(name: str, data_dir: Path, hrana_url: str) -> tuple[subprocess.
     return proc, url
 
 
-def idle_cpu_seconds(pid: int, timeout: float = 5.0) -> float:
-    """The process's CPU seconds once it has stopped using CPU (two equal readings 100 ms apart):
-    work a layer does after the responses (batched writes) is charged to the run that caused it."""
-    last = cpu_seconds(pid)
-    deadline = time.monotonic() + timeout
+def idle_cpu_seconds(pid: int, quiet: float = 0.4, timeout: float = 5.0) -> float:
+    """The process's CPU seconds once it has stopped using CPU (no change for `quiet` seconds,
+    longer than the log layer's row-build delay and flush interval): work a layer does after the
+    responses (batched writes) is charged to the run that caused it."""
+    last, since = cpu_seconds(pid), time.monotonic()
+    deadline = since + timeout
     while time.monotonic() < deadline:
-        time.sleep(0.1)  # sampling interval of the idle check, not a wait for a result
+        time.sleep(0.05)  # sampling interval of the idle check, not a wait for a result
         now = cpu_seconds(pid)
-        if now == last:
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
             return now
-        last = now
     return last
 
 
