@@ -1,6 +1,7 @@
 """What logging costs next to what users would pick instead: every layer in ONE run, real uvicorn, wrk.
 
     .venv/bin/python -m bench.peers [--smoke] [--seconds 5] [--rounds 5] [--connections 16]
+                                    [--rev NAME=REV ...] [--only SERVER,...]
 
 Servers (each its own DATA_DIR, all started before measuring, all pinned to core 0; only one is
 loaded at a time; wrk and the Hrana server on core 1), on the same trivial JSON route
@@ -22,6 +23,10 @@ once the server has gone idle after it (its batched writes included). After the 
 (gracefully: each layer flushes), the rows and lines each one actually wrote are counted, next
 to the requests wrk saw answered, so no layer wins by writing nothing.
 
+`--rev NAME=REV` also serves the log layer's servers (and the items page with the `file:` fan-out)
+from that git revision, exported with `git archive` (bench/peers_app.py copied in), named
+"NAME: <server>", in the same rounds: a before/after in one run.
+
 Targets (issue 19), µs above hello: log csv <= 25, log csv+file: <= 35, log stdout+turso <= 30;
 items page full fan-out >= 0.95 x off (req/s, median of the same-round ratios). Each prints
 PASS or MISS. The last line printed is a JSON summary (tests/bench/test_peers_smoke.py reads it).
@@ -42,6 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.library_ab import export
 from bench.turso_pipeline_bench import (TOKEN, cpu_seconds, free_port, sign_in_with_items, start_hrana, stop,
                                         wait_http, wrk)
 
@@ -75,11 +81,20 @@ def slug(name: str) -> str:
 
 
 def uses_hrana(name: str) -> bool:
-    return "{hrana}" in SERVERS[name][2].values()
+    return "{hrana}" in SERVERS[base_name(name)][2].values()
 
 
-def start_server(name: str, data_dir: Path, hrana_url: str) -> tuple[subprocess.Popen, str]:
-    app, route, extra = SERVERS[name]
+# The servers a --rev serves from its own tree.
+REV_SERVERS = ("log csv", "log csv+file:", "log stdout+turso", "items csv+file:")
+
+
+def base_name(name: str) -> str:
+    """"main: log csv" -> "log csv"."""
+    return name.split(": ", 1)[1] if ": " in name else name
+
+
+def start_server(name: str, data_dir: Path, hrana_url: str, tree: Path = ROOT) -> tuple[subprocess.Popen, str]:
+    app, route, extra = SERVERS[base_name(name)]
     port = free_port()
     data_dir.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if k not in ("K_SERVICE", "PYTHONPATH")}
@@ -90,7 +105,7 @@ def start_server(name: str, data_dir: Path, hrana_url: str) -> tuple[subprocess.
     if shutil.which("taskset"):
         cmd = ["taskset", "-c", "0", *cmd]  # taskset execs: the pid is uvicorn's
     out = open(data_dir / "stdout.log", "wb")  # noqa: SIM115 (the stdout sink writes there)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out)
+    proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=out)
     out.close()
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}{PING}", proc)
@@ -134,7 +149,7 @@ def count_csv_rows(log_dir: Path) -> int:
 
 def written(name: str, data_dir: Path, hrana_db: Path | None) -> dict[str, int]:
     """What a server wrote, by destination (after it stopped)."""
-    sinks = SERVERS[name][2].get("LOG_SINKS", "")
+    sinks = SERVERS[base_name(name)][2].get("LOG_SINKS", "")
     out: dict[str, int] = {}
     if name == "otel":
         out["spans"] = count_lines(data_dir / "peer.jsonl")
@@ -151,7 +166,7 @@ def written(name: str, data_dir: Path, hrana_db: Path | None) -> dict[str, int]:
 
 
 def measure(names: list[str], tmp: Path, seconds: float, rounds: int, connections: int,
-            warm_up: bool) -> dict[str, Any]:
+            warm_up: bool, trees: dict[str, Path] | None = None) -> dict[str, Any]:
     hranas: dict[str, tuple[subprocess.Popen, str, Path]] = {}
     servers: dict[str, tuple[subprocess.Popen, str, str]] = {}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
@@ -163,18 +178,18 @@ def measure(names: list[str], tmp: Path, seconds: float, rounds: int, connection
                 (tmp / f"hrana-{slug(name)}").mkdir()
                 proc, hrana_url = start_hrana(tmp / f"hrana-{slug(name)}")
                 hranas[name] = (proc, hrana_url, tmp / f"hrana-{slug(name)}" / "remote.db")
-            proc, url = start_server(name, tmp / slug(name), hrana_url)
-            cookie = sign_in_with_items(url, ITEMS) if SERVERS[name][1] == ITEMS_PAGE else ""
+            proc, url = start_server(name, tmp / slug(name), hrana_url, (trees or {}).get(name, ROOT))
+            cookie = sign_in_with_items(url, ITEMS) if SERVERS[base_name(name)][1] == ITEMS_PAGE else ""
             servers[name] = (proc, url, cookie)
         if warm_up:
             for name in names:
                 proc, url, cookie = servers[name]
-                served[name] += wrk(url + SERVERS[name][1], cookie, 1, connections)[1]
+                served[name] += wrk(url + SERVERS[base_name(name)][1], cookie, 1, connections)[1]
         for r in range(rounds):
             for name in names[r % len(names):] + names[: r % len(names)]:
                 proc, url, cookie = servers[name]
                 cpu0 = idle_cpu_seconds(proc.pid)
-                rps, total = wrk(url + SERVERS[name][1], cookie, seconds, connections)
+                rps, total = wrk(url + SERVERS[base_name(name)][1], cookie, seconds, connections)
                 cpu = idle_cpu_seconds(proc.pid) - cpu0
                 served[name] += total
                 runs[name].append({"requests_per_s": rps, "requests": total, "cpu_us_per_request": cpu * 1e6 / total})
@@ -193,7 +208,7 @@ def cells(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out = {}
     for name, rs in runs.items():
         cell = {
-            "route": SERVERS[name][1],
+            "route": SERVERS[base_name(name)][1],
             "requests_per_s": statistics.median(r["requests_per_s"] for r in rs),
             "cpu_us_per_request": statistics.median(r["cpu_us_per_request"] for r in rs),
             "rounds_requests_per_s": [round(r["requests_per_s"]) for r in rs],
@@ -201,7 +216,7 @@ def cells(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "requests_served": result["served"][name],
             "written": result["written"][name],
         }
-        if hello and SERVERS[name][1] == PING:
+        if hello and SERVERS[base_name(name)][1] == PING:
             # Same-round difference, then the median: drift in the machine's load cancels out.
             cell["cpu_us_above_hello"] = statistics.median(
                 r["cpu_us_per_request"] - h["cpu_us_per_request"] for r, h in zip(rs, hello, strict=True))
@@ -244,6 +259,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per wrk run")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rev", action="append", default=[], metavar="NAME=REV",
+                        help="also serve the log layer's servers from this git revision (repeatable)")
     parser.add_argument("--only", default="", help=f"comma-separated servers (default all: {', '.join(SERVERS)})")
     args = parser.parse_args()
     if args.smoke:
@@ -256,9 +273,20 @@ def main() -> None:
         raise SystemExit(f"unknown server(s) {unknown}; choose from {list(SERVERS)}")
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp_name:
-        result = measure(names, Path(tmp_name), args.seconds, args.rounds, args.connections, warm_up=not args.smoke)
+        tmp, trees = Path(tmp_name), {}
+        for i, spec in enumerate(args.rev):
+            label, _, rev = spec.partition("=")
+            tree = export(rev, tmp / f"tree{i}")
+            shutil.copy(ROOT / "bench" / "peers_app.py", tree / "bench" / "peers_app.py")
+            for server in REV_SERVERS:
+                if server in names:
+                    trees[f"{label}: {server}"] = tree
+        names += list(trees)
+        result = measure(names, tmp, args.seconds, args.rounds, args.connections, warm_up=not args.smoke, trees=trees)
     cs = cells(result)
     ts = targets(cs, result["runs"])
+    if args.rev:
+        print("revisions: " + ", ".join(args.rev) + ", the rest: the working tree")
     print(f"peers: {args.rounds} round(s) x {args.seconds:g} s per server, wrk -t1 -c{args.connections}, "
           f"server on core 0, wrk + Hrana on core 1, {time.monotonic() - started:.0f} s, "
           f"load average {os.getloadavg()[0]:.2f}")
