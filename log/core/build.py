@@ -117,11 +117,14 @@ def _memo_of(policy: RedactionPolicy) -> _Memo:
 def _request_headers(raw: Headers, policy: RedactionPolicy, memo: _Memo) -> tuple[str, str | None]:
     """(request_header JSON, Content-Type) of the raw request headers."""
     key = tuple(raw)
-    found = memo.headers.get(key)
+    try:
+        found = memo.headers.get(key)
+    except TypeError:  # pairs given as lists (the ASGI spec allows any two-item iterable)
+        key, found = None, None
     if found is None:
         text = text_headers(raw)
         found = (_encoder.encode(redact_headers(capped_headers(text), policy)).decode(), content_type_of(text))
-        if sum(len(n) + len(v) for n, v in raw) <= SMALL_HEADERS:  # large headers are not kept
+        if key is not None and sum(len(n) + len(v) for n, v in raw) <= SMALL_HEADERS:  # large ones are not kept
             if len(memo.headers) >= MEMO_MAX:
                 memo.headers.clear()
             memo.headers[key] = found
@@ -131,7 +134,7 @@ def _request_headers(raw: Headers, policy: RedactionPolicy, memo: _Memo) -> tupl
 def _response_body(c: Captured, policy: RedactionPolicy, body_cap: int, html_mode: HtmlMode, memo: _Memo) -> str | None:
     content_type = content_type_of(c.response_headers)
     key = None
-    if len(c.response_body) <= SMALL_BODY:
+    if len(c.response_body) <= SMALL_BODY and c.response_body.__class__ is bytes:
         key = (c.response_status, content_type, c.response_body, c.response_body_size, body_cap, html_mode)
         if key in memo.bodies:
             return memo.bodies[key]

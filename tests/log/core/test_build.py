@@ -213,3 +213,9 @@ def test_remembered_headers_stay_redacted_and_large_ones_are_not_kept() -> None:
     big = [(b"x-big", b"v" * 5000)]
     build_api_log(captured(request_headers=big), row_id=1, policy=POLICY, body_cap=16384)
     assert tuple(big) not in build._memo.headers and tuple(headers) in build._memo.headers
+
+
+def test_header_pairs_given_as_lists_are_built_without_the_memo() -> None:
+    headers = [[b"authorization", b"Bearer secret"], [b"host", b"h"]]  # any two-item iterable (ASGI)
+    row = build_api_log(captured(request_headers=headers), row_id=1, policy=POLICY, body_cap=16384)
+    assert row.request_header == '{"authorization":"[REDACTED]","host":"h"}'
