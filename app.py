@@ -27,7 +27,8 @@ import httpx
 from handlers import auth, health, imports, items
 from handlers import logs as explorer
 from handlers._web import redirect, render
-from handlers.ratelimit import LoginLimits
+from handlers.import_runs import ImportRuns
+from handlers.ratelimit import LoginLimits, SignupLimits
 from handlers.routing import IndexedRouter
 from handlers.templating import make_templates
 from log import Tracing, TracingMiddleware, configure_process_logging
@@ -55,7 +56,7 @@ def open_store(settings: Settings, http: httpx.AsyncClient) -> tuple[str, Sqlite
             settings.supabase_url, settings.supabase_anon_key, http, admin_emails=settings.admin_emails
         )
         return "supabase", store
-    return "sqlite", SqliteStore(settings.data_dir / "app.db")
+    return "sqlite", SqliteStore(settings.data_dir / "app.db", session_max_age=settings.session_max_age)
 
 
 def make_lifespan(settings: Settings, tracing: Tracing):
@@ -80,6 +81,12 @@ def make_lifespan(settings: Settings, tracing: Tracing):
                 "store": store,
                 "templates": make_templates(VIEWS, reload=settings.template_reload),
                 "login_limits": LoginLimits(clock=time.monotonic),
+                "signup_limits": SignupLimits(
+                    clock=time.monotonic,
+                    per_ip=settings.signup_limit_per_ip,
+                    total=settings.signup_limit_per_hour,
+                ),
+                "import_runs": ImportRuns(clock=time.monotonic),
                 "backend": backend,
                 "demo_mode": demo_mode,
                 "logs_per_instance": settings.logs_per_instance,
@@ -104,6 +111,7 @@ TITLES = {
     403: "Not allowed",
     405: "Not allowed",
     413: "Too large",
+    431: "Too large",
     429: "Too many attempts",
     503: "Temporarily unavailable",
 }

@@ -34,7 +34,8 @@ LOG_FLUSH_DEADLINE = 3.0
 LIMITS = {
     "MAX_REQUEST_BYTES": (1024, 32 * MIB),
     "MAX_IMPORT_BYTES": (1024, 32 * MIB),
-    "IMPORT_THROTTLE_MS": (0, 60_000),
+    "SIGNUP_LIMIT_PER_IP": (1, 100_000),
+    "SIGNUP_LIMIT_PER_HOUR": (1, 1_000_000),
 }
 # These settings are the tracing package's options (settings name -> TracingConfig field).
 TRACING_FIELDS = {
@@ -44,6 +45,7 @@ TRACING_FIELDS = {
     "turso_database_url": "database_url",
     "turso_auth_token": "auth_token",
     "log_body_max_bytes": "body_max_bytes",
+    "log_headers_max_bytes": "headers_max_bytes",
     "log_html_bodies": "html_bodies",
     "log_csv_max_bytes": "csv_max_bytes",
     "log_csv_keep": "csv_keep",
@@ -67,11 +69,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     on_cloud_run: bool = False
     https_only: bool = False
     session_max_age: int = 14 * 24 * 3600
+    # Sign-up attempts per hour, per client IP and per process for all IPs (handlers/ratelimit.py).
+    signup_limit_per_ip: int = 10
+    signup_limit_per_hour: int = 200
     trusted_proxy: bool = False
     # logging (tracing) settings
     log_sinks: tuple[str, ...] = ("csv", "turso")
     log_dir: Path | None = None  # default: data_dir / "logs"
     log_body_max_bytes: int = 16 * 1024
+    log_headers_max_bytes: int = 16 * 1024
     log_html_bodies: str = "summary"
     log_csv_max_bytes: int = 64 * MIB
     log_csv_keep: int = 5
@@ -86,7 +92,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_db_ephemeral: bool = False
     turso_database_url: str = ""  # default: file:<data_dir>/logs.db
     turso_auth_token: str = ""
-    import_throttle_ms: int = 0  # test-only: slows the import so progress can be observed
     supabase_url: str = ""
     supabase_anon_key: str = ""
     cloud_project: str | None = None
@@ -140,7 +145,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             https_only=https_only,
             template_reload=template_reload,
             log_db_ephemeral=log_db_ephemeral,
-            import_throttle_ms=_int("IMPORT_THROTTLE_MS", get("IMPORT_THROTTLE_MS"), 0),
+            signup_limit_per_ip=_int("SIGNUP_LIMIT_PER_IP", get("SIGNUP_LIMIT_PER_IP"), 10),
+            signup_limit_per_hour=_int("SIGNUP_LIMIT_PER_HOUR", get("SIGNUP_LIMIT_PER_HOUR"), 200),
             supabase_url=get("SUPABASE_URL"),
             supabase_anon_key=get("SUPABASE_ANON_KEY"),
             warnings=tuple(warnings),

@@ -1,4 +1,4 @@
-"""Sign up, confirm the email address (Supabase backend), log in, log out."""
+"""Sign up, confirm the email address (Supabase backend), log in, log out (here or everywhere)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from log import client_ip
 from handlers._web import current_session, form_dict, is_htmx, redirect, render
+from handlers.ratelimit import minutes
 from middleware.session import set_session
 from store.base import AuthError, RateLimited
 from store.validate import validate_credentials
@@ -27,6 +28,15 @@ def _form_page(request: Request, mode: str, *, email: str = "", errors=None, sta
     return render(request, "auth.html", context, status=status, block="auth_form")
 
 
+def _too_many(request: Request, mode: str, email: str, what: str, wait: float) -> Response:
+    """The form again with a 429 and a message saying how long to wait (Retry-After too)."""
+    n = minutes(wait)
+    message = f"Too many {what}. Try again in {n} minute{'s' * (n > 1)}."
+    response = _form_page(request, mode, email=email, errors={"form": message}, status=429)
+    response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    return response
+
+
 async def signup_page(request: Request) -> Response:
     if current_session(request):
         return redirect(request, "/")
@@ -37,6 +47,13 @@ async def signup(request: Request) -> Response:
     email, password, errors = validate_credentials(await form_dict(request), signing_up=True)
     if errors:
         return _form_page(request, "signup", email=email, errors=errors, status=422)
+    # Every attempt that reaches the store counts, accepted or not: each costs a password hash,
+    # and on the embedded default answers whether the address has an account.
+    limits, ip = request.state.signup_limits, _client_ip(request)
+    wait = limits.wait_seconds(ip)
+    if wait > 0:
+        return _too_many(request, "signup", email, "sign-up attempts", wait)
+    limits.attempted(ip)
     try:
         session = await request.state.store.sign_up(email, password)
     except RateLimited as err:
@@ -67,9 +84,7 @@ async def login(request: Request) -> Response:
     limits, ip = request.state.login_limits, _client_ip(request)
     wait = limits.wait_seconds(ip, email)
     if wait > 0:
-        minutes = max(1, math.ceil(wait / 60))
-        message = f"Too many failed attempts. Try again in {minutes} minute{'s' * (minutes > 1)}."
-        return _form_page(request, "login", email=email, errors={"form": message}, status=429)
+        return _too_many(request, "login", email, "failed attempts", wait)
     try:
         session = await request.state.store.log_in(email, password)
     except RateLimited as err:
@@ -78,7 +93,7 @@ async def login(request: Request) -> Response:
     except AuthError as err:
         limits.failed(ip, email)
         return _form_page(request, "login", email=email, errors={"form": str(err)}, status=401)
-    limits.succeeded(email)
+    limits.succeeded(ip, email)
     set_session(request, session)
     return redirect(request, "/")
 
@@ -110,11 +125,23 @@ async def logout(request: Request) -> Response:
     return redirect(request, "/")
 
 
+async def logout_everywhere(request: Request) -> Response:
+    """"Log out of all devices": every session of the user ends, this one included."""
+    session = current_session(request)
+    try:
+        if session:
+            await request.state.store.log_out_everywhere(session)
+    finally:
+        set_session(request, None)
+    return redirect(request, "/")
+
+
 routes = [
     Route("/signup", signup_page, methods=["GET"]),
     Route("/signup", signup, methods=["POST"]),
     Route("/login", login_page, methods=["GET"]),
     Route("/login", login, methods=["POST"]),
     Route("/logout", logout, methods=["POST"]),
+    Route("/logout/all", logout_everywhere, methods=["POST"]),
     Route("/auth/confirm", confirm_email, methods=["GET"]),
 ]

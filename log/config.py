@@ -13,6 +13,7 @@ package's environment variables for apps that have no settings layer of their ow
 | TURSO_DATABASE_URL | database_url | `file:` DATA_DIR/logs.db |
 | TURSO_AUTH_TOKEN | auth_token | none |
 | LOG_BODY_MAX_BYTES | body_max_bytes | 16384 |
+| LOG_HEADERS_MAX_BYTES | headers_max_bytes | 16384 |
 | LOG_HTML_BODIES | html_bodies | `summary` |
 | LOG_CSV_MAX_BYTES | csv_max_bytes | 64 MiB |
 | LOG_CSV_KEEP | csv_keep | 5 |
@@ -53,6 +54,8 @@ CHOICES = {"html_bodies": ("LOG_HTML_BODIES", HTML_MODES), "flush": ("LOG_FLUSH"
 # instance has CPUs (8 at most).
 LIMITS = {
     "body_max_bytes": ("LOG_BODY_MAX_BYTES", 0, MIB),
+    # The request_header column: under 1 KiB the usual headers of a browser would not fit.
+    "headers_max_bytes": ("LOG_HEADERS_MAX_BYTES", 1024, MIB),
     "csv_max_bytes": ("LOG_CSV_MAX_BYTES", 64 * 1024, 1024 * MIB),
     "csv_keep": ("LOG_CSV_KEEP", 0, 100),
     "workers": ("WEB_CONCURRENCY", 1, 64),
@@ -71,6 +74,7 @@ class TracingConfig(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str = ""
     auth_token: str = ""
     body_max_bytes: int = 16 * 1024
+    headers_max_bytes: int = 16 * 1024  # the whole request_header column, marker included
     html_bodies: str = "summary"
     csv_max_bytes: int = 64 * MIB
     csv_keep: int = 5
@@ -128,6 +132,7 @@ class TracingConfig(msgspec.Struct, frozen=True, kw_only=True):
             "database_url": get("TURSO_DATABASE_URL", ""),
             "auth_token": get("TURSO_AUTH_TOKEN", ""),
             "body_max_bytes": _int("LOG_BODY_MAX_BYTES", get("LOG_BODY_MAX_BYTES", ""), 16 * 1024),
+            "headers_max_bytes": _int("LOG_HEADERS_MAX_BYTES", get("LOG_HEADERS_MAX_BYTES", ""), 16 * 1024),
             "html_bodies": get("LOG_HTML_BODIES", "") or "summary",
             "csv_max_bytes": _int("LOG_CSV_MAX_BYTES", get("LOG_CSV_MAX_BYTES", ""), 64 * MIB),
             "csv_keep": _int("LOG_CSV_KEEP", get("LOG_CSV_KEEP", ""), 5),

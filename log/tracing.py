@@ -130,6 +130,7 @@ class Tracing:
                     build_api_log(
                         captured, row_id=row_id, policy=self.policy,
                         body_cap=c.body_max_bytes, html_mode=c.html_bodies,  # type: ignore[arg-type]
+                        headers_cap=c.headers_max_bytes,
                     )
                 )
                 if captured.exception is not None:  # an id only when there is a crash row to give it

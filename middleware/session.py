@@ -2,9 +2,12 @@
 
 The cookie holds {"csrf": token, "s": Session | None}, signed and timestamped by itsdangerous'
 URLSafeTimedSerializer; it expires after max_age. A returning browser's cookie is verified
-once, then found in a small per-instance cache. Each request, the store re-validates the
-session (`store.resume`: the account still exists; Supabase refreshes tokens), and the result
-lands in scope["state"]: `session`, `user`, `csrf_token`.
+once, then found in a small per-instance cache. The cache remembers signature checks only,
+never that a session is still valid: each request, the store re-validates the session
+(`store.resume`: on the embedded default the session row still exists, one indexed lookup in
+the database every worker process shares, so a logout anywhere is seen by the next request;
+Supabase verifies and refreshes tokens), and the result lands in scope["state"]: `session`,
+`user`, `csrf_token`.
 Handlers change the session only through `set_session()`; the cookie is re-sent when anything in
 it changed. A visitor without a cookie gets one with the first HTML response (pages carry the
 CSRF token); other responses do not mint one.
@@ -71,6 +74,8 @@ class SessionMiddleware:
         self.skip = PathPrefixes(skip_prefixes)
         # cookie value -> (signed-at timestamp, payload). Only cookies whose signature checked
         # out get in, so a flood of forged cookies costs a check each and never evicts anything.
+        # A hit skips the signature check, never store.resume: a logged-out session's cookie
+        # stays here, verified, and is signed out by the store on its next request.
         # The payload dicts are shared between requests: read them, never change them.
         self.verified: dict[str, tuple[int, dict[str, Any]]] = {}
 

@@ -1,4 +1,12 @@
-"""Refuse request bodies over a size limit with 413, while streaming, before the app reads them.
+"""Refuse requests over a size limit, before the app reads them: headers with 431, bodies with 413.
+
+Headers: uvicorn (httptools, the parser it picks when installed) accepts a header block of any
+size, 16 MB of headers included; only its h11 parser stops at 16 KiB, with a bare 400. So the
+app refuses a request whose header names and values add up to more than `max_header_bytes`
+(64 KiB: browsers and proxies send a few KiB; 431 Request Header Fields Too Large) without
+calling the app. This middleware sits inside the tracing layer, so the refusal has its log row.
+
+Bodies: refused with 413, while streaming.
 
 A declared Content-Length over the limit is refused without calling the app; a body that
 grows past the limit while being read (chunked uploads, lying clients) stops the app's read
@@ -16,6 +24,7 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ErrorPage = Callable[[int, str], ASGIApp]
+MAX_HEADER_BYTES = 64 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -34,9 +43,11 @@ class SizeLimitMiddleware:
         max_bytes: int,
         overrides: dict[str, int] | None = None,
         page: ErrorPage | None = None,
+        max_header_bytes: int = MAX_HEADER_BYTES,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_header_bytes = max_header_bytes
         self.overrides = overrides or {}
         self.page = page
 
@@ -47,10 +58,14 @@ class SizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        header_bytes = sum(len(name) + len(value) for name, value in scope["headers"])
+        if header_bytes > self.max_header_bytes:
+            await self._refuse(scope, receive, send, 431, headers_too_large(header_bytes, self.max_header_bytes))
+            return
         limit = self.limit_for(scope["path"])
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await self._refuse(scope, receive, send, limit)
+            await self._refuse(scope, receive, send, 413, too_large(limit))
             return
 
         received = 0
@@ -76,11 +91,11 @@ class SizeLimitMiddleware:
         except BodyTooLarge:
             if started:
                 raise
-            await self._refuse(scope, receive, send, limit)
+            await self._refuse(scope, receive, send, 413, too_large(limit))
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
         if self.page is None:
-            await _send_413(send, limit)
+            await _send_refusal(send, status, message)
             return
 
         async def closing(message: Message) -> None:
@@ -88,7 +103,7 @@ class SizeLimitMiddleware:
                 message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
             await send(message)
 
-        await self.page(413, too_large(limit))(scope, receive, closing)
+        await self.page(status, message)(scope, receive, closing)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -105,12 +120,19 @@ def too_large(limit: int) -> str:
     return f"Request too large: the limit for this page is {human_size(limit)}."
 
 
-async def _send_413(send: Send, limit: int) -> None:
-    body = f"<p role=\"alert\">{too_large(limit)}</p>".encode()
+def headers_too_large(size: int, limit: int) -> str:
+    return (
+        f"Request headers too large: {size} bytes, the limit is {limit // 1024} KiB. "
+        "Clearing this site's cookies usually fixes it."
+    )
+
+
+async def _send_refusal(send: Send, status: int, message: str) -> None:
+    body = f"<p role=\"alert\">{message}</p>".encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"text/html; charset=utf-8"),
                 (b"content-length", str(len(body)).encode()),

@@ -71,7 +71,11 @@ class Store(Protocol):
     async def resume(self, session: Session) -> Session | None:
         """Re-validate a session from the cookie (may refresh tokens). None = signed out."""
 
-    async def log_out(self, session: Session) -> None: ...
+    async def log_out(self, session: Session) -> None:
+        """End this session: a copy of its cookie no longer signs anyone in."""
+
+    async def log_out_everywhere(self, session: Session) -> None:
+        """End every session of the session's user, on every device."""
 
     async def list_items(self, session: Session, q: str, page: int, per_page: int) -> ItemPage: ...
 

@@ -16,11 +16,18 @@ MAX_ROWS = 100_000
 # What errors="surrogateescape" turns undecodable bytes into.
 _SURROGATES = re.compile("[\udc80-\udcff]")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet that splits on ";" or tabs (the list separator in many locales) ignores this
+# file's quoting and starts a new cell there: "a;=1+1" would give the cell "=1+1". Such a
+# segment gets the apostrophe too, right before its formula character (after any spaces/quotes).
+_SPLIT_FORMULA = re.compile(r"""(?<=[;\t])([ "']*)(?=[=+\-@])""")
 
 
 class Rejected(msgspec.Struct, frozen=True):
     line: int
     reason: str
+    field: str = ""  # the first column at fault ("" when the whole row is)
+    value: str = ""  # that column's value as the file had it
+    cells: tuple[str, ...] = ()  # the whole record, for the rejected-rows download
 
 
 class ParsedImport(msgspec.Struct, frozen=True):
@@ -88,18 +95,33 @@ def iter_import(data: bytes, *, max_rows: int = MAX_ROWS) -> Iterator[ItemInput 
             if rows > max_rows:
                 yield f"Too many rows: the limit is {max_rows:,}."
                 return
-            reason, item = _check(record, columns, clean)
-            yield Rejected(line=line, reason=reason) if item is None else item
+            yield _check(record, columns, clean, line)
     except csv.Error as err:
-        yield Rejected(line=start, reason=f"Unreadable CSV from here on: {err}.")
+        yield Rejected(line=start, reason=f"Unreadable CSV from here on: {err}.", cells=("",))
 
 
-def _check(record: list[str], columns: dict[str, int], clean: bool) -> tuple[str, ItemInput | None]:
-    if not clean and any(_has_surrogates(cell) for cell in record):
-        return "Bad encoding: the row is not valid UTF-8.", None
+def _check(record: list[str], columns: dict[str, int], clean: bool, line: int) -> ItemInput | Rejected:
+    if not clean:
+        bad = next((i for i, cell in enumerate(record) if _has_surrogates(cell)), None)
+        if bad is not None:
+            field = next((name for name, i in columns.items() if i == bad), "")
+            return Rejected(
+                line=line, reason="Bad encoding: the row is not valid UTF-8.", field=field,
+                value=_readable(record[bad]), cells=tuple(_readable(cell) for cell in record),
+            )
     form = {name: record[i] if i < len(record) else "" for name, i in columns.items()}
     item, errors = validate_item(form)
-    return " ".join(errors.values()), item
+    if item is not None:
+        return item
+    field = next(iter(errors))
+    return Rejected(
+        line=line, reason=" ".join(errors.values()), field=field, value=form.get(field, ""), cells=tuple(record)
+    )
+
+
+def _readable(text: str) -> str:
+    """Undecodable bytes (kept as surrogates) shown as U+FFFD, so the text can be written out."""
+    return _SURROGATES.sub("\ufffd", text)
 
 
 def _has_surrogates(text: str) -> bool:
@@ -107,9 +129,16 @@ def _has_surrogates(text: str) -> bool:
 
 
 def safe_cell(value: object) -> str:
-    """Spreadsheet-safe text: a cell that would start a formula gets a leading apostrophe."""
+    """Spreadsheet-safe text: a cell that would start a formula gets a leading apostrophe, and
+    so does each part after a ";" or a tab that would (a spreadsheet may split the cell there)."""
     text = "" if value is None else str(value)
+    if ";" in text or "\t" in text:
+        text = _SPLIT_FORMULA.sub(_guard, text)
     return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def _guard(m: re.Match[str]) -> str:
+    return m.group(1) if m.group(1).endswith("'") else m.group(1) + "'"
 
 
 def export_rows(items: Iterable[Item], *, header: bool = True) -> Iterator[str]:
@@ -127,3 +156,25 @@ def export_rows(items: Iterable[Item], *, header: bool = True) -> Iterator[str]:
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue()
+
+
+def header_cells(data: bytes) -> list[str]:
+    """The file's header row as written (for the rejected-rows download: same columns)."""
+    text = data.removeprefix(b"\xef\xbb\xbf")[: 64 * 1024].decode("utf-8", errors="replace")
+    try:
+        return next(csv.reader(io.StringIO(text, newline="")))
+    except (StopIteration, csv.Error):
+        return []
+
+
+def rejected_csv(header: list[str], rejected: Iterable[Rejected]) -> bytes:
+    """The rejected rows as a CSV to fix and import again: the file's own columns, each
+    record as it was (formula-safe), plus an `error` column with the reason and the line."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([safe_cell(h) for h in header] + ["error"])
+    width = len(header)
+    for row in rejected:
+        cells = list(row.cells[:width]) + [""] * (width - len(row.cells))
+        writer.writerow([safe_cell(c) for c in cells] + [safe_cell(f"Line {row.line}: {row.reason}")])
+    return buffer.getvalue().encode("utf-8")

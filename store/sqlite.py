@@ -2,11 +2,18 @@
 
 Queries are short and indexed, so they run on the event loop thread with one connection;
 only password hashing (deliberately slow) goes to a worker thread.
+
+Sessions are rows (migration 002): the signed cookie carries a random id, the `sessions` table
+its SHA-256. Every request resumes its session with one indexed lookup in the shared file, so a
+logout in any worker process is seen by the very next request in every other one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +25,7 @@ from store.migrate import migrate
 from store.passwords import dummy_hash, hash_password, verify_password
 
 INVALID_LOGIN = "Invalid email or password."
+SESSION_MAX_AGE = 14 * 24 * 3600  # the cookie's default life (settings.session_max_age)
 IMPORT_CHUNK = 5000
 ITEM_COLUMNS = "id, name, description, quantity, created_at, updated_at"
 
@@ -33,15 +41,24 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def session_digest(session_id: str) -> bytes:
+    """What the sessions table stores for a cookie's session id."""
+    return hashlib.sha256(session_id.encode()).digest()
+
+
 def like_pattern(q: str) -> str:
     escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
 
 class SqliteStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, *, session_max_age: int = SESSION_MAX_AGE, clock: Callable[[], float] = time.time
+    ) -> None:
         self.path = path
         self.conn = connect(path)
+        self.session_max_age = session_max_age
+        self.clock = clock
 
     async def close(self) -> None:
         self.conn.close()
@@ -60,7 +77,7 @@ class SqliteStore:
                 )
         except sqlite3.IntegrityError:
             raise AuthError("An account with this email already exists. Log in instead.") from None
-        return Session(user=self._user(cur.lastrowid))
+        return self._start_session(self._user(cur.lastrowid))
 
     async def log_in(self, email: str, password: str) -> Session:
         row = self.conn.execute(
@@ -70,19 +87,47 @@ class SqliteStore:
         ok = await anyio.to_thread.run_sync(verify_password, password, stored)
         if not (row and ok):
             raise AuthError(INVALID_LOGIN)
-        return Session(user=self._user(row[0]))
+        return self._start_session(self._user(row[0]))
+
+    def _start_session(self, user: User) -> Session:
+        session_id = secrets.token_urlsafe(32)
+        now = int(self.clock())
+        with self.conn:
+            # Expired rows go here, on the rare write path, not on every request.
+            self.conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+            self.conn.execute(
+                "INSERT INTO sessions (id_hash, user_id, expires_at) VALUES (?, ?, ?)",
+                (session_digest(session_id), int(user.id), now + self.session_max_age),
+            )
+        return Session(user=user, tokens={"sid": session_id})
 
     async def resume(self, session: Session) -> Session | None:
+        """One indexed lookup: the session row still exists (not logged out), is not expired,
+        and belongs to the cookie's user; the user's current email and admin flag come along."""
+        session_id = session.tokens.get("sid", "")
+        if not session_id:  # a cookie from before server-side sessions
+            return None
         row = self.conn.execute(
-            "SELECT id, email, is_admin FROM users WHERE id = ?", (int(session.user.id),)
+            "SELECT u.id, u.email, u.is_admin FROM sessions s JOIN users u ON u.id = s.user_id"
+            " WHERE s.id_hash = ? AND s.expires_at > ?",
+            (session_digest(session_id), int(self.clock())),
         ).fetchone()
-        if row is None:
+        if row is None or str(row[0]) != session.user.id:
             return None
         user = User(id=str(row[0]), email=row[1], is_admin=bool(row[2]))
-        return session if user == session.user else Session(user=user)
+        return session if user == session.user else Session(user=user, tokens=session.tokens)
 
     async def log_out(self, session: Session) -> None:
-        return None  # the signed cookie is the whole session; clearing it logs out
+        """Ends this session: its cookie, or any copy of it, is signed out from now on."""
+        with self.conn:
+            self.conn.execute(
+                "DELETE FROM sessions WHERE id_hash = ?", (session_digest(session.tokens.get("sid", "")),)
+            )
+
+    async def log_out_everywhere(self, session: Session) -> None:
+        """Ends every session of the session's user (all browsers and devices)."""
+        with self.conn:
+            self.conn.execute("DELETE FROM sessions WHERE user_id = ?", (int(session.user.id),))
 
     def _user(self, user_id: int | None) -> User:
         row = self.conn.execute(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 from postgrest import APIError, AsyncPostgrestClient
@@ -62,6 +62,8 @@ T = TypeVar("T")
 
 UNAVAILABLE = "The service is unavailable. Please try again soon."
 CONFIRM_TYPES = frozenset({"signup", "email"})
+# GoTrue's answer to a sign-up for a registered address when confirmations are off.
+EXISTING_ACCOUNT_CODES = frozenset({"user_already_exists", "email_exists"})
 
 
 def _map_gotrue(error: GoTrueError) -> Exception:
@@ -163,9 +165,16 @@ class SupabaseStore:
     async def sign_up(self, email: str, password: str) -> Session | None:
         """None when Supabase wants the email confirmed first (its default): show "check your
         email". For an address that already has an account Supabase answers the same way, so
-        the page does not reveal who is registered."""
-        response = await self._auth_call(
-            self._gotrue().sign_up({"email": email, "password": password}))
+        the page does not reveal who is registered. A project with confirmations off says
+        "already registered" instead; that too becomes None, the same "check your email"."""
+        try:
+            response = await self._gotrue().sign_up({"email": email, "password": password})
+        except GoTrueError as e:
+            if getattr(e, "code", None) in EXISTING_ACCOUNT_CODES:
+                return None
+            raise _map_gotrue(e) from None
+        except httpx.HTTPError as e:
+            raise StoreUnavailable(UNAVAILABLE) from e
         return self._session(response.session) if response.session else None
 
     async def verify_email(self, token_hash: str, type: str) -> Session:
@@ -237,13 +246,22 @@ class SupabaseStore:
         return None
 
     async def log_out(self, session: Session) -> None:
-        """Revokes this session (scope local: the user's other devices stay signed in).
-        Raises StoreUnavailable when Supabase cannot be reached; clear the cookie anyway."""
+        """Revokes this session's refresh tokens (GoTrue /logout?scope=local: the user's other
+        devices stay signed in). A copied cookie still passes until its access token expires
+        (the JWT expiry; docs/deploy.md). Raises StoreUnavailable when Supabase cannot be
+        reached; clear the cookie anyway."""
+        await self._sign_out(session, "local")
+
+    async def log_out_everywhere(self, session: Session) -> None:
+        """Revokes every session of the user (GoTrue /logout?scope=global)."""
+        await self._sign_out(session, "global")
+
+    async def _sign_out(self, session: Session, scope: Literal["local", "global"]) -> None:
         current = await self.resume(session)
         if current is None:
             return
         try:
-            await self._gotrue().admin.sign_out(current.tokens["access_token"], "local")
+            await self._gotrue().admin.sign_out(current.tokens["access_token"], scope)
         except AuthApiError as e:
             if e.status not in (401, 403, 404):  # those mean: already signed out
                 raise _map_gotrue(e) from None

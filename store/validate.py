@@ -12,7 +12,8 @@ DESCRIPTION_MAX = 2000
 QUANTITY_MAX = 2**31 - 1  # fits PostgreSQL's integer column on the Supabase backend
 PASSWORD_MIN = 8
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-QUANTITY_RE = re.compile(r"[+-]?\d{1,12}")
+# [0-9], not \d: \d (and int()) also take other scripts' digits ("٣" would be 3).
+QUANTITY_RE = re.compile(r"[+-]?[0-9]{1,12}")
 
 
 def validate_item(form: Mapping[str, str]) -> tuple[ItemInput | None, dict[str, str]]:

@@ -23,7 +23,18 @@ Truncation (total_size > captured bytes) is always explicit, never a silently cu
   {"truncated": true, "size": total, "kept": n, "text": "<captured text>"}   json (lexically
                                                                          redacted) and text/*
   {"truncated": true, "size": total, "kept": n, "form": {...redacted...}}  form bodies
-Text is decoded with the charset parameter (default UTF-8) and errors="replace": never raises.
+Bodies are read the way the app reads them, never through a re-decoding the redactor cannot see:
+  * forms as Starlette parses them: split on "&" and "=", latin-1, then percent-decoded as UTF-8,
+    whatever charset the client declares (a login form declared `charset=utf-16-le` or `cp037`
+    is still read, and redacted, as the ASCII the app saw). A form whose bytes are text in
+    another encoding, that the app cannot read (NUL bytes: UTF-16/32; non-ASCII bytes under a
+    declared charset that is not ASCII-compatible: EBCDIC), may hold a password the redactor
+    cannot see: it is stored as {"summary": {"content_type", "charset", "size",
+    "captured_bytes"}}, without content or hash;
+  * JSON as json.loads reads bytes: UTF-8, or UTF-16/32 told apart by its first bytes; the
+    declared charset plays no part;
+  * other text with the charset parameter (default UTF-8).
+Decoding uses errors="replace": never raises.
 Kept HTML (error pages, or LOG_HTML_BODIES=full) has the values of sensitively named <input>s
 and of sensitive keys in JSON attributes (hx-headers, hx-vals) redacted: every page carries
 the CSRF token in both places.
@@ -32,7 +43,10 @@ Plain text bodies cannot be redacted by key; secrets must not be sent as text/pl
 
 from __future__ import annotations
 
+import codecs
+import functools
 import hashlib
+import json
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
@@ -63,6 +77,19 @@ def _is_json(media: str, data: bytes) -> bool:
     if media == "application/json" or media.endswith("+json"):
         return True
     return media == "" and data.lstrip()[:1] in (b"{", b"[")
+
+
+_ASCII = bytes(range(128))
+
+
+@functools.lru_cache(maxsize=64)
+def ascii_compatible(charset: str) -> bool:
+    """Whether ASCII bytes read as the same ASCII in `charset` (UTF-8, latin-1, cp1252: yes;
+    UTF-16, UTF-7, EBCDIC's cp037: no)."""
+    try:
+        return codecs.decode(_ASCII, charset) == _ASCII.decode("ascii")
+    except (UnicodeError, LookupError):
+        return False
 
 
 def summary(media: str, data: bytes, total_size: int) -> dict[str, Any]:
@@ -114,20 +141,27 @@ def _body_value(
         return {"truncated": True, "size": total_size, "kept": len(data), key: value}
 
     if _is_json(media, data):
+        encoding = json.detect_encoding(data)  # as json.loads(bytes) in the app
         if not truncated:
             try:
+                text = data.decode(encoding)
                 # Encoded here (as Raw) so nesting too deep for msgspec falls back to the text path.
-                value = msgspec.json.decode(data)
-                if may_hold_sensitive_key(data.decode(charset, errors="replace"), policy):
+                value = msgspec.json.decode(text)
+                if may_hold_sensitive_key(text, policy):
                     return msgspec.Raw(_encoder.encode(redact_json(value, policy)))
-                return msgspec.Raw(data.strip())  # valid JSON with nothing to redact: keep as is
+                if encoding == "utf-8":
+                    return msgspec.Raw(data.strip())  # valid JSON with nothing to redact: keep as is
+                return msgspec.Raw(_encoder.encode(value))
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 pass
-        text = redact_json_text(data.decode(charset, errors="replace"), policy)
+        text = redact_json_text(data.decode(encoding, errors="replace"), policy)
         return marker("text", text) if truncated else text
     if media == "application/x-www-form-urlencoded":
-        text = data.decode(charset, errors="replace")
-        pairs = parse_qsl(text, keep_blank_values=True, encoding=charset, errors="replace")
+        if b"\x00" in data or (not data.isascii() and not ascii_compatible(charset)):
+            return {"summary": {"content_type": media, "charset": charset, "size": total_size,
+                                "captured_bytes": len(data)}}
+        # Starlette's form parser: fields split on "&", latin-1, unquote_plus (UTF-8 escapes).
+        pairs = parse_qsl(data.decode("latin-1"), keep_blank_values=True, errors="replace")
         form = group_pairs(redact_pairs(pairs, policy))
         return marker("form", form) if truncated else form
     if media.startswith("text/"):

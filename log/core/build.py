@@ -4,8 +4,7 @@ Decisions recorded here:
   * endpoint = the path plus the REDACTED raw query string ("/items?q=abc&token=[REDACTED]");
     the query is part of what was called, and keeping it in one column keeps it greppable.
     Secrets inside path segments (/reset/<token>) cannot be recognised by name and are kept.
-  * request_header = JSON object of the redacted request headers (repeated names -> list); values
-    longer than HEADER_VALUE_MAX characters are cut and marked "…[N chars]".
+  * request_header: see log/core/header_column.py (at most `headers_cap` bytes).
   * bodies: see log/core/bodies.py.
   * route = the template of the route that matched (log/asgi.py: route_template), as captured.
   * created_at = when the request was received, UTC "YYYY-MM-DD HH:MM:SS.fff" (what SQLite's
@@ -23,8 +22,9 @@ import msgspec
 
 from log.core.bodies import HtmlMode, body_to_json
 from log.core.captured import Captured
-from log.core.headers import Headers, content_type_of, text_headers
-from log.core.redact import RedactionPolicy, redact_headers, redact_json, redact_query_string
+from log.core.header_column import HEADERS_MAX_BYTES, raw_size, request_header_json
+from log.core.headers import Headers, content_type_of
+from log.core.redact import RedactionPolicy, redact_json, redact_query_string
 from log.core.rows import TASK_STATUSES, ApiLog, TaskProgressLog
 
 _encoder = msgspec.json.Encoder()
@@ -42,27 +42,21 @@ def _utc_second(seconds: int) -> str:
     return f"{dt.datetime.fromtimestamp(seconds, dt.timezone.utc):%Y-%m-%d %H:%M:%S}"
 
 
-# A header value longer than this is cut, with a marker saying how long it was: uvicorn accepts
-# request headers of any size, and one 64 KiB header must not become a 64 KiB column in every sink.
-HEADER_VALUE_MAX = 2048
-
-
-def capped_headers(headers: list[tuple[str, str]], limit: int = HEADER_VALUE_MAX) -> list[tuple[str, str]]:
-    for _, value in headers:
-        if len(value) > limit:
-            return [(n, v if len(v) <= limit else f"{v[:limit]}…[{len(v)} chars]") for n, v in headers]
-    return headers  # the usual case: nothing to cut, no copy
-
-
 def endpoint_of(path: str, query_string: str, policy: RedactionPolicy) -> str:
     return f"{path}?{redact_query_string(query_string, policy)}" if query_string else path
 
 
 def build_api_log(
-    c: Captured, *, row_id: int, policy: RedactionPolicy, body_cap: int, html_mode: HtmlMode = "summary"
+    c: Captured,
+    *,
+    row_id: int,
+    policy: RedactionPolicy,
+    body_cap: int,
+    html_mode: HtmlMode = "summary",
+    headers_cap: int = HEADERS_MAX_BYTES,
 ) -> ApiLog:
     memo = _memo_of(policy)
-    request_header, request_type = _request_headers(c.request_headers, policy, memo)
+    request_header, request_type = _request_headers(c.request_headers, policy, headers_cap, memo)
     return ApiLog(
         id=row_id,
         trace_id=c.trace_id,
@@ -93,6 +87,7 @@ def build_api_log(
 MEMO_MAX = 256
 SMALL_BODY = 1024  # response bodies up to this many bytes are remembered
 SMALL_HEADERS = 4096  # request headers of at most this many bytes (names and values) are remembered
+SMALL_HEADER_COUNT = 64  # ... and at most this many headers
 
 
 class _Memo:
@@ -100,7 +95,7 @@ class _Memo:
 
     def __init__(self, policy: RedactionPolicy | None) -> None:
         self.policy = policy
-        self.headers: dict[tuple[tuple[bytes, bytes] | tuple[str, str], ...], tuple[str, str | None]] = {}
+        self.headers: dict[tuple[object, ...], tuple[str, str | None]] = {}
         self.bodies: dict[tuple[object, ...], str | None] = {}
 
 
@@ -114,20 +109,24 @@ def _memo_of(policy: RedactionPolicy) -> _Memo:
     return _memo
 
 
-def _request_headers(raw: Headers, policy: RedactionPolicy, memo: _Memo) -> tuple[str, str | None]:
-    """(request_header JSON, Content-Type) of the raw request headers."""
-    key = tuple(raw)
-    try:
-        found = memo.headers.get(key)
-    except TypeError:  # pairs given as lists (the ASGI spec allows any two-item iterable)
-        key, found = None, None
-    if found is None:
-        text = text_headers(raw)
-        found = (_encoder.encode(redact_headers(capped_headers(text), policy)).decode(), content_type_of(text))
-        if key is not None and sum(len(n) + len(v) for n, v in raw) <= SMALL_HEADERS:  # large ones are not kept
-            if len(memo.headers) >= MEMO_MAX:
-                memo.headers.clear()
-            memo.headers[key] = found
+def _request_headers(raw: Headers, policy: RedactionPolicy, cap: int, memo: _Memo) -> tuple[str, str | None]:
+    """(request_header column, Content-Type) of the raw request headers."""
+    key = None
+    # Only small header sets are looked up (hashing is a pass over every byte) and kept.
+    if len(raw) <= SMALL_HEADER_COUNT and raw_size(raw) <= SMALL_HEADERS:
+        key = (cap, tuple(raw))
+        try:
+            found = memo.headers.get(key)
+        except TypeError:  # pairs given as lists (the ASGI spec allows any two-item iterable)
+            key = None
+        else:
+            if found is not None:
+                return found
+    found = (request_header_json(raw, policy, cap), content_type_of(raw))
+    if key is not None:
+        if len(memo.headers) >= MEMO_MAX:
+            memo.headers.clear()
+        memo.headers[key] = found
     return found
 
 

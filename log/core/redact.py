@@ -6,6 +6,8 @@ name is sensitive:
     (so x-auth-token or x-session-id are caught without listing them);
   * JSON object keys, query and form field names: a key pattern matches anywhere in the name,
     case-insensitively. The whole value is replaced, whatever its type or depth.
+  * headers that carry a URL (Referer, Origin, Location, HX-Current-URL, ...): the query string
+    and the fragment are redacted like a query string (`?token_hash=`, `#access_token=`).
 Over-redaction (e.g. "author" matches "auth") is the accepted price of never leaking.
 """
 
@@ -29,6 +31,7 @@ DEFAULT_HEADER_NAMES: frozenset[str] = frozenset(
         "cookie",
         "set-cookie",
         "x-api-key",
+        "x-access-key",
         "x-csrf-token",
         "x-xsrf-token",
         "csrf-token",
@@ -42,6 +45,10 @@ DEFAULT_KEY_PATTERNS: tuple[str, ...] = (
     "secret",
     "token",
     "api[-_]?key",
+    "access[-_]?key",
+    "signature",
+    # "sig" alone (signed URLs: ?sig=, Azure SAS), not inside words like "design" or "signup".
+    "(?<![a-z0-9])sig(?![a-z0-9])",
     "auth",
     "credential",
     "session",
@@ -110,11 +117,45 @@ def group_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str | list[str]]:
     return out
 
 
-def redact_headers(headers: Iterable[tuple[str, str]], policy: RedactionPolicy) -> dict[str, str | list[str]]:
+# Request headers whose value is a URL (or, for Origin, could be made to look like one): their
+# query strings carry tokens (Referer: .../auth/confirm?token_hash=...; HX-Current-URL:
+# ...#access_token=... after an OAuth redirect). Lower-case names.
+URL_HEADERS = frozenset(
+    {
+        "referer",
+        "origin",
+        "location",
+        "content-location",
+        "hx-current-url",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-forwarded-uri",
+    }
+)
+
+
+def redact_url(url: str, policy: RedactionPolicy) -> str:
+    """A URL with sensitive values in its query string and fragment redacted, the rest as is."""
+    base, hash_, fragment = url.partition("#")
+    path, question, query = base.partition("?")
+    if question:
+        base = f"{path}?{redact_query_string(query, policy)}"
+    return f"{base}#{redact_query_string(fragment, policy)}" if hash_ else base
+
+
+def redact_header_pairs(headers: Iterable[tuple[str, str]], policy: RedactionPolicy) -> list[tuple[str, str]]:
+    """(name, value) pairs with sensitive values replaced, in order, repeats kept apart."""
     if policy.enabled:  # verdicts memoised per header name (_header_verdict)
         names, regex = policy.header_names, policy.key_regex
-        headers = [(n, REDACTED if _header_verdict(n, names, regex) else v) for n, v in headers]
-    return group_pairs(headers)
+        return [
+            (n, REDACTED if _header_verdict(n, names, regex) else redact_url(v, policy) if n.lower() in URL_HEADERS else v)
+            for n, v in headers
+        ]
+    return list(headers)
+
+
+def redact_headers(headers: Iterable[tuple[str, str]], policy: RedactionPolicy) -> dict[str, str | list[str]]:
+    return group_pairs(redact_header_pairs(headers, policy))
 
 
 # What a form or query field name looks like. A sensitive "name" that does not (a JSON text

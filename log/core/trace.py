@@ -100,3 +100,17 @@ def _from_propagation(headers: Sequence[tuple[str, str]], *, prefer_cloud: bool)
         if value is not None and (hex32 := parse(value)) is not None:
             return hex32
     return None
+
+
+# Each trace header's check: the id it yields, or None when the value is not valid. A row keeps
+# an invalid value only as invalid_marker(value) (log/core/header_column.py).
+TRACE_HEADER_CHECKS: dict[str, Callable[[str], str | None]] = {
+    "x-trace-id": canonical_uuid,
+    "x-request-id": canonical_uuid,
+    "traceparent": traceparent_trace_id,
+    "x-cloud-trace-context": cloud_context_trace_id,
+}
+
+
+def invalid_marker(value: str) -> str:
+    return f"[invalid: {len(value)} chars]"

@@ -11,7 +11,9 @@ import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from app import create_app
-from handlers.ratelimit import FailureLimiter, LoginLimits
+from handlers.ratelimit import (
+    ACCOUNT_LIMIT, ACCOUNT_WINDOW, IP_LIMIT, IP_WINDOW, MAX_KEYS, Backoff, FailureLimiter, LoginLimits,
+)
 from settings import Settings
 from tests.support.app import AppClient, make_settings
 
@@ -170,6 +172,43 @@ async def test_duplicate_email(client_for):
 
 
 @pytest.mark.anyio
+async def test_signup_is_limited_per_ip(make_app, tmp_path: Path):
+    client_for = await make_app(make_settings(tmp_path, signup_limit_per_ip=3))
+    prober = client_for(ip="10.3.3.3")
+    assert (await signup(prober, "first@example.com")).status_code == 303
+    await prober.post("/logout", data={"csrf_token": prober.csrf})
+    # Refused attempts count too: probing which addresses have accounts is limited as well.
+    assert (await signup(prober, "first@example.com")).status_code == 422
+    assert (await signup(prober, "second@example.com")).status_code == 303
+    await prober.post("/logout", data={"csrf_token": prober.csrf})
+    fourth = await signup(prober, "third@example.com")
+    assert fourth.status_code == 429
+    assert alert(fourth) == "Too many sign-up attempts. Try again in 60 minutes."
+    assert 3500 < int(fourth.headers["retry-after"]) <= 3600
+    assert "<html" in fourth.text and 'id="auth-form"' in fourth.text  # a whole page, the form kept
+    assert (await signup(prober, "first@example.com")).status_code == 429  # no existence answer
+    assert signed_in_as(await prober.get("/")) is None
+    # Another address still signs up.
+    assert (await signup(client_for(ip="10.3.3.4"), "third@example.com")).status_code == 303
+
+
+@pytest.mark.anyio
+async def test_signup_is_limited_per_instance(make_app, tmp_path: Path):
+    client_for = await make_app(make_settings(tmp_path, signup_limit_per_hour=2))
+    for n in range(2):
+        assert (await signup(client_for(ip=f"10.4.0.{n}"), f"u{n}@example.com")).status_code == 303
+    late = client_for(ip="10.4.0.9")
+    await refresh(late)
+    refused = await late.post(
+        "/signup", data={"email": "late@example.com", "password": PASSWORD}, headers=late.htmx()
+    )
+    assert refused.status_code == 429
+    assert refused.text.lstrip().startswith('<form id="auth-form"')  # htmx: the form alone
+    assert alert(refused) == "Too many sign-up attempts. Try again in 60 minutes."
+    assert signed_in_as(await late.get("/")) is None
+
+
+@pytest.mark.anyio
 async def test_auth_pages_redirect_when_signed_in(client_for):
     client = client_for()
     await signup(client, "me@example.com")
@@ -219,18 +258,23 @@ async def test_login_validation_error_is_422_not_a_failure(client_for):
 
 
 @pytest.mark.anyio
-async def test_rate_limit_per_account(client_for):
+async def test_an_attacker_cannot_lock_the_owner_out(client_for):
     await signup(client_for(), "me@example.com")
-    attacker = client_for()
+    attacker = client_for(ip="10.6.6.6")
     statuses = [(await login(attacker, "me@example.com", f"guess {n}")).status_code for n in range(5)]
     assert statuses == [401] * 5
     sixth = await login(attacker, "Me@Example.com", "guess 6")
-    assert sixth.status_code == 429
+    assert sixth.status_code == 429 and 0 < int(sixth.headers["retry-after"]) <= 30
     assert re.fullmatch(r"Too many failed attempts\. Try again in \d+ minutes?\.", alert(sixth))
-    # Blocked even with the right password, and from another IP: it is the account's limit.
+    # The attacker's address waits even with the right password...
     assert (await login(attacker, "me@example.com")).status_code == 429
-    assert (await login(client_for(ip="10.9.9.9"), "me@example.com")).status_code == 429
-    # Other accounts from the same IP are not affected.
+    for n in range(30):  # ...and hammering on changes nothing for anyone else:
+        assert (await login(attacker, "me@example.com", f"more {n}")).status_code == 429
+    # the owner, from another address, logs in.
+    owner = client_for(ip="10.9.9.9")
+    assert (await login(owner, "me@example.com")).status_code == 303
+    assert signed_in_as(await owner.get("/")) == "me@example.com"
+    # Other accounts from the attacker's address are not affected either.
     await signup(client_for(), "other@example.com")
     assert (await login(attacker, "other@example.com")).status_code == 303
 
@@ -251,16 +295,16 @@ async def test_rate_limit_per_ip(client_for):
 
 
 @pytest.mark.anyio
-async def test_success_resets_account_failures(client_for):
+async def test_success_resets_the_failures_of_that_address(client_for):
     await signup(client_for(), "me@example.com")
     client = client_for(ip="10.1.1.1")
     for _ in range(4):
         assert (await login(client, "me@example.com", "bad")).status_code == 401
     assert (await login(client, "me@example.com")).status_code == 303
-    other = client_for(ip="10.1.1.2")
+    await refresh(client)
     for _ in range(5):
-        assert (await login(other, "me@example.com", "bad")).status_code == 401
-    assert (await login(other, "me@example.com", "bad")).status_code == 429
+        assert (await login(client, "me@example.com", "bad")).status_code == 401
+    assert (await login(client, "me@example.com", "bad")).status_code == 429
 
 
 class FakeClock:
@@ -299,18 +343,74 @@ def test_failure_limiter_memory_is_bounded():
     assert limiter.blocked_for("100004") > 0
 
 
-def test_login_limits_combine_ip_and_account():
+def test_backoff_doubles_then_caps_and_forgets():
+    clock = FakeClock()
+    backoff = Backoff(free=2, base=10, cap=35, forget=100, clock=clock)
+    waits = []
+    for _ in range(6):
+        assert backoff.blocked_for("k") == 0
+        backoff.fail("k")
+        waits.append(backoff.blocked_for("k"))
+        clock.now += waits[-1]
+    assert waits == [0, 10, 20, 35, 35, 35]
+    assert backoff.blocked_for("other") == 0
+    last = clock.now - waits[-1]
+    clock.now = last + 99.9
+    assert backoff.blocked_for("k") == 0 and "k" in backoff.state
+    clock.now = last + 100  # 100 s after the last failure: forgotten
+    assert backoff.blocked_for("k") == 0 and backoff.state == {}
+    backoff.fail("k")
+    backoff.fail("k")
+    backoff.succeed("k")
+    assert backoff.blocked_for("k") == 0
+    assert Backoff(free=0, base=1, cap=60, forget=1e9, clock=clock).delay(10_000) == 60  # no overflow
+
+
+def test_backoff_memory_is_bounded():
+    backoff = Backoff(free=0, base=1, cap=1, forget=60, clock=FakeClock())
+    for n in range(MAX_KEYS + 5):
+        backoff.fail(str(n))
+    assert len(backoff.state) == MAX_KEYS and "0" not in backoff.state
+
+
+def test_one_address_cannot_reach_the_account_limit():
+    """An attacker retrying as soon as allowed for two hours, from one address: the account
+    limit stays far out of reach, and the owner elsewhere never waits."""
     clock = FakeClock()
     limits = LoginLimits(clock=clock)
-    for n in range(5):
-        limits.failed("1.1.1.1", "a@example.com")
-    assert limits.wait_seconds("2.2.2.2", "a@example.com") == pytest.approx(900)
-    assert limits.wait_seconds("1.1.1.1", "b@example.com") == 0
-    for n in range(15):
+    failures: list[float] = []
+    while clock.now < 1000 + 7200:
+        wait = limits.wait_seconds("6.6.6.6", "me@example.com")
+        if wait > 0:
+            clock.now += wait
+            continue
+        limits.failed("6.6.6.6", "me@example.com")
+        failures.append(clock.now)
+        assert limits.wait_seconds("9.9.9.9", "me@example.com") == 0
+        clock.now += 0.5
+    most_per_hour = max(sum(1 for t in failures if s <= t < s + ACCOUNT_WINDOW) for s in failures)
+    assert most_per_hour == 12 and ACCOUNT_LIMIT >= 8 * most_per_hour
+
+
+def test_many_addresses_do_hit_the_account_limit():
+    clock = FakeClock()
+    limits = LoginLimits(clock=clock)
+    for n in range(ACCOUNT_LIMIT):
+        limits.failed(f"10.0.{n // 5}.{n % 5}", "me@example.com")  # 5 per address: no backoff hit
+    assert limits.wait_seconds("9.9.9.9", "Me@example.com") == pytest.approx(ACCOUNT_WINDOW)
+    assert limits.wait_seconds("9.9.9.9", "other@example.com") == 0
+
+
+def test_login_limits_per_ip_over_all_accounts():
+    clock = FakeClock()
+    limits = LoginLimits(clock=clock)
+    for n in range(IP_LIMIT):
+        assert limits.wait_seconds("1.1.1.1", f"{n}@example.com") == 0
         limits.failed("1.1.1.1", f"{n}@example.com")
-    assert limits.wait_seconds("1.1.1.1", "b@example.com") == pytest.approx(300)
-    limits.succeeded("a@example.com")
-    assert limits.wait_seconds("2.2.2.2", "a@example.com") == 0
+    assert limits.wait_seconds("1.1.1.1", "fresh@example.com") == pytest.approx(IP_WINDOW)
+    assert limits.wait_seconds("2.2.2.2", "0@example.com") == 0
+    limits.succeeded("1.1.1.1", "0@example.com")  # a success does not reset the address's window
+    assert limits.wait_seconds("1.1.1.1", "fresh@example.com") == pytest.approx(IP_WINDOW)
 
 
 # log out -------------------------------------------------------------------------------------
@@ -349,6 +449,63 @@ async def test_logout_is_post_only_and_needs_csrf(client_for):
     assert get.headers["allow"] == "POST"
     assert (await client.post("/logout")).status_code == 403
     assert signed_in_as(await client.get("/")) == "me@example.com"
+
+
+async def signed_out_at_once(cookie: str, client: AppClient) -> None:
+    client.cookies.set("session", cookie)
+    response = await client.get("/items/import")  # a page for signed-in users only
+    assert response.status_code == 303 and response.headers["location"] == "/login"
+
+
+@pytest.mark.anyio
+async def test_a_cookie_saved_before_logout_is_signed_out(client_for):
+    client = client_for()
+    await signup(client, "me@example.com")
+    saved = client.cookies["session"]
+    thief = client_for(ip="10.5.5.5")
+    thief.cookies.set("session", saved)
+    assert (await thief.get("/items/import")).status_code == 200  # the copy works while signed in...
+    assert (await client.post("/logout", data={"csrf_token": client.csrf})).status_code == 303
+    await signed_out_at_once(saved, thief)  # ...and not a moment after logout
+    assert signed_in_as(await thief.get("/")) is None
+    await refresh(client)  # logging out rotated the CSRF token
+    await login(client, "me@example.com")  # a new login is a new session
+    assert signed_in_as(await client.get("/")) == "me@example.com"
+    await signed_out_at_once(saved, client_for())
+
+
+@pytest.mark.anyio
+async def test_logout_on_one_worker_is_seen_by_the_next_request_on_another(make_app, tmp_path: Path):
+    # Two app instances on one data directory: two uvicorn worker processes, each with its own
+    # verified-cookie cache and database connection.
+    worker_a = await make_app(make_settings(tmp_path))
+    worker_b = await make_app(make_settings(tmp_path))
+    client = worker_a()
+    await signup(client, "me@example.com")
+    saved = client.cookies["session"]
+    other = worker_b()
+    other.cookies.set("session", saved)
+    assert signed_in_as(await other.get("/")) == "me@example.com"  # verified and cached on B
+    await client.post("/logout", data={"csrf_token": client.csrf})
+    await signed_out_at_once(saved, other)
+
+
+@pytest.mark.anyio
+async def test_log_out_of_all_devices(client_for):
+    laptop, phone, someone_else = client_for(), client_for(ip="10.2.2.2"), client_for()
+    await signup(laptop, "me@example.com")
+    await login(phone, "me@example.com")
+    await signup(someone_else, "other@example.com")
+    assert 'action="/logout/all"' in (await laptop.get("/")).text
+    assert (await laptop.post("/logout/all")).status_code == 403  # CSRF-protected
+    assert (await laptop.get("/logout/all")).status_code == 405
+    phone_cookie = phone.cookies["session"]
+    assert signed_in_as(await phone.get("/")) == "me@example.com"
+    response = await laptop.post("/logout/all", data={"csrf_token": laptop.csrf})
+    assert response.status_code == 303 and response.headers["location"] == "/"
+    assert signed_in_as(await laptop.get("/")) is None
+    await signed_out_at_once(phone_cookie, phone)
+    assert signed_in_as(await someone_else.get("/")) == "other@example.com"
 
 
 # session cookie ------------------------------------------------------------------------------

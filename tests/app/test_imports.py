@@ -4,6 +4,7 @@ pipeline: task rows are read back from what was actually written (CSV files and 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 import time
@@ -17,7 +18,7 @@ import msgspec
 import pytest
 
 from app import create_app
-from handlers.imports import Progress, progress_from_row
+from handlers.imports import Progress, progress_of
 from log.sinks.csv_sink import read_rows
 from log.core.rows import ApiLog, TaskProgressLog
 from settings import Settings
@@ -170,6 +171,21 @@ def rejected_lines(html: str) -> list[int]:
     return [int(n) for n in re.findall(r'<td data-line="(\d+)">', html)]
 
 
+REJECTED_ROW = re.compile(
+    r'<td data-line="(\d+)">\d+</td><td class="break-all" data-field="([^"]*)">.*?(?:<code>([^<]*)</code>|empty</em>)</td>'
+    r"<td>([^<]*)</td>"
+)
+
+
+def rejected_table(html: str) -> dict[str, tuple[str, str, str]]:
+    """line → (field, value, reason) as the result table shows them (HTML-escaped)."""
+    return {line: (field, value, reason) for line, field, value, reason in REJECTED_ROW.findall(html)}
+
+
+async def rejected_download(client: AppClient, trace_id: str) -> httpx.Response:
+    return await client.get(f"/items/import/rejected.csv?trace_id={trace_id}")
+
+
 # happy path, and the task rows it writes ------------------------------------------------------
 
 
@@ -227,20 +243,20 @@ async def test_progress_endpoint_follows_the_task_rows(open_app):
 
 
 @pytest.mark.parametrize(
-    ("row", "expected"),
+    ("state", "expected"),
     [
-        (None, Progress(None, "Starting…")),
-        ({"step_name": "Validation", "status": "START", "output_data": None}, Progress(0, "Validation…")),
-        ({"step_name": "Validation", "status": "IN_PROGRESS", "output_data": '{"done":5000,"total":10000}'}, Progress(25, "Validation…")),
-        ({"step_name": "Validation", "status": "IN_PROGRESS", "output_data": "garbage"}, Progress(0, "Validation…")),
-        ({"step_name": "Validation", "status": "SUCCESS", "output_data": None}, Progress(50, "Validation done")),
-        ({"step_name": "DB_Commit", "status": "IN_PROGRESS", "output_data": '{"done":1,"total":2}'}, Progress(80, "DB_Commit…")),
-        ({"step_name": "DB_Commit", "status": "SUCCESS", "output_data": None}, Progress(100, "Done", done=True)),
-        ({"step_name": "DB_Commit", "status": "FAILED", "output_data": None}, Progress(60, "DB_Commit failed", done=True, failed=True)),
+        ((None, "START"), Progress(None, "Starting…")),
+        (("Validation", "START"), Progress(0, "Validation…")),
+        (("Validation", "IN_PROGRESS", 5000, 10000), Progress(25, "Validation…")),
+        (("Validation", "IN_PROGRESS", 7, 0), Progress(50, "Validation…")),  # never past the step's end
+        (("Validation", "SUCCESS"), Progress(50, "Validation done")),
+        (("DB_Commit", "IN_PROGRESS", 1, 2), Progress(80, "DB_Commit…")),
+        (("DB_Commit", "SUCCESS"), Progress(100, "Done", done=True)),
+        (("DB_Commit", "FAILED"), Progress(60, "DB_Commit failed", done=True, failed=True)),
     ],
 )
-def test_progress_from_row(row, expected) -> None:
-    assert progress_from_row(row) == expected
+def test_progress_of(state, expected) -> None:
+    assert progress_of(*state) == expected
 
 
 # rejected rows, strict mode -------------------------------------------------------------------
@@ -287,11 +303,29 @@ async def test_non_strict_import_commits_the_valid_rows_and_lists_the_rest(open_
     assert "Imported 3 items." in response.text
     assert "4 rejected rows" in response.text
     assert rejected_lines(response.text) == [3, 4, 7, 8]
-    reasons = dict(re.findall(r'<td data-line="(\d+)">\d+</td><td>([^<]*)</td>', response.text))
-    assert reasons["3"] == "Name is required."
-    assert reasons["4"] == "Quantity must be a whole number."
-    assert "at most 200 characters" in reasons["7"]
-    assert "not valid UTF-8" in reasons["8"]
+    table = rejected_table(response.text)
+    assert table["3"] == ("name", "", "Name is required.")
+    assert table["4"] == ("quantity", "abc", "Quantity must be a whole number.")
+    field, value, reason = table["7"]
+    assert field == "name" and value == "L" * 79 + "…" and "at most 200 characters" in reason
+    assert table["8"] == ("name", "Broken \ufffd\ufffd bytes", "Bad encoding: the row is not valid UTF-8.")
+    assert f'href="/items/import/rejected.csv?trace_id={trace_id}"' in response.text
+
+    # The download: the file's own columns, each rejected record as it was, plus the error.
+    download = await rejected_download(alice, trace_id)
+    assert download.status_code == 200
+    assert download.headers["content-type"] == "text/csv; charset=utf-8"
+    assert download.headers["content-disposition"] == 'attachment; filename="rejected-rows.csv"'
+    assert list(csv.reader(io.StringIO(download.text, newline=""))) == [
+        ["name", "description", "quantity", "error"],
+        ["", "no name", "1", "Line 3: Name is required."],
+        ["Bad qty", "", "abc", "Line 4: Quantity must be a whole number."],
+        ["L" * 201, "too long", "1", "Line 7: Name must be at most 200 characters (got 201)."],
+        ["Broken \ufffd\ufffd bytes", "", "1", "Line 8: Bad encoding: the row is not valid UTF-8."],
+    ]
+    # Another user cannot fetch it.
+    bob = await app.client("bob@example.com")
+    assert (await rejected_download(bob, trace_id)).status_code == 404
     assert [[r.name for r in rows] for rows in recorder.imports] == [["Good one", "Two\nlines", "Good two"]]
     assert sorted(await item_names(alice)) == ["Good one", "Good two", "Two\nlines"]
 
@@ -462,21 +496,27 @@ async def test_a_failing_commit_without_htmx_is_a_full_error_page(open_app):
     assert "The import failed and no items were saved." in response.text and "Traceback" not in response.text
 
 
-# logging off ------------------------------------------------------------------------------------
+# progress: live whatever the log sinks, and only for its owner ------------------------------------
 
 
-async def test_import_works_with_logging_off_and_progress_is_indeterminate(open_app):
-    app = await open_app(log_sinks=())
-    alice = await app.client("alice@example.com")
-    response, trace_id = await upload(alice, csv_bytes(many_rows(7000)))
-    assert response.status_code == 200 and "Imported 7,000 items." in response.text
-    assert len(await item_names(alice)) == 7000
-    progress = await alice.get(f"/items/import/progress?trace_id={trace_id}", headers=alice.htmx())
-    # Indeterminate (no value), and no polling: no task rows will ever show up to follow.
-    assert progress.status_code == 286 and "every 300ms" not in progress.text
-    assert "<progress" in progress.text and "data-percent" not in progress.text and "value=" not in progress.text
-    assert "Importing…" in progress.text
-    assert not any(app.settings.logs_path.glob("*.csv")) if app.settings.logs_path.exists() else True
+class HeldCommit(RecordingStore):
+    """The real store, but the commit reports half its rows done and then waits for `release`,
+    so a test can poll the bar mid-import."""
+
+    def __init__(self, store) -> None:
+        super().__init__(store)
+        self.halfway = anyio.Event()
+        self.release = anyio.Event()
+
+    async def create_items(self, session: Session, rows: list[ItemInput], progress=None) -> int:
+        progress(len(rows) // 2)
+        self.halfway.set()
+        await self.release.wait()
+        return await self.store.create_items(session, rows, progress=progress)
+
+
+async def poll(client: AppClient, trace_id: str) -> httpx.Response:
+    return await client.get(f"/items/import/progress?trace_id={trace_id}", headers=client.htmx())
 
 
 class UnreachableLogDb:
@@ -487,19 +527,64 @@ class UnreachableLogDb:
         pass
 
 
-@pytest.mark.parametrize(("sinks", "status"), [(("csv",), 286), (("csv", "turso"), 200)])
-async def test_progress_is_indeterminate_when_the_log_db_has_no_answer(open_app, sinks, status):
-    """CSV-only logging: no task rows in the log DB, ever (stop polling). Log DB unreachable:
-    it may come back (keep polling). Neither is a 500."""
-    app = await open_app(log_sinks=sinks)
-    if "turso" in sinks:
+@pytest.mark.parametrize("sinks", [(), ("csv",), ("stdout",), ("csv", "turso"), ("csv", "unreachable turso")])
+async def test_progress_is_live_whatever_the_log_sinks(open_app, sinks):
+    """The bar follows the import in this process: no log sink (nor a reachable log DB) needed."""
+    app = await open_app(log_sinks=tuple(s.split()[-1] for s in sinks))
+    if "unreachable turso" in sinks:
         app.state["tracing"].log_db = UnreachableLogDb()
+    held = app.state["store"] = HeldCommit(app.state["store"])
     alice = await app.client("alice@example.com")
-    response, trace_id = await upload(alice, csv_bytes(many_rows(3)))
+    trace_id = str(uuid.uuid4())
+    before = await poll(alice, trace_id)  # the upload has not arrived yet: keep asking
+    assert before.status_code == 200 and "every 300ms" in before.text and "data-percent" not in before.text
+
+    async with anyio.create_task_group() as tg:
+        responses = []
+
+        async def run_upload() -> None:
+            responses.append((await upload(alice, csv_bytes(many_rows(7000)), trace_id=trace_id))[0])
+
+        tg.start_soon(run_upload)
+        with anyio.fail_after(DEADLINE_S):
+            await held.halfway.wait()
+        during = await poll(alice, trace_id)
+        # DB_Commit spans 60–100 %: half its rows done is 80 %.
+        assert during.status_code == 200 and 'data-percent="80"' in during.text, during.text
+        assert "DB_Commit…" in during.text and "every 300ms" in during.text
+        # Once the bar shows a value, its polls say so: a poll that reaches another worker
+        # process (which has no such run) leaves the bar as it is instead of resetting it.
+        assert f'hx-get="/items/import/progress?trace_id={trace_id}&amp;seen=1"' in during.text
+        elsewhere = await alice.get(f"/items/import/progress?trace_id={uuid.uuid4()}&seen=1", headers=alice.htmx())
+        assert elsewhere.status_code == 204 and elsewhere.text == ""
+        held.release.set()
+
+    assert responses[0].status_code == 200 and "Imported 7,000 items." in responses[0].text
+    done = await poll(alice, trace_id)
+    assert done.status_code == 286 and 'data-percent="100"' in done.text and "every 300ms" not in done.text
+
+
+async def test_an_import_progress_is_404_for_another_user(open_app):
+    app = await open_app(log_sinks=("csv", "turso"))
+    held = app.state["store"] = HeldCommit(app.state["store"])
+    alice = await app.client("alice@example.com")
+    bob = await app.client("bob@example.com")
+    trace_id = str(uuid.uuid4())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(upload, alice, csv_bytes(many_rows(10)), trace_id=trace_id))
+        with anyio.fail_after(DEADLINE_S):
+            await held.halfway.wait()
+        mid = await poll(bob, trace_id)
+        assert mid.status_code == 404 and "data-percent" not in mid.text
+        held.release.set()
+    await app.settled_task_rows(trace_id, is_commit_end)  # the log DB has the rows too now
+    after = await poll(bob, trace_id)
+    assert after.status_code == 404 and "data-percent" not in after.text and "Done" not in after.text
+    assert (await poll(alice, trace_id)).status_code == 286
+    # Bob's own import under the same trace id is his alone; Alice's stays hers.
+    response, _ = await upload(bob, csv_bytes(many_rows(3)), trace_id=trace_id)
     assert response.status_code == 200
-    progress = await alice.get(f"/items/import/progress?trace_id={trace_id}", headers=alice.htmx())
-    assert progress.status_code == status and "data-percent" not in progress.text
-    assert ("every 300ms" in progress.text) == (status == 200)
+    assert 'data-percent="100"' in (await poll(bob, trace_id)).text
 
 
 # export -----------------------------------------------------------------------------------------

@@ -418,6 +418,20 @@ async def test_size_limit_override_is_per_exact_path():
         assert (await client.post("/", content=b"x" * 10)).status_code == 200
 
 
+@pytest.mark.anyio
+async def test_header_blocks_over_64_kib_get_431_without_calling_the_app():
+    from middleware.size_limit import MAX_HEADER_BYTES, SizeLimitMiddleware
+
+    app = SizeLimitMiddleware(echo_app, max_bytes=10)
+    async with asgi_client(app) as client:
+        base = sum(len(k) + len(v) for k, v in client.build_request("GET", "/").headers.raw)
+        fill = MAX_HEADER_BYTES - base - len("x-fill")
+        assert (await client.get("/", headers={"x-fill": "a" * fill})).status_code == 200
+        refused = await client.get("/", headers={"x-fill": "a" * (fill + 1)})
+    assert refused.status_code == 431 and refused.headers["connection"] == "close"
+    assert f"{MAX_HEADER_BYTES + 1} bytes, the limit is 64 KiB" in refused.text
+
+
 def replying(content_type: bytes | None, *, log_in=None):
     """An ASGI app that answers 200 with the given Content-Type (None: no such header)."""
 

@@ -29,13 +29,13 @@ from tests.support.app import make_settings
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 SEGMENTS = [
-    "items", "12", "0", "abc", "import", "progress", "export.csv", "edit", "delete", "logs",
+    "items", "12", "0", "abc", "import", "progress", "rejected.csv", "export.csv", "edit", "delete", "logs",
     "traces", "overview", "x", "static", "app.css", "health", "signup", "login", "logout",
     "auth", "confirm", "bench", "ping", "", "-1", "%20",
 ]  # fmt: skip
 HAND_PICKED = [
     "/", "", "/items", "/items/", "/items/12", "/items/abc", "/items/import", "/items/import/",
-    "/items/import/progress", "/items/export.csv", "/items/12/edit", "/items/12/delete",
+    "/items/import/progress", "/items/import/rejected.csv", "/items/export.csv", "/items/12/edit", "/items/12/delete",
     "/items/12/edit/", "/static/app.css", "/static/", "/static", "/logs", "/logs/",
     "/logs/traces/x", "/logs/traces/", "/logs/traces/x/", "/logs/overview", "/health",
     "/health/", "/health\n", "/items/12\n", "/nope", "/nope/", "//", "/signup", "/login/",

@@ -229,7 +229,6 @@ def test_log_exclude_prefixes_are_configurable(tmp_path):
         ("MAX_REQUEST_BYTES", "100", "from 1024 to 33554432"),
         ("MAX_REQUEST_BYTES", "67108864", "from 1024 to 33554432"),
         ("MAX_IMPORT_BYTES", "1073741824", "from 1024 to 33554432"),
-        ("IMPORT_THROTTLE_MS", "3600000", "from 0 to 60000"),
         ("HTTPS_ONLY", "enabled", "on (1, true, yes, on) or off (0, false, no, off)"),
         ("TEMPLATE_RELOAD", "2", "on (1, true, yes, on) or off (0, false, no, off)"),
         ("LOG_DB_EPHEMERAL", "y", "on (1, true, yes, on) or off (0, false, no, off)"),

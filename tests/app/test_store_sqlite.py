@@ -12,7 +12,7 @@ from settings import Settings
 from store.base import AuthError, ItemInput, Session, User
 from store.migrate import MIGRATIONS_DIR, migrate, pending
 from store.passwords import verify_password
-from store.sqlite import INVALID_LOGIN, SqliteStore, connect, like_pattern
+from store.sqlite import INVALID_LOGIN, SqliteStore, connect, like_pattern, session_digest
 
 PASSWORD = "correct horse battery"
 LATEST = max(n for n, _ in pending(0))
@@ -168,6 +168,33 @@ async def test_resume(store: SqliteStore, tmp_path: Path):
     with store.conn:
         store.conn.execute("DELETE FROM users WHERE id = ?", (int(session.user.id),))
     assert await store.resume(session) is None
+
+
+@pytest.mark.anyio
+async def test_sessions_are_rows_that_end_on_logout_or_expiry(tmp_path: Path):
+    now = [1_000_000.0]
+    store = SqliteStore(tmp_path / "app.db", session_max_age=100, clock=lambda: now[0])
+    try:
+        first = await store.sign_up("me@example.com", PASSWORD)
+        assert await store.resume(first) == first
+        (stored,) = store.conn.execute("SELECT id_hash FROM sessions").fetchall()
+        assert stored == (session_digest(first.tokens["sid"]),)  # the id itself is not stored
+        # The id alone is not enough: it must belong to the cookie's user.
+        someone = Session(user=User(id="999", email="x@example.com"), tokens=first.tokens)
+        assert await store.resume(someone) is None
+        assert await store.resume(Session(user=first.user)) is None  # a cookie without an id
+        now[0] += 100
+        assert await store.resume(first) is None  # expired with the cookie's max age
+        second = await store.log_in("me@example.com", PASSWORD)
+        # Logging in prunes expired rows.
+        assert store.conn.execute("SELECT count(*) FROM sessions").fetchone()[0] == 1
+        third = await store.log_in("me@example.com", PASSWORD)
+        await store.log_out(second)
+        assert await store.resume(second) is None and await store.resume(third) == third
+        await store.log_out_everywhere(third)
+        assert await store.resume(third) is None
+    finally:
+        await store.close()
 
 
 # items ----------------------------------------------------------------------------------

@@ -239,8 +239,8 @@ async def test_user_exists_when_the_project_autoconfirms(store: SupabaseStore,
         address = email()
         session = await store.sign_up(address, "correct horse 1")
         assert session is not None and session.user.email == address
-        with pytest.raises(AuthError, match="already exists"):
-            await store.sign_up(address, "correct horse 1")
+        # Answered like a new address needing confirmation: nothing says it is registered.
+        assert await store.sign_up(address, "correct horse 1") is None
     finally:
         standin.config.autoconfirm = False
 
@@ -424,6 +424,27 @@ async def test_log_out_revokes_the_session(standin: Standin, http: httpx.AsyncCl
         "apikey": standin.anon_key, "Authorization": f"Bearer {s.tokens['access_token']}"})
     assert response.status_code == 403
     await store.log_out(s)  # twice is fine
+
+
+async def test_log_out_is_local_and_log_out_everywhere_is_global(
+    standin: Standin, http: httpx.AsyncClient
+) -> None:
+    store = make_store(standin, http)
+    laptop = await signed_up(store, standin)
+    phone = await store.log_in(laptop.user.email, "correct horse 1")
+    tablet = await store.log_in(laptop.user.email, "correct horse 1")
+    someone_else = await signed_up(store, standin)
+    await store.log_out(tablet)  # GoTrue /logout?scope=local: this device only
+    assert await store.resume(due_now(tablet)) is None
+    phone = await store.resume(due_now(phone))  # refreshed: still signed in
+    assert phone is not None
+    await store.log_out_everywhere(laptop)  # /logout?scope=global
+    assert await store.resume(due_now(laptop)) is None
+    assert await store.resume(due_now(phone)) is None  # its refresh token is revoked too
+    # What docs/deploy.md warns about: an access token that has not expired yet still verifies
+    # (JWTs are checked locally) until its expiry, the JWT expiry set in Supabase.
+    assert await store.resume(phone) is not None
+    assert await store.resume(due_now(someone_else)) is not None
 
 
 # -- many users, one process

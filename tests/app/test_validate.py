@@ -83,6 +83,13 @@ def test_bad_quantities_rejected_with_a_quantity_message(quantity: str):
     assert "Quantity" in errors["quantity"]
 
 
+@pytest.mark.parametrize("quantity", ["٣", "۷", "３", "1٣", "߁", "𝟙"])
+def test_digits_outside_ascii_are_refused_with_the_quantity_message(quantity: str):
+    data, errors = validate_item(form(quantity=quantity))
+    assert data is None
+    assert errors["quantity"] == "Quantity must be a whole number."
+
+
 @pytest.mark.parametrize("quantity", ["0", "7", " 7 ", "+7", "007", str(QUANTITY_MAX)])
 def test_good_quantities(quantity: str):
     data, errors = validate_item(form(quantity=quantity))

@@ -84,7 +84,7 @@ def test_items_flow(page: Page, live_server, artifacts) -> None:
     expect(page.locator("article[data-item-name]")).to_have_count(2)
 
     # Log out, log in again: the items are still there.
-    page.get_by_role("button", name="Log out").click()
+    page.get_by_role("button", name="Log out", exact=True).click()
     expect(page.get_by_role("link", name="Log in").first).to_be_visible()
     log_in(page, url, "alice@example.com")
     expect(page.locator("article[data-item-name]")).to_have_count(2)
@@ -94,7 +94,7 @@ def test_items_flow(page: Page, live_server, artifacts) -> None:
     # A direct load of a pushed URL is a full page.
     page.goto(f"{url}/items?q=cher")
     expect(page.locator("article[data-item-name]")).to_have_count(1)
-    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    expect(page.get_by_role("button", name="Log out", exact=True)).to_be_visible()
 
 
 def test_second_user_sees_nothing(page: Page, live_server, browser) -> None:

@@ -98,7 +98,7 @@ def test_supabase_flow(page: Page, browser: Browser, supabase_server: LiveServer
     page.screenshot(path=artifacts / "supabase-confirmed.png", full_page=True)
 
     # Log out and back in with the password.
-    page.get_by_role("button", name="Log out").click()
+    page.get_by_role("button", name="Log out", exact=True).click()
     expect(page.get_by_role("link", name="Log in").first).to_be_visible()
     log_in(page, url, owner)
     expect(page.get_by_test_id("empty-state")).to_be_visible()

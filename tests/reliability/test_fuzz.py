@@ -31,7 +31,8 @@ pytestmark = pytest.mark.reliability
 MAX_BYTES = 256 * 1024
 
 ROUTES = ["/", "/items", "/items/1", "/items/99999999999999999999999", "/items/1/edit", "/items/1/delete",
-          "/items/import", "/items/import/progress", "/items/export.csv", "/login", "/signup", "/logout",
+          "/items/import", "/items/import/progress", "/items/import/rejected.csv", "/items/export.csv",
+          "/login", "/signup", "/logout",
           "/logs", "/nope", "//items", "/items/-1", "/%00", "/items/%2e%2e/health"]
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT", "PROPFIND", "BREW"]
 CONTENT_TYPES = [None, "application/json", "application/x-www-form-urlencoded", "multipart/form-data; boundary=b",

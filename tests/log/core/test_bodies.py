@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from log.core.bodies import body_to_json
+from log.core.bodies import ascii_compatible, body_to_json
 from log.core.redact import REDACTED, RedactionPolicy
 
 POLICY = RedactionPolicy()
@@ -82,7 +82,8 @@ def test_invalid_utf8_never_raises():
     assert body(b'{"a": "\xff\xfe"}') == '{"a": "\ufffd\ufffd"}'
     assert body(b"caf\xe9", "text/plain; charset=latin-1") == "café"
     assert body(b"caf\xe9", "text/plain; charset=nonsense") == "caf\ufffd"
-    assert body(b"a=\xff&b=%ff", "application/x-www-form-urlencoded") == {"a": "\ufffd", "b": "\ufffd"}
+    # A form is read as Starlette reads it: raw bytes as latin-1, %-escapes as UTF-8.
+    assert body(b"a=\xff&b=%ff", "application/x-www-form-urlencoded") == {"a": "\xff", "b": "\ufffd"}
 
 
 def test_form_urlencoded_grouped_and_redacted():
@@ -174,3 +175,67 @@ def test_summarised_page_rule(status, content_type, mode, summarised) -> None:
     out = msgspec.json.decode(body_to_json(content_type=content_type, data=b"<p>hi</p>", total_size=9, cap=100,
                                            policy=RedactionPolicy(), is_response=True, status=status, html_mode=mode))
     assert (isinstance(out, dict) and "summary" in out and "sha256" not in out["summary"]) is summarised
+
+
+# -- bodies are read as the app reads them, whatever charset the client declares ---------------
+
+LOGIN = b"email=a%40b.c&password=planted-pw-91c2"
+
+
+async def starlette_form(data: bytes, content_type: str) -> list[tuple[str, str]]:
+    from starlette.datastructures import Headers
+    from starlette.formparsers import FormParser
+
+    async def stream():
+        yield data
+
+    form = await FormParser(Headers({"content-type": content_type}), stream()).parse()
+    return [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+
+
+@pytest.mark.parametrize("charset", ["utf-16-le", "utf-16", "cp037", "utf-7", "utf-32", "latin-1", "utf-8", "x-nonsense"])
+def test_a_declared_charset_cannot_hide_a_login_forms_password(charset: str) -> None:
+    content_type = f"application/x-www-form-urlencoded; charset={charset}"
+    stored = body(LOGIN, content_type)
+    assert "planted-pw" not in msgspec.json.encode(stored).decode()
+    # The app reads the ASCII form whatever the charset says: so does the log, and redacts it.
+    assert stored == {"email": "a@b.c", "password": REDACTED}
+
+
+@pytest.mark.parametrize("charset", ["utf-16-le", "cp037", None])
+def test_a_form_in_an_encoding_the_app_cannot_read_is_stored_without_its_content(charset: str | None) -> None:
+    # The login form spelled in the charset itself (UTF-16: NUL bytes; EBCDIC): the app sees no
+    # "password" field, but its bytes still hold the password. Stored: its summary only.
+    data = LOGIN.decode().encode(charset or "utf-16-le")
+    content_type = "application/x-www-form-urlencoded" + (f"; charset={charset}" if charset else "")
+    stored = body(data, content_type)
+    codec = {"utf-16-le": "utf-16-le", "cp037": "cp037", None: "utf-8"}[charset]
+    assert stored == {"summary": {"content_type": "application/x-www-form-urlencoded", "charset": codec,
+                                  "size": len(data), "captured_bytes": len(data)}}
+
+
+@given(
+    data=st.binary(max_size=200) | st.lists(st.sampled_from(["a", "=", "&", "%", "+", "2", "f", "é", "password", ";"]),
+                                             max_size=40).map(lambda xs: "".join(xs).encode()),
+    charset=st.sampled_from(["", "; charset=utf-8", "; charset=latin-1", "; charset=shift_jis", "; charset=cp037"]),
+)
+def test_forms_are_stored_as_starlette_parses_them(data: bytes, charset: str) -> None:
+    import anyio
+
+    from log.core.redact import group_pairs, redact_pairs
+
+    content_type = "application/x-www-form-urlencoded" + charset
+    stored = body(data, content_type)
+    if b"\x00" in data or (not data.isascii() and not ascii_compatible(charset.partition("=")[2] or "utf-8")):
+        assert stored is None or set(stored) == {"summary"}
+        return
+    parsed = anyio.run(starlette_form, data, content_type)
+    assert (stored or {}) == group_pairs(redact_pairs(parsed, POLICY))
+
+
+@pytest.mark.parametrize("charset", ["cp037", "utf-16-le", "latin-1", "nonsense"])
+def test_json_is_read_as_json_loads_reads_bytes_whatever_the_declared_charset(charset: str) -> None:
+    data = b'{"user": "a", "password": "planted-json-pw"}'
+    for encoded in (data, data.decode().encode("utf-16-le"), data.decode().encode("utf-32")):
+        stored = body(encoded, f"application/json; charset={charset}")
+        assert stored == {"user": "a", "password": REDACTED}, (encoded[:10], stored)

@@ -1,3 +1,4 @@
+import pytest
 import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
@@ -7,6 +8,7 @@ from log.core.redact import (
     REDACTED,
     RedactionPolicy,
     group_pairs,
+    key_is_sensitive,
     may_hold_sensitive_key,
     redact_headers,
     redact_json,
@@ -18,7 +20,7 @@ POLICY = RedactionPolicy()
 SENSITIVE_WORDS = [
     "password", "passwd", "pwd", "secret", "token", "apikey", "api-key", "api_key", "auth",
     "credential", "session", "cookie", "csrf", "xsrf", "jwt", "privatekey", "private_key",
-    "credit card", "creditcard", "card-number", "cvv", "ssn",
+    "credit card", "creditcard", "card-number", "cvv", "ssn", "access_key", "accesskey", "signature",
 ]  # fmt: skip
 # Innocent keys: built from letters that cannot spell any pattern (no vowels but 'y' etc.).
 innocent_keys = st.text(alphabet="bfghlmqxyz_", min_size=1, max_size=8)
@@ -144,3 +146,35 @@ def test_disabled_policy_and_extra_patterns():
 
 def test_group_pairs():
     assert group_pairs([("a", "1"), ("a", "2"), ("a", "3"), ("b", "")]) == {"a": ["1", "2", "3"], "b": ""}
+
+
+@pytest.mark.parametrize("key", ["access_key", "AccessKey", "aws-access-key", "sig", "X-Amz-Signature", "sig_v2", "x-goog-sig"])
+def test_access_keys_and_signatures_are_sensitive(key):
+    assert key_is_sensitive(key, POLICY)
+    assert redact_query_string(f"{key}=s3cret&q=1", POLICY) == f"{key}={REDACTED}&q=1"
+    assert redact_headers([(key, "s3cret")], POLICY) == {key: REDACTED}
+
+
+@pytest.mark.parametrize("key", ["design", "signup", "assign", "signal", "signed_in"])
+def test_sig_inside_a_word_is_not_a_signature(key):
+    assert not key_is_sensitive(key, POLICY)
+
+
+def test_x_access_key_header_is_redacted():
+    assert redact_headers([("X-Access-Key", "k1")], POLICY) == {"X-Access-Key": REDACTED}
+
+
+@pytest.mark.parametrize(
+    ("name", "url", "stored"),
+    [
+        ("referer", "https://a.example/auth/confirm?token_hash=t1&type=email",
+         f"https://a.example/auth/confirm?token_hash={REDACTED}&type=email"),
+        ("origin", "https://a.example?access_token=t1", f"https://a.example?access_token={REDACTED}"),
+        ("location", "/next?sig=t1", f"/next?sig={REDACTED}"),
+        ("hx-current-url", "https://a.example/#access_token=t1&type=recovery",
+         f"https://a.example/#access_token={REDACTED}&type=recovery"),
+        ("referer", "https://a.example/items?q=kept#top", "https://a.example/items?q=kept#top"),
+    ],
+)
+def test_query_strings_inside_url_valued_headers_are_redacted(name, url, stored):
+    assert redact_headers([(name, url)], POLICY) == {name: stored}
