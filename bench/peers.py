@@ -107,9 +107,7 @@ def start_server(name: str, data_dir: Path, hrana_url: str, tree: Path = ROOT) -
     out = open(data_dir / "stdout.log", "wb")  # noqa: SIM115 (the stdout sink writes there)
     proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=out)
     out.close()
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}{PING}", proc)
-    return proc, url
+    return proc, f"http://127.0.0.1:{port}"  # not waited for: the servers start side by side
 
 
 def idle_cpu_seconds(pid: int, quiet: float = 0.4, timeout: float = 5.0) -> float:
@@ -179,6 +177,9 @@ def measure(names: list[str], tmp: Path, seconds: float, rounds: int, connection
                 proc, hrana_url = start_hrana(tmp / f"hrana-{slug(name)}")
                 hranas[name] = (proc, hrana_url, tmp / f"hrana-{slug(name)}" / "remote.db")
             proc, url = start_server(name, tmp / slug(name), hrana_url, (trees or {}).get(name, ROOT))
+            servers[name] = (proc, url, "")
+        for name, (proc, url, _) in servers.items():
+            wait_http(f"{url}{PING}", proc)
             cookie = sign_in_with_items(url, ITEMS) if SERVERS[base_name(name)][1] == ITEMS_PAGE else ""
             servers[name] = (proc, url, cookie)
         if warm_up:
