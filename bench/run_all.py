@@ -33,6 +33,7 @@ def plan(smoke: bool, explorer_db: Path) -> list[tuple[str, list[str]]]:
     smoke_flag = ["--smoke"] if smoke else []
     steps = [
         ("overhead_matrix", ["bench.overhead_matrix", *smoke_flag]),
+        ("peers", ["bench.peers", *smoke_flag]),
         ("layer_costs", ["bench.layer_costs", *smoke_flag]),
         ("memory_growth", ["bench.memory_growth", *smoke_flag]),
         ("turso_pipeline_bench", ["bench.turso_pipeline_bench", *smoke_flag]),

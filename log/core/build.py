@@ -22,8 +22,8 @@ import msgspec
 
 from log.core.bodies import HtmlMode, body_to_json
 from log.core.captured import Captured
-from log.core.header_column import HEADERS_MAX_BYTES, request_header_json
-from log.core.headers import content_type_of
+from log.core.header_column import HEADERS_MAX_BYTES, raw_size, request_header_json
+from log.core.headers import Headers, content_type_of
 from log.core.redact import RedactionPolicy, redact_json, redact_query_string
 from log.core.rows import TASK_STATUSES, ApiLog, TaskProgressLog
 
@@ -55,37 +55,95 @@ def build_api_log(
     html_mode: HtmlMode = "summary",
     headers_cap: int = HEADERS_MAX_BYTES,
 ) -> ApiLog:
+    memo = _memo_of(policy)
+    request_header, request_type = _request_headers(c.request_headers, policy, headers_cap, memo)
     return ApiLog(
         id=row_id,
         trace_id=c.trace_id,
         method=c.method,
         endpoint=endpoint_of(c.path, c.query_string, policy),
-        request_header=request_header_json(c.request_headers, policy, headers_cap),
-        request_body=body_to_json(
-            content_type=content_type_of(c.request_headers),
-            data=c.request_body,
-            total_size=c.request_body_size,
-            cap=body_cap,
-            policy=policy,
-            is_response=False,
+        request_header=request_header,
+        request_body=(
+            None  # what body_to_json gives an empty body, without the call
+            if c.request_body_size <= 0 and not c.request_body
+            else body_to_json(content_type=request_type, data=c.request_body, total_size=c.request_body_size,
+                              cap=body_cap, policy=policy, is_response=False)
         ),
         response_status=c.response_status,
-        response_body=body_to_json(
-            content_type=content_type_of(c.response_headers),
-            data=c.response_body,
-            total_size=c.response_body_size,
-            cap=body_cap,
-            policy=policy,
-            is_response=True,
-            status=c.response_status,
-            html_mode=html_mode,
-        ),
+        response_body=_response_body(c, policy, body_cap, html_mode, memo),
         duration_ms=c.duration_ms,
         ip_address=c.client_ip,
         user_id=c.user_id,
         created_at=format_utc(c.received_at),
         route=c.route,
     )
+
+
+# Rows repeat: one client sends the same request headers request after request, and a route
+# often answers the same small body. The row builder is pure, so the text it made for an input
+# is the text it would make again; the last few are kept (keyed by the raw input, per policy)
+# and a repeated input costs one dictionary lookup instead of decoding, redacting and encoding
+# again. Bounded: emptied when full, and when a different policy comes along.
+MEMO_MAX = 256
+SMALL_BODY = 1024  # response bodies up to this many bytes are remembered
+SMALL_HEADERS = 4096  # request headers of at most this many bytes (names and values) are remembered
+SMALL_HEADER_COUNT = 64  # ... and at most this many headers
+
+
+class _Memo:
+    __slots__ = ("policy", "headers", "bodies")
+
+    def __init__(self, policy: RedactionPolicy | None) -> None:
+        self.policy = policy
+        self.headers: dict[tuple[object, ...], tuple[str, str | None]] = {}
+        self.bodies: dict[tuple[object, ...], str | None] = {}
+
+
+_memo = _Memo(None)
+
+
+def _memo_of(policy: RedactionPolicy) -> _Memo:
+    global _memo
+    if _memo.policy is not policy:
+        _memo = _Memo(policy)
+    return _memo
+
+
+def _request_headers(raw: Headers, policy: RedactionPolicy, cap: int, memo: _Memo) -> tuple[str, str | None]:
+    """(request_header column, Content-Type) of the raw request headers."""
+    key = None
+    # Only small header sets are looked up (hashing is a pass over every byte) and kept.
+    if len(raw) <= SMALL_HEADER_COUNT and raw_size(raw) <= SMALL_HEADERS:
+        key = (cap, tuple(raw))
+        try:
+            found = memo.headers.get(key)
+        except TypeError:  # pairs given as lists (the ASGI spec allows any two-item iterable)
+            key = None
+        else:
+            if found is not None:
+                return found
+    found = (request_header_json(raw, policy, cap), content_type_of(raw))
+    if key is not None:
+        if len(memo.headers) >= MEMO_MAX:
+            memo.headers.clear()
+        memo.headers[key] = found
+    return found
+
+
+def _response_body(c: Captured, policy: RedactionPolicy, body_cap: int, html_mode: HtmlMode, memo: _Memo) -> str | None:
+    content_type = content_type_of(c.response_headers)
+    key = None
+    if len(c.response_body) <= SMALL_BODY and c.response_body.__class__ is bytes:
+        key = (c.response_status, content_type, c.response_body, c.response_body_size, body_cap, html_mode)
+        if key in memo.bodies:
+            return memo.bodies[key]
+    text = body_to_json(content_type=content_type, data=c.response_body, total_size=c.response_body_size,
+                        cap=body_cap, policy=policy, is_response=True, status=c.response_status, html_mode=html_mode)
+    if key is not None:
+        if len(memo.bodies) >= MEMO_MAX:
+            memo.bodies.clear()
+        memo.bodies[key] = text
+    return text
 
 
 def build_exception_row(c: Captured, *, row_id: int, policy: RedactionPolicy | None = None) -> TaskProgressLog | None:

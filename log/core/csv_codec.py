@@ -26,6 +26,7 @@ import typing
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import msgspec
+from msgspec.structs import astuple
 
 from log.core.rows import TABLES, ApiLog, LogRow, TaskProgressLog, columns
 
@@ -94,9 +95,47 @@ def header_line(row_type: RowType) -> str:
 
 
 def encode_rows(rows: Iterable[LogRow]) -> str:
-    """CSV lines (no header) for rows, all of one table, each ending in CRLF."""
-    lines = [",".join([_quoted(c) for c in _encode_row(msgspec.structs.astuple(row))]) for row in rows]
-    return "\r\n".join(lines) + "\r\n" if lines else ""
+    """CSV lines (no header) for rows, all of one table, each ending in CRLF.
+
+    The usual batch has nothing to escape or guard anywhere: that is checked once for the whole
+    batch (the text cells joined once; a substring search per character to escape, memchr-fast,
+    and one search for a cell start to guard), and the batch is then encoded a column at a time, each column quoted only when one
+    of its cells needs it. Otherwise each row takes the per-row check, and the rows that need it
+    the per-cell path. Either way the text is the csv module's output (QUOTE_MINIMAL) for
+    encode_cell of each value: tests/log/core/test_csv_codec.py compares the two.
+    """
+    tuples = [astuple(row) for row in rows]
+    if not tuples:
+        return ""
+    joined = _SEP + _SEP.join([v for t in tuples for v in t if v.__class__ is str])
+    if any(c in joined for c in _ESCAPE_CHARS) or _FORMULA_START.search(joined) is not None:
+        lines = [",".join([_quoted(c) for c in _encode_row(t)]) for t in tuples]
+    else:
+        lines = list(map(",".join, zip(*map(_plain_column, zip(*tuples)))))
+    lines.append("")
+    return "\r\n".join(lines)
+
+
+_ESCAPE_CHARS = tuple(_ESCAPES)
+_NONE = type(None)
+_INTS = frozenset({int, _NONE})
+_INT, _STR = {int}, {str}
+
+
+def _plain_column(values: tuple[object, ...]) -> Sequence[str]:
+    """The cells of one column whose text cells hold nothing to escape or guard."""
+    kinds = set(map(type, values))
+    if kinds == _INT:  # digits, or a guarded negative: never quoted
+        return list(map(str, values)) if min(values) >= 0 else [encode_cell(v) for v in values]  # type: ignore[arg-type]
+    if kinds <= _INTS:
+        return [NULL if v is None else str(v) if v >= 0 else "'" + str(v) for v in values]  # type: ignore[operator]
+    cells: Sequence[str] = values if kinds == _STR else [  # type: ignore[assignment]
+        v if v.__class__ is str else encode_cell(v) for v in values  # type: ignore[arg-type]
+    ]
+    joined = _SEP.join(cells)
+    if '"' not in joined and "," not in joined:
+        return cells
+    return ['"' + c.replace('"', '""') + '"' if '"' in c or "," in c else c for c in cells]  # as _quoted
 
 
 def _quoted(cell: str) -> str:

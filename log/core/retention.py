@@ -4,7 +4,7 @@ batched statements that delete them (log/tools/prune.py runs them).
 A row expires when its `created_at` (UTC text, which sorts as time does) is older than the
 window. The pruner deletes a little later than sync and replay start skipping (PRUNE_GRACE), so a
 `logs sync` on a machine whose clock is somewhat behind the pruner's still skips every row the
-pruner deleted: a deleted row is never inserted again, and the rollup triggers never count it twice.
+pruner deleted: a deleted row is never inserted again, and the rollups never count it twice.
 """
 
 from __future__ import annotations

@@ -85,6 +85,8 @@ class _TypedReads:
 
 
 class HttpLogDatabase(_TypedReads):
+    in_process = False  # every argument is a Hrana value in a JSON request
+
     def __init__(
         self,
         client: httpx.AsyncClient,
@@ -182,6 +184,10 @@ class HttpLogDatabase(_TypedReads):
 class FileLogDatabase(_TypedReads):
     """The same interface on a local SQLite file; one connection, calls serialised by a lock,
     run in a worker thread so the event loop never waits on disk."""
+
+    # Statements run in this process: arguments are bound by sqlite3's C code, so writers bind
+    # values one by one rather than packing them into JSON (log/sinks/turso_sink.py).
+    in_process = True
 
     def __init__(self, path: str, *, busy_timeout_s: float = 5.0) -> None:
         self.path = path

@@ -1,10 +1,10 @@
--- Per-minute and per-hour rollups of api_logs, kept by a trigger, for the explorer's overview.
+-- Per-minute, per-hour and per-day rollups of api_logs, for the explorer's overview, kept by
+-- each write batch (log/db/rollup_batch.sql) for the rows it actually inserted, so a replayed
+-- batch (INSERT ... ON CONFLICT(id) DO NOTHING) never counts a row twice.
 -- Apply after schema.sql, all statements in ONE transaction (the backfill below must see the
--- trigger's tables empty or not at all). Triggers fire only for rows actually inserted, so a
--- replayed batch (INSERT ... ON CONFLICT(id) DO NOTHING) never counts a row twice.
--- Rows deleted from api_logs (retention) stay counted: rollups describe what happened.
--- Statements are split with sqlite3.complete_statement (log/db/schema.py split_statements),
--- so the trigger body's semicolons are fine; works on SQLite and Turso (libSQL).
+-- rollup tables empty or not at all). Rows deleted from api_logs (retention) stay counted:
+-- rollups describe what happened. Statements are split with sqlite3.complete_statement
+-- (log/db/schema.py split_statements); works on SQLite and Turso (libSQL).
 
 -- Requests per minute by status class (0 = no status): the overview's time series.
 -- minute = unix time / 60.
@@ -65,93 +65,21 @@ WHERE created_at IS NOT NULL AND strftime('%s', created_at) IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM api_latency_day)
 GROUP BY 1, 2, 3, 4;
 
--- Dropped and re-created on every apply, so a database always runs this file's version.
+-- The ids a write batch inserted, between its INSERTs and its rollup statements
+-- (log/db/rollup_batch.sql): filled and emptied inside that batch's transaction, so it is empty
+-- whenever no batch is being written.
+CREATE TABLE IF NOT EXISTS api_rollup_pending (
+    id INTEGER PRIMARY KEY,
+    at INTEGER,
+    endpoint TEXT,
+    status_class INTEGER,
+    bucket INTEGER
+);
+
+-- A database made by an earlier version has a trigger keeping the rollups (three upserts per
+-- inserted row). Write batches keep them now, one INSERT ... SELECT ... GROUP BY per rollup
+-- table (log/db/rollup_batch.sql), so the trigger is dropped on every apply.
 DROP TRIGGER IF EXISTS api_logs_rollup;
-CREATE TRIGGER api_logs_rollup AFTER INSERT ON api_logs
-WHEN NEW.created_at IS NOT NULL AND strftime('%s', NEW.created_at) IS NOT NULL
-BEGIN
-    INSERT INTO api_status_minute (minute, status_class, n)
-    VALUES (CAST(strftime('%s', NEW.created_at) AS INTEGER) / 60, COALESCE(NEW.response_status / 100, 0), 1)
-    ON CONFLICT (minute, status_class) DO UPDATE SET n = n + 1;
-    INSERT INTO api_latency_hour (hour, endpoint, status_class, bucket, n)
-    VALUES (
-        CAST(strftime('%s', NEW.created_at) AS INTEGER) / 3600,
-        COALESCE(NEW.route, CASE WHEN instr(NEW.endpoint, '?') > 0 THEN substr(NEW.endpoint, 1, instr(NEW.endpoint, '?') - 1) ELSE NEW.endpoint END),
-        COALESCE(NEW.response_status / 100, 0),
-        CASE
-            WHEN NEW.duration_ms IS NULL OR NEW.duration_ms < 0 THEN -1
-            WHEN NEW.duration_ms < 16 THEN NEW.duration_ms
-            WHEN NEW.duration_ms < 32 THEN (NEW.duration_ms >> 1) + 8
-            WHEN NEW.duration_ms < 64 THEN (NEW.duration_ms >> 2) + 16
-            WHEN NEW.duration_ms < 128 THEN (NEW.duration_ms >> 3) + 24
-            WHEN NEW.duration_ms < 256 THEN (NEW.duration_ms >> 4) + 32
-            WHEN NEW.duration_ms < 512 THEN (NEW.duration_ms >> 5) + 40
-            WHEN NEW.duration_ms < 1024 THEN (NEW.duration_ms >> 6) + 48
-            WHEN NEW.duration_ms < 2048 THEN (NEW.duration_ms >> 7) + 56
-            WHEN NEW.duration_ms < 4096 THEN (NEW.duration_ms >> 8) + 64
-            WHEN NEW.duration_ms < 8192 THEN (NEW.duration_ms >> 9) + 72
-            WHEN NEW.duration_ms < 16384 THEN (NEW.duration_ms >> 10) + 80
-            WHEN NEW.duration_ms < 32768 THEN (NEW.duration_ms >> 11) + 88
-            WHEN NEW.duration_ms < 65536 THEN (NEW.duration_ms >> 12) + 96
-            WHEN NEW.duration_ms < 131072 THEN (NEW.duration_ms >> 13) + 104
-            WHEN NEW.duration_ms < 262144 THEN (NEW.duration_ms >> 14) + 112
-            WHEN NEW.duration_ms < 524288 THEN (NEW.duration_ms >> 15) + 120
-            WHEN NEW.duration_ms < 1048576 THEN (NEW.duration_ms >> 16) + 128
-            WHEN NEW.duration_ms < 2097152 THEN (NEW.duration_ms >> 17) + 136
-            WHEN NEW.duration_ms < 4194304 THEN (NEW.duration_ms >> 18) + 144
-            WHEN NEW.duration_ms < 8388608 THEN (NEW.duration_ms >> 19) + 152
-            WHEN NEW.duration_ms < 16777216 THEN (NEW.duration_ms >> 20) + 160
-            WHEN NEW.duration_ms < 33554432 THEN (NEW.duration_ms >> 21) + 168
-            WHEN NEW.duration_ms < 67108864 THEN (NEW.duration_ms >> 22) + 176
-            WHEN NEW.duration_ms < 134217728 THEN (NEW.duration_ms >> 23) + 184
-            WHEN NEW.duration_ms < 268435456 THEN (NEW.duration_ms >> 24) + 192
-            WHEN NEW.duration_ms < 536870912 THEN (NEW.duration_ms >> 25) + 200
-            WHEN NEW.duration_ms < 1073741824 THEN (NEW.duration_ms >> 26) + 208
-            WHEN NEW.duration_ms < 2147483648 THEN (NEW.duration_ms >> 27) + 216
-            WHEN NEW.duration_ms < 4294967296 THEN (NEW.duration_ms >> 28) + 224 ELSE 240 END,
-        1
-    )
-    ON CONFLICT (hour, endpoint, status_class, bucket) DO UPDATE SET n = n + 1;
-    INSERT INTO api_latency_day (day, endpoint, status_class, bucket, n)
-    VALUES (
-        CAST(strftime('%s', NEW.created_at) AS INTEGER) / 86400,
-        COALESCE(NEW.route, CASE WHEN instr(NEW.endpoint, '?') > 0 THEN substr(NEW.endpoint, 1, instr(NEW.endpoint, '?') - 1) ELSE NEW.endpoint END),
-        COALESCE(NEW.response_status / 100, 0),
-        CASE
-            WHEN NEW.duration_ms IS NULL OR NEW.duration_ms < 0 THEN -1
-            WHEN NEW.duration_ms < 16 THEN NEW.duration_ms
-            WHEN NEW.duration_ms < 32 THEN (NEW.duration_ms >> 1) + 8
-            WHEN NEW.duration_ms < 64 THEN (NEW.duration_ms >> 2) + 16
-            WHEN NEW.duration_ms < 128 THEN (NEW.duration_ms >> 3) + 24
-            WHEN NEW.duration_ms < 256 THEN (NEW.duration_ms >> 4) + 32
-            WHEN NEW.duration_ms < 512 THEN (NEW.duration_ms >> 5) + 40
-            WHEN NEW.duration_ms < 1024 THEN (NEW.duration_ms >> 6) + 48
-            WHEN NEW.duration_ms < 2048 THEN (NEW.duration_ms >> 7) + 56
-            WHEN NEW.duration_ms < 4096 THEN (NEW.duration_ms >> 8) + 64
-            WHEN NEW.duration_ms < 8192 THEN (NEW.duration_ms >> 9) + 72
-            WHEN NEW.duration_ms < 16384 THEN (NEW.duration_ms >> 10) + 80
-            WHEN NEW.duration_ms < 32768 THEN (NEW.duration_ms >> 11) + 88
-            WHEN NEW.duration_ms < 65536 THEN (NEW.duration_ms >> 12) + 96
-            WHEN NEW.duration_ms < 131072 THEN (NEW.duration_ms >> 13) + 104
-            WHEN NEW.duration_ms < 262144 THEN (NEW.duration_ms >> 14) + 112
-            WHEN NEW.duration_ms < 524288 THEN (NEW.duration_ms >> 15) + 120
-            WHEN NEW.duration_ms < 1048576 THEN (NEW.duration_ms >> 16) + 128
-            WHEN NEW.duration_ms < 2097152 THEN (NEW.duration_ms >> 17) + 136
-            WHEN NEW.duration_ms < 4194304 THEN (NEW.duration_ms >> 18) + 144
-            WHEN NEW.duration_ms < 8388608 THEN (NEW.duration_ms >> 19) + 152
-            WHEN NEW.duration_ms < 16777216 THEN (NEW.duration_ms >> 20) + 160
-            WHEN NEW.duration_ms < 33554432 THEN (NEW.duration_ms >> 21) + 168
-            WHEN NEW.duration_ms < 67108864 THEN (NEW.duration_ms >> 22) + 176
-            WHEN NEW.duration_ms < 134217728 THEN (NEW.duration_ms >> 23) + 184
-            WHEN NEW.duration_ms < 268435456 THEN (NEW.duration_ms >> 24) + 192
-            WHEN NEW.duration_ms < 536870912 THEN (NEW.duration_ms >> 25) + 200
-            WHEN NEW.duration_ms < 1073741824 THEN (NEW.duration_ms >> 26) + 208
-            WHEN NEW.duration_ms < 2147483648 THEN (NEW.duration_ms >> 27) + 216
-            WHEN NEW.duration_ms < 4294967296 THEN (NEW.duration_ms >> 28) + 224 ELSE 240 END,
-        1
-    )
-    ON CONFLICT (day, endpoint, status_class, bucket) DO UPDATE SET n = n + 1;
-END;
 
 -- Explorer filters that would otherwise scan the table: one user's requests, newest first
 -- (SQLite indexes end with the rowid, so equality + ORDER BY id needs no sort).

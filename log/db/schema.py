@@ -1,4 +1,5 @@
-"""The log database's DDL: the tables (schema.sql) and the explorer's rollups (rollups.sql).
+"""The log database's DDL: the tables (schema.sql) and the explorer's rollups (rollups.sql), and
+the statements a write batch runs to keep those rollups (rollup_batch.sql).
 
 Both ship with the package and are applied together, idempotently, in ONE transaction
 (`apply_schema`): the rollups' backfill must see their tables empty or not at all. Hrana runs
@@ -6,7 +7,7 @@ one statement per Stmt, so the scripts are split here, by the one splitter of th
 
 Columns appended to a table after it first shipped (ADDED_COLUMNS) reach a database made before
 them by ALTER TABLE ... ADD COLUMN, in the same transaction, between the tables and the rollups
-(whose trigger, backfill and indexes read them). SQLite has no ADD COLUMN IF NOT EXISTS, so the
+(whose backfill and indexes read them). SQLite has no ADD COLUMN IF NOT EXISTS, so the
 columns present are read first (`pragma_table_info`, on `file:` and over Hrana alike) and only
 the missing ones are added.
 """
@@ -25,6 +26,7 @@ SCHEMA_PATH = HERE / "schema.sql"
 ROLLUPS_PATH = HERE / "rollups.sql"
 SCHEMA_SQL: str = SCHEMA_PATH.read_text(encoding="utf-8")
 ROLLUPS_SQL: str = ROLLUPS_PATH.read_text(encoding="utf-8")
+ROLLUP_BATCH_PATH = HERE / "rollup_batch.sql"
 
 # (table, column, SQL type) added after the table first shipped, oldest first: only ever append.
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (("api_logs", "route", "TEXT"),)
@@ -48,8 +50,12 @@ def split_statements(script: str) -> list[str]:
 
 TABLE_STATEMENTS: tuple[str, ...] = tuple(split_statements(SCHEMA_SQL))
 ROLLUP_STATEMENTS: tuple[str, ...] = tuple(split_statements(ROLLUPS_SQL))
-# Tables and indexes, then rollup tables, triggers and backfill.
+# Tables and indexes, then rollup tables, backfill and the staging table.
 STATEMENTS: tuple[str, ...] = TABLE_STATEMENTS + ROLLUP_STATEMENTS
+# A write batch of api_logs rows: STAGE_SQL (one JSON array of ids) before each INSERT chunk,
+# then COUNT_STAGED (the rollup upserts, then emptying the staging table) after the last one.
+STAGE_SQL, *_count_staged = split_statements(ROLLUP_BATCH_PATH.read_text(encoding="utf-8"))
+COUNT_STAGED: tuple[str, ...] = tuple(_count_staged)
 
 
 def missing_columns(present: Mapping[str, Collection[str]]) -> list[str]:

@@ -263,7 +263,8 @@ TRACE_STEPS_WHERE = "trace_id = ? ORDER BY created_at, execution_order, id"
 # Latency histogram ------------------------------------------------------------------------
 # Buckets: 0..15 ms exact, then 8 buckets per power of two (each at most 12.5% wide), up to
 # 2^32 ms; one overflow bucket above; -1 = no duration. The same function exists three times
-# and tests keep them equal: bucket_of (Python), bucket_sql (raw rows), log/db/rollups.sql (trigger).
+# and tests keep them equal: bucket_of (Python), bucket_sql (raw rows), log/db/rollups.sql (backfill)
+# and log/db/rollup_batch.sql (each write batch).
 
 MAX_EXP = 31
 OVERFLOW_BUCKET = 16 + 8 * (MAX_EXP - 3)  # 240: just above the last regular bucket

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from log.db.schema import ROLLUPS_PATH, SCHEMA_SQL as SCHEMA, split_statements as sql_statements
+from log.db.schema import COUNT_STAGED, ROLLUPS_PATH, STAGE_SQL, SCHEMA_SQL as SCHEMA, split_statements as sql_statements
 from log.explorer.queries import SNOWFLAKE_EPOCH_MS, UTC, stamp
 from tests.support.app import start_server, stop_server
 
@@ -28,10 +28,13 @@ def seed_log_db(path: Path) -> None:
     conn.execute("BEGIN")
     for statement in sql_statements(SCHEMA + ROLLUPS_PATH.read_text()):
         conn.execute(statement)
+    ids = []
     for i in range(6):
         at = now - dt.timedelta(minutes=30 - i)
         trace = FAILED_TRACE if i == 2 else f"eeeeeeee-0000-4000-8000-{i:012d}"
         row_id = ((math.floor(at.timestamp() * 1000) - SNOWFLAKE_EPOCH_MS) << 22) | i
+        ids.append(row_id)
+        conn.execute(STAGE_SQL, [f"[{row_id}]"])  # as the sink writes a batch: staged, inserted, counted
         conn.execute(
             "INSERT INTO api_logs (id, trace_id, method, endpoint, request_header, response_status, duration_ms,"
             " user_id, created_at) VALUES (?, ?, ?, ?, '{\"accept\":\"*/*\"}', ?, ?, '42', ?)",
@@ -46,6 +49,8 @@ def seed_log_db(path: Path) -> None:
                 (row_id + 1, trace, "IntegrityError: UNIQUE constraint failed",
                  "Traceback (most recent call last):\n  File \"store.py\"", stamp(at)),
             )
+    for statement in COUNT_STAGED:
+        conn.execute(statement)
     conn.execute("COMMIT")
     conn.close()
 

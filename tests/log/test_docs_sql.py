@@ -8,6 +8,7 @@ added to the page without a check here fails `test_every_recipe_is_checked`.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import sqlite3
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from log.db.schema import STATEMENTS
+from log.db.schema import COUNT_STAGED, STAGE_SQL, STATEMENTS
 
 ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 DOC = ROOT / "docs" / "tracing.md"
@@ -54,12 +55,15 @@ def db(tmp_path: Path) -> sqlite3.Connection:
         endpoint = "/items?q=lamp" if i == 0 else "/items"
         trace = OK_TRACE if i == 9 else f"t-{i}"
         api.append((10 + i, trace, "GET", endpoint, 200, 10 * (i + 1), "user-1", stamp(hour - i * dt.timedelta(minutes=1))))
+    conn.execute(STAGE_SQL, [json.dumps([a[0] for a in api])])  # one write batch, as the sink writes it
     conn.executemany(
         "INSERT INTO api_logs (id, trace_id, method, endpoint, request_header, request_body, response_status,"
         " response_body, duration_ms, ip_address, user_id, created_at)"
         " VALUES (?, ?, ?, ?, '{}', NULL, ?, NULL, ?, '127.0.0.1', ?, ?)",
         api,
     )
+    for sql in COUNT_STAGED:
+        conn.execute(sql)
     steps = [
         # id, trace_id, task, step, status, error, order, created_at
         (100, FAILED_TRACE, "Bulk_Import", "Validation", "START", None, 1, stamp(2 * hour - dt.timedelta(seconds=1))),

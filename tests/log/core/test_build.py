@@ -177,3 +177,47 @@ def test_content_type_is_read_from_raw_or_decoded_headers_last_one_wins() -> Non
     assert _content_type([(b"content-typex", b"text/html")]) is None
     assert _content_type([]) is None
 
+
+# Repeated inputs (one client's headers, a route's small body) are remembered: the rows must be
+# exactly those built from scratch, whatever came before, under each policy.
+header_sets = st.lists(
+    st.tuples(st.sampled_from([b"host", b"cookie", b"authorization", b"content-type", b"x-api-key", b"accept"]),
+              st.binary(max_size=12)),
+    max_size=4,
+)
+bodies = st.sampled_from([b"", b'{"ok":true}', b'{"password":"p"}', b"<html>x</html>", b"x" * 2000])
+
+
+@given(st.lists(st.tuples(header_sets, bodies, st.sampled_from([200, 404, 500]), st.booleans(),
+                          st.sampled_from([16384, 120])), max_size=12))
+def test_remembered_parts_give_the_rows_built_from_scratch(requests) -> None:
+    from log.core import build
+
+    strict = RedactionPolicy(key_patterns=("ok",))  # a second policy: "ok" is a secret there
+    for headers, body, status, use_strict, headers_cap in requests:
+        policy = strict if use_strict else POLICY
+        c = captured(request_headers=headers, request_body=b"", request_body_size=0, response_body=body,
+                     response_body_size=len(body), response_status=status,
+                     response_headers=[(b"content-type", b"application/json")])
+        got = build_api_log(c, row_id=1, policy=policy, body_cap=16384, headers_cap=headers_cap)
+        build._memo = build._Memo(None)  # forget everything: the row from scratch
+        assert got == build_api_log(c, row_id=1, policy=policy, body_cap=16384, headers_cap=headers_cap)
+
+
+def test_remembered_headers_stay_redacted_and_large_ones_are_not_kept() -> None:
+    from log.core import build
+
+    headers = [(b"authorization", b"Bearer secret"), (b"host", b"h")]
+    for _ in range(2):
+        row = build_api_log(captured(request_headers=headers), row_id=1, policy=POLICY, body_cap=16384)
+        assert "secret" not in row.request_header and REDACTED in row.request_header
+    big = [(b"x-big", b"v" * 5000)]
+    build_api_log(captured(request_headers=big), row_id=1, policy=POLICY, body_cap=16384)
+    kept = [raw for _cap, raw in build._memo.headers]
+    assert tuple(big) not in kept and tuple(headers) in kept
+
+
+def test_header_pairs_given_as_lists_are_built_without_the_memo() -> None:
+    headers = [[b"authorization", b"Bearer secret"], [b"host", b"h"]]  # any two-item iterable (ASGI)
+    row = build_api_log(captured(request_headers=headers), row_id=1, policy=POLICY, body_cap=16384)
+    assert row.request_header == '{"authorization":"[REDACTED]","host":"h"}'

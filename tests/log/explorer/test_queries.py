@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import random
 import sqlite3
@@ -13,7 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from log.db.schema import ROLLUPS_PATH, SCHEMA_SQL as SCHEMA, split_statements as sql_statements
+from log.db.schema import COUNT_STAGED, ROLLUP_BATCH_PATH, ROLLUPS_PATH, STAGE_SQL, SCHEMA_SQL as SCHEMA
+from log.db.schema import split_statements as sql_statements
 from log.explorer.queries import (
     chart_window,
     build_tail_query,
@@ -97,14 +99,17 @@ def make_rows(n: int, seed: int, span: dt.timedelta = dt.timedelta(days=9), firs
 
 
 def insert(conn: sqlite3.Connection, rows: list[dict], replay: bool = False) -> None:
+    """One write batch as the sink writes it: stage the new ids, insert, count them in the rollups."""
     cols = ["id", "trace_id", "method", "endpoint", "response_status", "duration_ms", "ip_address", "user_id", "created_at"]
-    verb = "INSERT" if not replay else "INSERT"
     tail = " ON CONFLICT(id) DO NOTHING" if replay else ""
     conn.execute("BEGIN")
+    conn.execute(STAGE_SQL, [json.dumps([r["id"] for r in rows])])
     conn.executemany(
-        f"{verb} INTO api_logs ({','.join(cols)}) VALUES ({','.join('?' * len(cols))}){tail}",
+        f"INSERT INTO api_logs ({','.join(cols)}) VALUES ({','.join('?' * len(cols))}){tail}",
         [[r[c] for c in cols] for r in rows],
     )
+    for s in COUNT_STAGED:
+        conn.execute(s)
     conn.execute("COMMIT")
 
 
@@ -304,10 +309,11 @@ def test_buckets_are_ordered_and_contiguous() -> None:
         assert lo1 <= hi1 and hi1 + 1 == lo2
 
 
-def test_trigger_uses_the_same_bucket_expression() -> None:
-    text = " ".join(ROLLUPS_PATH.read_text().split())
-    assert " ".join(bucket_sql("NEW.duration_ms").split()) in text
-    assert " ".join(bucket_sql("duration_ms").split()) in text  # the backfill
+def test_batch_rollups_and_backfill_use_the_same_bucket_expression() -> None:
+    backfill = " ".join(ROLLUPS_PATH.read_text().split())
+    batch = " ".join(ROLLUP_BATCH_PATH.read_text().split())
+    assert backfill.count(" ".join(bucket_sql("duration_ms").split())) == 2  # hour and day
+    assert batch.count(" ".join(bucket_sql("duration_ms").split())) == 1  # once per row, for both
 
 
 def exact_nearest_rank(values: list[int], p: float) -> int:
@@ -457,10 +463,14 @@ def test_any_custom_range_builds_queries_without_raising(a, b, with_oldest) -> N
 
 
 def test_sql_statements_keeps_trigger_bodies_whole() -> None:
-    statements = sql_statements(ROLLUPS_PATH.read_text())
+    script = "CREATE TABLE t (x);\nCREATE TRIGGER r AFTER INSERT ON t BEGIN\n  SELECT 1;\n  SELECT 2;\nEND;\n"
+    statements = sql_statements(script + ROLLUPS_PATH.read_text())
     trigger = [s for s in statements if s.startswith("CREATE TRIGGER")]
     assert len(trigger) == 3 and all(t.rstrip().endswith("END") for t in trigger)
     assert all(sqlite3.complete_statement(s + ";") for s in statements)
+    # The rollups are kept per batch; only the error signatures (5xx and FAILED rows) keep triggers.
+    names = sorted(s.split()[2] for s in sql_statements(ROLLUPS_PATH.read_text()) if s.startswith("CREATE TRIGGER"))
+    assert names == ["api_logs_error_signature", "task_progress_error_signature"]
 
 
 def test_the_live_tail_returns_matching_rows_newer_than_the_newest_shown(db) -> None:

@@ -248,3 +248,27 @@ async def test_sink_errors_are_sink_errors() -> None:
     with pytest.raises(SinkError) as unknown:
         await sink.write("nope", [api()])
     assert not unknown.value.retryable
+
+
+header_texts = st.one_of(
+    st.none(),
+    st.just("not json"),
+    st.dictionaries(st.sampled_from(["host", "user-agent", "x-forwarded-proto", "traceparent", "x-cloud-trace-context"]),
+                    st.text(max_size=60), max_size=4).map(json.dumps),
+    st.just(json.dumps({"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "host": "h"})),
+)
+odd_text = st.text(alphabet=st.sampled_from(["a", "\u2028", "\u2029", "\x85", "\n", "\ud800", '"', "é"]), max_size=6)
+
+
+@given(st.lists(st.tuples(header_texts, odd_text, st.booleans()), max_size=8))
+def test_a_batch_is_the_lines_of_its_rows_whatever_came_before(rows) -> None:
+    """encode_rows encodes a batch in one call and remembers each header text's facts: its bytes
+    must be encode_line's for each row's entry, built from scratch."""
+    from log.core import cloud_logging
+
+    batch = [api(id=i + 1, request_header=h, endpoint="/" + text) if is_api else task(id=i + 1, error_message=text)
+             for i, (h, text, is_api) in enumerate(rows)]
+    got = encode_rows(batch, project="p")
+    cloud_logging._facts.clear()
+    assert got == b"".join(encode_line(entry(r, project="p")) for r in batch)
+    assert got.count(b"\n") == len(batch)

@@ -15,7 +15,7 @@ from log.core.rows import ApiLog, TaskProgressLog, columns
 from log.sinks.base import SinkError, WriteResult
 from log.db.database import FileLogDatabase, HttpLogDatabase, LogDatabase, fetch_rows, open_log_database
 from log.sinks.turso_sink import TursoSink, classify, rows_json, write_statements
-from log.db.schema import split_statements
+from log.db.schema import COUNT_STAGED, split_statements
 from tests.support.hrana_server import HranaServer, Running, running
 
 TOKEN = "test-token-123"
@@ -155,11 +155,20 @@ def test_rows_json_refuses_what_json_would_change(change: dict[str, object]) -> 
 def test_one_json_argument_per_chunk_and_per_value_only_where_needed() -> None:
     rows = [api_log(i) for i in range(250)]
     rows[120] = api_log(120, endpoint="/nul\x00")
-    statements = write_statements("api_logs", rows)
+    plan = write_statements("api_logs", rows)
+    statements = plan.statements
     args_per_statement = [len(args) for _, args in statements]
-    # chunks of 100: the first and last as one JSON text each, the middle one value by value
-    assert args_per_statement == [1, 1, 100, 100 * len(columns(ApiLog)), 1, 1]
-    assert "json_each" in statements[1][0] and "json_each" not in statements[3][0]
+    # chunks of 100: the first and last as one JSON text each, the middle one value by value;
+    # before each insert the chunk's new ids are staged (one JSON array); the rollups at the end
+    assert args_per_statement == [1, 1, 1, 100, 1, 100 * len(columns(ApiLog)), 1, 1, 1, 0, 0, 0, 0, 0]
+    assert plan.selects == [0, 3, 6] and plan.inserts == [2, 5, 8]
+    assert "json_each" in statements[2][0] and "json_each" not in statements[5][0]
+    assert [sql for sql, _ in statements[9:]] == list(COUNT_STAGED)
+    # task steps have no rollups
+    step = TaskProgressLog(id=1, trace_id="t", task_name="T", step_name="s", status="START", input_data=None,
+                           output_data=None, error_message=None, stack_trace=None, execution_order=0,
+                           created_at="2026-01-01 00:00:00.000")
+    assert len(write_statements("task_progress_logs", [step]).statements) == 2
 
 
 @pytest.mark.anyio
