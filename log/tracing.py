@@ -257,7 +257,7 @@ class Tracing:
         if paths:
             found = await anyio.to_thread.run_sync(read_records, paths)
             ids = found.ids()
-            in_csv = await anyio.to_thread.run_sync(csv_ids, directory, min(ids)) if ids else {}
+            in_csv = await anyio.to_thread.run_sync(csv_ids, directory, ids)
             new = old = 0
             others = frozenset(s.name for s in self._built if s.name not in ("csv", "stdout"))
             for row_id, captured in found.answered.items():

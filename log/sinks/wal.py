@@ -25,6 +25,7 @@ already hold, so a row reaches the CSV once; the log database ignores ids it has
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import re
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from log.core.captured import Captured
+from log.core.csv_codec import row_decoder
 from log.core.ids import SEQUENCE_BITS, WORKER_BITS
 from log.core.rows import TABLES, TaskProgressLog
 from log.core.wal_codec import decode_frames, decode_record, encode_answered, encode_task
@@ -279,26 +281,34 @@ def read_records(paths: Iterable[Path]) -> Recovered:
     return out
 
 
-def csv_ids(log_dir: Path, lowest: int) -> dict[str, set[int]]:
-    """Per table, the ids at or above `lowest` - CSV_SCAN_MARGIN_IDS in the CSV files (every
-    worker suffix), read from the end of each file backwards until the ids are older than that."""
-    floor = lowest - CSV_SCAN_MARGIN_IDS
+def csv_ids(log_dir: Path, wanted: Iterable[int]) -> dict[str, set[int]]:
+    """Per table, which of the `wanted` ids the CSV files (every worker suffix) hold as a row a
+    reader decodes. Each file is read from its end backwards until the ids are older than the
+    lowest wanted one by CSV_SCAN_MARGIN_IDS; only lines of a wanted id are decoded."""
+    wanted = set(wanted)
     found: dict[str, set[int]] = {table: set() for table in TABLES}
-    if not log_dir.is_dir():
+    if not wanted or not log_dir.is_dir():
         return found
+    floor = min(wanted) - CSV_SCAN_MARGIN_IDS
     for table in TABLES:
         for files in csv_files(log_dir, table).values():
             for path in reversed(files):  # newest first
-                if _tail_ids(path, floor, found[table]):
+                if _tail_ids(path, table, floor, wanted, found[table]):
                     break
     return found
 
 
-def _tail_ids(path: Path, floor: int, into: set[int], block: int = 1 << 20) -> bool:
-    """Add the ids of `path`'s lines, last line first, until one is below `floor` (then True).
-    A row is one physical line whose first cell is its id; the header and a torn line are not."""
+def _tail_ids(path: Path, table: str, floor: int, wanted: set[int], into: set[int], block: int = 1 << 20) -> bool:
+    """Add the wanted ids of `path`'s rows, last line first, until an id is below `floor` (then
+    True). A row is one physical line whose first cell is its id; it counts when it decodes
+    (a line torn by a crash usually does not: readers skip it too)."""
     try:
         with path.open("rb") as f:
+            header = f.readline().decode("utf-8", "replace")
+            try:
+                decode = row_decoder(TABLES[table], next(csv.reader([header]), []))
+            except (ValueError, csv.Error):
+                return False
             pos = f.seek(0, os.SEEK_END)
             rest = b""
             while pos > 0:
@@ -309,11 +319,21 @@ def _tail_ids(path: Path, floor: int, into: set[int], block: int = 1 << 20) -> b
                 rest = lines.pop(0) if pos > 0 else b""
                 for line in reversed(lines):
                     head = line.split(b",", 1)[0]
-                    if head.isdigit():
-                        row_id = int(head)
-                        if row_id < floor:
-                            return True
+                    if not head.isdigit():
+                        continue
+                    row_id = int(head)
+                    if row_id < floor:
+                        return True
+                    if row_id in wanted and _decodes(decode, line):
                         into.add(row_id)
     except OSError as exc:
         logger.warning("could not read %s: %s", path.name, exc)
     return False
+
+
+def _decodes(decode: Callable[[list[str]], object], line: bytes) -> bool:
+    try:
+        decode(next(csv.reader([line.decode("utf-8", "replace")])))
+    except (ValueError, TypeError, csv.Error, StopIteration):
+        return False
+    return True
