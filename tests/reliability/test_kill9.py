@@ -6,6 +6,7 @@ and the task rows written before a kill are kept (the write-ahead record, log/si
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import io
 import random
@@ -15,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 
 from tests.support.reliability import Result, csv_rows, db_ids, run_load, scaled, signed_in, start_app, SCALE
@@ -32,27 +34,18 @@ def import_file(n: int, prefix: str) -> bytes:
     return buffer.getvalue().encode()
 
 
-async def load_then_kill(app, email: str, seconds: float) -> list[Result]:
-    """Fixed-rate load; SIGKILL after `seconds`; the requests that got their answer."""
+async def load_then_kill(app, email: str, seconds: float, *, imports: bool = False) -> tuple[list[Result], str, str]:
+    """Fixed-rate load; SIGKILL after `seconds`, or with `imports`, right after a short import
+    is answered while a long one runs. (the requests that got their answer, short, long trace ids)."""
     results: list[Result] = []
     killed: list[float] = []
+    short, long = str(uuid.uuid4()), str(uuid.uuid4())
 
-    async def kill() -> None:
-        await anyio.sleep(seconds)  # the random moment of the kill, on the load's schedule
+    def kill() -> None:
         app.process.send_signal(signal.SIGKILL)
         killed.append(time.monotonic())
 
     async with signed_in(app.url, email) as client:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(kill)
-            await run_load(client, rate=RATE, duration=seconds + 30, results=results, stop=lambda: bool(killed))
-    return [r for r in results if r.status is not None]
-
-
-async def import_then_kill(app) -> tuple[str, str]:
-    """A long import runs; a short one is answered; SIGKILL at once. (short, long) trace ids."""
-    short, long = str(uuid.uuid4()), str(uuid.uuid4())
-    async with signed_in(app.url, "importer@example.com") as client:
 
         async def upload(trace_id: str, data: bytes):
             return await client.post(
@@ -60,14 +53,26 @@ async def import_then_kill(app) -> tuple[str, str]:
                 headers=client.htmx(**{"X-Trace-ID": trace_id}),
             )
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(upload, long, import_file(40_000, "long"))
+        async def long_import() -> None:
+            with contextlib.suppress(httpx.HTTPError):  # cut by the kill
+                await upload(long, import_file(40_000, "long"))
+
+        async def kill_later() -> None:
+            if not imports:
+                await anyio.sleep(seconds)  # the random moment of the kill, on the load's schedule
+                kill()
+                return
+            tg.start_soon(long_import)
             response = await upload(short, import_file(2_000, "short"))
-            app.process.send_signal(signal.SIGKILL)  # right after the answer: rows still in memory
+            kill()  # right after the answer: its rows are still in memory
             assert response.status_code == 200, response.text[:300]
             assert response.headers["x-trace-id"] == short
-            tg.cancel_scope.cancel()
-    return short, long
+            results.append(Result(kind="import", started=0.0, status=200, trace_id=short))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(kill_later)
+            await run_load(client, rate=RATE, duration=seconds + 30, results=results, stop=lambda: bool(killed))
+    return [r for r in results if r.status is not None], short, long
 
 
 async def test_kill_9_under_load_and_during_an_import_loses_no_answered_request(tmp_path: Path) -> None:
@@ -78,21 +83,16 @@ async def test_kill_9_under_load_and_during_an_import_loses_no_answered_request(
     env = {"LOG_SINKS": "csv,turso", "LOG_DIR": str(log_dir), "IMPORT_THROTTLE_MS": "300"}
     answered: list[Result] = []
     recovered: list[dict] = []
-    for n in range(KILLS):
+    for n in range(KILLS):  # the last kill comes right after an import is answered
         app = start_app(data_dir, env)
         try:
             if n:
                 recovered.append(app.health()["logs"].get("wal", {}))
             moment = rng.uniform(0.3, scaled(2.0, minimum=1.0))
-            answered += await load_then_kill(app, f"load{n}@example.com", moment)
+            got, short, long = await load_then_kill(app, f"load{n}@example.com", moment, imports=n == KILLS - 1)
+            answered += got
         finally:
             app.stop(signal.SIGKILL)
-    app = start_app(data_dir, env)
-    try:
-        recovered.append(app.health()["logs"].get("wal", {}))
-        short, long = await import_then_kill(app)
-    finally:
-        app.stop(signal.SIGKILL)
     app = start_app(data_dir, env)  # recovers the last kill's record, then a clean stop
     recovered.append(app.health()["logs"].get("wal", {}))
     assert app.stop() in (0, -signal.SIGTERM)
@@ -100,12 +100,15 @@ async def test_kill_9_under_load_and_during_an_import_loses_no_answered_request(
 
     note = f"seed {seed}, recovered {recovered}"
     assert len(answered) >= KILLS * 5, (len(answered), note)
-    assert all(r.status == 200 and r.trace_id for r in answered), note
+    # Any answer counts (a create may meet a busy database under the import): each needs its row.
+    assert all(r.trace_id for r in answered), note
+    note += f", statuses {collections.Counter(r.status for r in answered)}"
     assert sum(w.get("rows_new", 0) for w in recovered) > 0, note  # the test did kill with rows in memory
     api = csv_rows(log_dir)
     csv_traces = collections.Counter(row.trace_id for row in api)
     db_traces = collections.Counter(db_ids(db_path, column="trace_id"))
-    wanted = [r.trace_id for r in answered] + [short]
+    wanted = [r.trace_id for r in answered]
+    assert short in wanted, note
     assert [t for t in wanted if csv_traces[t] != 1] == [], note
     assert [t for t in wanted if db_traces[t] != 1] == [], note
     csv_ids = [row.id for row in api]
