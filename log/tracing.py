@@ -248,9 +248,9 @@ class Tracing:
         directory = self.config.logs_path
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            ended = await self._ended_workers(directory)
+            wal = WriteAhead(directory, self.ids.worker_id)  # its lock first: then nobody claims its files
+            ended = await self._ended_by_lease(directory)
             paths = await anyio.to_thread.run_sync(claim, directory, self.ids.worker_id, ended.__contains__)
-            wal = WriteAhead(directory, self.ids.worker_id)
         except OSError as exc:
             logger.error("write-ahead record off: %s (rows still go to the sinks, in batches)", exc)
             return
@@ -291,8 +291,9 @@ class Tracing:
         self.fanout.emit(row)
         return new + 1, old
 
-    async def _ended_workers(self, directory: Path) -> set[int]:
-        """Worker ids whose files this process may recover: with one worker every file in
+    async def _ended_by_lease(self, directory: Path) -> set[int]:
+        """Worker ids whose files this process may recover where LOG_DIR has no file locks (with
+        locks, a free lock says so at once: log/sinks/wal.py): with one worker every file in
         LOG_DIR is of an earlier run; with several, those whose lease expired, or whose holder
         ran on this host and is gone (a process killed a moment ago holds its lease until ttl)."""
         owners = {owner for _, owner, _ in await anyio.to_thread.run_sync(wal_files, directory)}

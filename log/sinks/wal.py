@@ -15,17 +15,20 @@ fan-out's lanes is taken and the segment goes when the lanes have written up to 
 shutdown that wrote everything leaves no file. Past MAX_BYTES the oldest segments go anyway
 (counted: a sink that stays down must not fill the disk).
 
+Liveness: a writer holds an exclusive flock on LOG_DIR/wal.w<worker id>.lock for its life; the
+kernel lets it go the moment the process dies, kill -9 included (a worker-id lease waits out its
+ttl). Where the file system has no locks, the leases decide (Tracing passes `ended_by_lease`).
+
 Recovery (`claim` + `read_records`, called by Tracing.open): the files of processes that ended
-(with one worker: every file in LOG_DIR; with several: those whose worker-id lease expired, or
-whose holder was a process of this host that no longer runs) are renamed to this process's
-name (an atomic claim: two starting workers never take the same file) and read; the last
-record of an id wins, a torn tail is ignored. `csv_ids` says which of their ids the CSV files
+are renamed to this process's name (an atomic claim: two starting workers never take the same
+file) and read; the last record of an id wins, a torn tail is ignored. `csv_ids` says which of their ids the CSV files
 already hold, so a row reaches the CSV once; the log database ignores ids it has.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import logging
 import os
 import re
@@ -68,6 +71,31 @@ def wal_files(directory: Path) -> list[tuple[int, int, Path]]:
     return sorted(found)
 
 
+def lock_path(directory: Path, worker_id: int) -> Path:
+    return directory / f"wal.w{worker_id}.lock"
+
+
+_NO_LOCKS = -1  # the file system cannot lock
+
+
+def try_lock(path: Path) -> int | None:
+    """An fd holding the exclusive lock on `path`; None while a live process holds it;
+    _NO_LOCKS where locks are not supported."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError:
+        return _NO_LOCKS
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:
+        os.close(fd)
+        return _NO_LOCKS
+    return fd
+
+
 class _Segment:
     __slots__ = ("path", "seq", "fd", "size", "open", "opened_at", "mark")
 
@@ -91,6 +119,10 @@ class WriteAhead:
         self._current: _Segment | None = None
         self._pending: dict[int, _Segment] = {}  # answered row id -> segment of its first record
         self.c = dict.fromkeys(("records", "bytes", "segments_deleted", "segments_dropped", "write_errors"), 0)
+        self.closed = False
+        self._held = try_lock(lock_path(self.directory, worker_id))
+        if self._held is None:
+            logger.warning("another live process writes the write-ahead record of worker id %d", worker_id)
 
     # -- the request path ------------------------------------------------------------------
 
@@ -98,6 +130,8 @@ class WriteAhead:
         """One frame, one write (before the final response message is passed on)."""
         data = encode_answered(captured)
         with self._lock:
+            if self.closed:
+                return
             seg = self._write(data)
             if captured.row_id not in self._pending:
                 self._pending[captured.row_id] = seg
@@ -114,7 +148,8 @@ class WriteAhead:
         once every row it holds is in the fan-out."""
         data = encode_task(row)
         with self._lock:
-            self._write(data)
+            if not self.closed:
+                self._write(data)
             emit(row)
 
     def _write(self, data: bytes) -> _Segment:
@@ -204,6 +239,7 @@ class WriteAhead:
         """At shutdown: every file goes when the sinks wrote every row; otherwise they stay for
         the next start to recover."""
         with self._lock:
+            self.closed = True
             cur, self._current = self._current, None
             if cur is not None:
                 if cur.fd is not None:
@@ -213,6 +249,11 @@ class WriteAhead:
             if everything_written:
                 for seg in list(self._sealed):
                     self._delete(seg, "segments_deleted")
+            if self._held is not None and self._held != _NO_LOCKS:
+                if everything_written and not self._sealed:
+                    lock_path(self.directory, self.worker_id).unlink(missing_ok=True)
+                os.close(self._held)
+                self._held = None
 
     def stats(self) -> dict[str, int]:
         segments = [*self._sealed, *([self._current] if self._current is not None else [])]
@@ -222,24 +263,37 @@ class WriteAhead:
 # -- recovery -------------------------------------------------------------------------------------
 
 
-def claim(directory: Path, worker_id: int, ended: Callable[[int], bool]) -> list[Path]:
+def claim(directory: Path, worker_id: int, ended_by_lease: Callable[[int], bool]) -> list[Path]:
     """Rename the files of workers that ended (and this worker id's own, left by a process that
-    held it before) to this worker's name; the claimed paths, oldest first. A file another
-    starting process claimed first is skipped."""
-    claimed = []
+    held it before) to this worker's name; the claimed paths, oldest first. A worker ended when
+    its lock is free (held here while its files are renamed), or, where there are no locks, when
+    `ended_by_lease` says so. A file another starting process claimed first is skipped."""
+    owners: dict[int, list[tuple[int, Path]]] = {}
     for seq, owner, path in wal_files(directory):
-        if owner != worker_id and not ended(owner):
-            continue
-        target = directory / f"wal.w{worker_id}.{seq}.log"
-        if target != path:
-            try:
-                if target.exists():
-                    continue
-                os.rename(path, target)
-            except FileNotFoundError:  # claimed by another process first
-                continue
-        claimed.append(target)
-    return claimed
+        owners.setdefault(owner, []).append((seq, path))
+    claimed = []
+    for owner, files in owners.items():
+        held = None
+        if owner != worker_id:
+            held = try_lock(lock_path(directory, owner))
+            if held is None or (held == _NO_LOCKS and not ended_by_lease(owner)):
+                continue  # alive
+        try:
+            for seq, path in files:
+                target = directory / f"wal.w{worker_id}.{seq}.log"
+                if target != path:
+                    try:
+                        if target.exists():
+                            continue
+                        os.rename(path, target)
+                    except FileNotFoundError:  # claimed by another process first
+                        continue
+                claimed.append(target)
+        finally:
+            if held is not None and held != _NO_LOCKS:
+                lock_path(directory, owner).unlink(missing_ok=True)
+                os.close(held)
+    return sorted(claimed, key=lambda p: int(_NAME.match(p.name)["seq"]))  # type: ignore[index]
 
 
 class Recovered:

@@ -99,20 +99,26 @@ def test_the_oldest_segments_go_past_the_size_cap(tmp_path: Path) -> None:
 
 
 def test_claim_takes_ended_workers_files_once_and_the_last_record_of_an_id_wins(tmp_path: Path) -> None:
-    for worker in (1, 2):
-        wal = WriteAhead(tmp_path, worker)
-        wal.append_answered(captured(worker * 100))
-        wal.append_answered(captured(worker * 100, status=499))  # the outcome changed afterwards
-        wal.close(everything_written=False)
+    ended, alive = WriteAhead(tmp_path, 1), WriteAhead(tmp_path, 2)
+    for wal, row_id in ((ended, 100), (alive, 200)):
+        wal.append_answered(captured(row_id))
+        wal.append_answered(captured(row_id, status=499))  # the outcome changed afterwards
+    ended.close(everything_written=False)  # as a killed process: the kernel lets its lock go
     with (tmp_path / "wal.w1.1.log").open("wb") as f:  # a torn frame of an older segment
         f.write(b"\x10\x00\x00")
-    paths = claim(tmp_path, 7, lambda owner: owner == 1)
+    # Worker 2 still holds its lock: alive, whatever the leases say.
+    claimer = WriteAhead(tmp_path, 7)  # holds its lock before it claims: its files are never taken
+    paths = claim(tmp_path, 7, lambda owner: True)
     assert [p.name.split(".")[1] for p in paths] == ["w7", "w7"]
-    assert claim(tmp_path, 8, lambda owner: owner == 1) == []  # already claimed
+    assert claim(tmp_path, 8, lambda owner: True) == []  # already claimed, 2 still alive
     found = read_records(paths)
     assert {i: c.response_status for i, c in found.answered.items()} == {100: 499}
     assert found.torn_bytes == 3
     assert sorted(owner for _, owner, _ in wal_files(tmp_path)) == [2, 7, 7]
+    alive.close(everything_written=False)
+    claimer.close(everything_written=False)
+    # Both ended now (their locks are free): the leases are not asked where there are locks.
+    assert [p.name.split(".")[1] for p in claim(tmp_path, 8, lambda owner: False)] == ["w8"] * 3
 
 
 def test_csv_ids_finds_the_wanted_rows_in_each_files_tail_down_to_the_margin(tmp_path: Path) -> None:
