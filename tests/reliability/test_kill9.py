@@ -123,3 +123,5 @@ async def test_kill_9_under_load_and_during_an_import_loses_no_answered_request(
     assert any(row.trace_id == long and row.step_name == "Validation" for row in tasks), note
     assert "rows not written at shutdown" not in output, output[-2000:]
     assert list(log_dir.glob("wal.*")) == [], note  # everything written: no record left
+    print(f"kill -9 x{KILLS}: {len(answered)} answered requests, each once in CSV and DB; "
+          f"{len(api)} api rows, {len(tasks)} task rows; {note}")
