@@ -56,6 +56,7 @@ MAX_BYTES = 256 * 1024 * 1024
 CSV_SCAN_MARGIN_IDS = 600_000 << (WORKER_BITS + SEQUENCE_BITS)
 
 _NAME = re.compile(r"^wal\.w(?P<worker>\d+)\.(?P<seq>\d+)\.log$")
+_LOCK_NAME = re.compile(r"^wal\.w(?P<worker>\d+)\.lock$")
 Mark = Any  # the fan-out's opaque "written up to here" mark
 
 
@@ -271,6 +272,10 @@ def claim(directory: Path, worker_id: int, ended_by_lease: Callable[[int], bool]
     owners: dict[int, list[tuple[int, Path]]] = {}
     for seq, owner, path in wal_files(directory):
         owners.setdefault(owner, []).append((seq, path))
+    for entry in directory.glob("wal.w*.lock"):  # a killed process's lock file with no files left
+        m = _LOCK_NAME.match(entry.name)
+        if m and int(m["worker"]) != worker_id:
+            owners.setdefault(int(m["worker"]), [])
     claimed = []
     for owner, files in owners.items():
         held = None

@@ -119,6 +119,10 @@ def test_claim_takes_ended_workers_files_once_and_the_last_record_of_an_id_wins(
     claimer.close(everything_written=False)
     # Both ended now (their locks are free): the leases are not asked where there are locks.
     assert [p.name.split(".")[1] for p in claim(tmp_path, 8, lambda owner: False)] == ["w8"] * 3
+    assert list(tmp_path.glob("*.lock")) == []  # the ended writers' lock files went with their files
+    WriteAhead(tmp_path, 9).close(everything_written=False)  # killed before it wrote anything
+    assert len(claim(tmp_path, 8, lambda owner: False)) == 3  # its own, again: nothing else
+    assert list(tmp_path.glob("*.lock")) == []
 
 
 def test_csv_ids_finds_the_wanted_rows_in_each_files_tail_down_to_the_margin(tmp_path: Path) -> None:
