@@ -163,7 +163,8 @@ KILLED = textwrap.dedent("""
             user_id=None, trace_id=f"0f8fad5b-d9cb-469f-a165-{i:012d}", **more)
 
     async def main():
-        logs = Tracing(make_settings(Path(sys.argv[1]), log_sinks=("csv", "turso")).tracing)
+        settings = make_settings(Path(sys.argv[1]), log_sinks=("csv", "turso"), web_concurrency=int(sys.argv[2]))
+        logs = Tracing(settings.tracing)
         await logs.open()
         # Requests 0-2: answered and written to every sink before the kill.
         for i in range(3):
@@ -190,8 +191,13 @@ KILLED = textwrap.dedent("""
 
 
 @pytest.mark.anyio
-async def test_a_killed_process_rows_are_recovered_once_with_their_ids(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-c", KILLED, str(tmp_path)], cwd=ROOT, capture_output=True, timeout=60)
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_killed_process_rows_are_recovered_once_with_their_ids(tmp_path: Path, workers: int) -> None:
+    """With 2 workers the killed one's worker-id lease is still held (60 s): its free lock says
+    it ended, and its rows are in its own CSV files (.w0), not the recovering worker's."""
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED, str(tmp_path), str(workers)], cwd=ROOT, capture_output=True, timeout=60
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
     logs_dir, db = tmp_path / "logs", tmp_path / "logs.db"
     assert {r.trace_id[-1] for r in read_rows(logs_dir, "api_logs")} == {"0", "1", "2"}
@@ -199,7 +205,7 @@ async def test_a_killed_process_rows_are_recovered_once_with_their_ids(tmp_path:
     expected_ids = sorted([*recorded.answered, recorded.answered[max(recorded.answered)].crash_id])
     assert len(expected_ids) == 8  # 7 requests, 1 crash row
 
-    settings = make_settings(tmp_path, log_sinks=("csv", "turso"))
+    settings = make_settings(tmp_path, log_sinks=("csv", "turso"), web_concurrency=workers)
     for start in range(2):  # recovery, then a start with nothing left to recover
         logs = Tracing(settings.tracing)
         await logs.open()
