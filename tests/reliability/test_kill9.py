@@ -9,6 +9,7 @@ import collections
 import contextlib
 import csv
 import io
+import os
 import random
 import signal
 import time
@@ -19,7 +20,7 @@ import anyio
 import httpx
 import pytest
 
-from tests.support.reliability import Result, csv_rows, db_ids, run_load, scaled, signed_in, start_app, SCALE
+from tests.support.reliability import Result, async_wait_for, csv_rows, db_ids, run_load, scaled, signed_in, start_app, SCALE
 
 pytestmark = [pytest.mark.reliability, pytest.mark.anyio]
 
@@ -125,3 +126,64 @@ async def test_kill_9_under_load_and_during_an_import_loses_no_answered_request(
     assert list(log_dir.glob("wal.*")) == [], note  # everything written: no record left
     print(f"kill -9 x{KILLS}: {len(answered)} answered requests, each once in CSV and DB; "
           f"{len(api)} api rows, {len(tasks)} task rows; {note}")
+
+
+def children(pid: int) -> list[int]:
+    """uvicorn's worker processes (not multiprocessing's resource tracker)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    found = []
+    for child in path.read_text().split() if path.exists() else []:
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+        except OSError:  # ended meanwhile
+            continue
+    return found
+
+
+async def test_kill_9_of_one_worker_of_two_its_restarted_successor_recovers_its_rows(tmp_path: Path) -> None:
+    """uvicorn --workers 2: one worker killed under load is restarted by uvicorn; the new worker
+    takes another worker id (the killed one's lease is held for a minute) and recovers the killed
+    one's record at once (its lock is free). Every answered request's row, once, in both sinks."""
+    log_dir, data_dir = tmp_path / "logs", tmp_path / "data"
+    db_path = data_dir / "logs.db"
+    env = {"LOG_SINKS": "csv,turso", "LOG_DIR": str(log_dir), "WEB_CONCURRENCY": "2"}
+    app = start_app(data_dir, env, args=("--workers", "2"))
+    results: list[Result] = []
+    moment = random.uniform(0.5, scaled(1.5, minimum=1.0))
+    try:
+        workers = children(app.process.pid)
+        assert len(workers) == 2, workers
+        victim = random.choice(workers)
+        events: list[float] = []
+
+        async def kill_one() -> None:
+            await anyio.sleep(moment)  # the random moment of the kill, on the load's schedule
+            os.kill(victim, signal.SIGKILL)
+            events.append(time.monotonic())
+            # Load goes on until uvicorn has started a new worker and it has recovered the record.
+            await async_wait_for(lambda: len(set(children(app.process.pid)) - set(workers)) == 1, 30, "a new worker")
+            await async_wait_for(lambda: not list(log_dir.glob(f"wal.w*.log")) or _recovered(app), 30, "the recovery")
+            events.append(time.monotonic())
+
+        async with signed_in(app.url, "two@example.com") as client:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(kill_one)
+                await run_load(client, rate=RATE, duration=moment + 60, results=results,
+                               stop=lambda: len(events) == 2 and time.monotonic() > events[1] + 0.5)
+    finally:
+        code = app.stop()
+    output = app.output()
+    assert code in (0, -signal.SIGTERM), output[-2000:]
+    answered = [r for r in results if r.status is not None]
+    assert len(answered) >= RATE * moment * 0.5, len(answered)
+    csv_traces = collections.Counter(row.trace_id for row in csv_rows(log_dir))
+    db_traces = collections.Counter(db_ids(db_path, column="trace_id"))
+    assert [r.trace_id for r in answered if csv_traces[r.trace_id] != 1] == [], output[-3000:]
+    assert [r.trace_id for r in answered if db_traces[r.trace_id] != 1] == [], output[-3000:]
+    assert "recovered" in output, output[-3000:]  # the new worker said what it recovered
+    assert list(log_dir.glob("wal.*.log")) == []
+
+
+def _recovered(app) -> bool:
+    return "recovered" in app.output()
