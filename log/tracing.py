@@ -104,6 +104,7 @@ class Tracing:
         self._closing = False
         self._schema_ready = False
         self.wal: WriteAhead | None = None
+        self._wal_failing = False
         self._checkpoints: asyncio.Task[None] | None = None
         self.recovered: dict[str, int] = {}
         # The capture layer calls `ahead` only where a local disk keeps the record (the CSV sink).
@@ -131,9 +132,10 @@ class Tracing:
             if captured.exception is not None and not captured.crash_id:
                 captured.crash_id = self.next_id()
             wal.append_answered(captured)
-        except Exception:  # a logging failure must never fail the request
-            self.record_errors += 1
-            logger.exception("could not write the write-ahead record")
+        except Exception as exc:  # a logging failure must never fail the request
+            self._wal_failed(exc)
+        else:
+            self._wal_failing = False
 
     def _emit_task(self, row: LogRow) -> None:
         """A task row: into the write-ahead record, then to the sinks."""
@@ -143,10 +145,19 @@ class Tracing:
             return
         try:
             wal.append_task(row, self.emit)
-        except OSError:
-            self.record_errors += 1
-            logger.exception("could not write the write-ahead record")
+        except Exception as exc:
+            self._wal_failed(exc)
             self.emit(row)
+        else:
+            self._wal_failing = False
+
+    def _wal_failed(self, exc: Exception) -> None:
+        """Counted each time, said once per failure streak (a full disk fails every request)."""
+        self.record_errors += 1
+        if not self._wal_failing:
+            self._wal_failing = True
+            logger.error("could not write the write-ahead record (%s: %s); rows still go to the sinks, "
+                         "but a crash now would lose the ones in memory", type(exc).__name__, exc)
 
     def record(self, captured: Captured) -> None:
         """The capture layer's callback: one ApiLog (+ a FAILED task row for a crash).
