@@ -98,10 +98,11 @@ def try_lock(path: Path) -> int | None:
 
 
 class _Segment:
-    __slots__ = ("path", "seq", "fd", "size", "open", "opened_at", "mark")
+    __slots__ = ("path", "seq", "fd", "size", "records", "open", "opened_at", "mark")
 
     def __init__(self, path: Path, seq: int, fd: int | None, size: int, opened_at: float) -> None:
         self.path, self.seq, self.fd, self.size = path, seq, fd, size
+        self.records = 0
         self.open = 0  # answered records not yet handed to the fan-out
         self.opened_at = opened_at
         self.mark: Mark = None
@@ -120,6 +121,7 @@ class WriteAhead:
         self._current: _Segment | None = None
         self._pending: dict[int, _Segment] = {}  # answered row id -> segment of its first record
         self.c = dict.fromkeys(("records", "bytes", "segments_deleted", "segments_dropped", "write_errors"), 0)
+        self._gone_records = self._gone_bytes = 0  # of segments no longer held
         self.closed = False
         self._held = try_lock(lock_path(self.directory, worker_id))
         if self._held is None:
@@ -155,18 +157,17 @@ class WriteAhead:
 
     def _write(self, data: bytes) -> _Segment:
         seg = self._current
-        if seg is None or seg.size + len(data) > self.segment_bytes and seg.size:
+        size = len(data)
+        if seg is None or (seg.size + size > self.segment_bytes and seg.size):
             seg = self._new_segment()
-        assert seg.fd is not None
         try:
-            written = os.write(seg.fd, data)
+            written = os.write(seg.fd, data)  # type: ignore[arg-type]
         except OSError:
             self.c["write_errors"] += 1
             raise
         seg.size += written
-        self.c["records"] += 1
-        self.c["bytes"] += written
-        if written != len(data):  # disk full: a torn frame; the next record starts a new file
+        seg.records += 1
+        if written != size:  # disk full: a torn frame; the next record starts a new file
             self.c["write_errors"] += 1
             self._new_segment()
         return seg
@@ -228,6 +229,8 @@ class WriteAhead:
 
     def _delete(self, seg: _Segment, counter: str) -> None:
         self._sealed.remove(seg)
+        self._gone_records += seg.records
+        self._gone_bytes += seg.size
         for row_id in [i for i, s in self._pending.items() if s is seg]:
             del self._pending[row_id]
         try:
@@ -258,7 +261,11 @@ class WriteAhead:
 
     def stats(self) -> dict[str, int]:
         segments = [*self._sealed, *([self._current] if self._current is not None else [])]
-        return {**self.c, "segments": len(segments), "size": sum(s.size for s in segments)}
+        size = sum(s.size for s in segments)
+        return {
+            **self.c, "records": self._gone_records + sum(s.records for s in segments),
+            "bytes": self._gone_bytes + size, "segments": len(segments), "size": size,
+        }
 
 
 # -- recovery -------------------------------------------------------------------------------------
