@@ -162,7 +162,8 @@ class Tracing:
     def record(self, captured: Captured) -> None:
         """The capture layer's callback: one ApiLog (+ a FAILED task row for a crash).
 
-        Only the id is taken here (so ids follow request order and time); the rows are built a
+        Only the id is taken here, unless `ahead` took it when the response completed (so ids
+        follow request order and time); the rows are built a
         few dozen at a time, BUILD_DELAY later or as soon as BUILD_BATCH requests are waiting:
         built one per request, between two responses, the builder's code and data would be
         cold in the CPU caches every time (BENCHMARKS.md has the numbers).
