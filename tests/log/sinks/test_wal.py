@@ -226,3 +226,25 @@ async def test_a_killed_process_rows_are_recovered_once_with_their_ids(tmp_path:
         assert len({i for i, _ in tasks}) == 3 and sorted(i for i, _ in tasks) == sorted(db_ids(db, "task_progress_logs"))
         crash = recorded.answered[max(recorded.answered)].crash_id
         assert crash in {i for i, _ in tasks}
+
+
+@pytest.mark.anyio
+async def test_a_running_process_deletes_its_record_once_every_sink_wrote_the_rows(tmp_path: Path) -> None:
+    from tests.support.reliability import async_wait_for
+
+    logs = Tracing(make_settings(tmp_path, log_sinks=("csv", "turso")).tracing)
+    await logs.open()
+    try:
+        for i in range(5):
+            c = captured(0, received_at=1_796_000_000.5 + i)
+            logs.ahead(c)
+            logs.record(c)
+        logs.task("0f8fad5b-d9cb-469f-a165-000000000001", "Bulk_Import").record("Commit", "SUCCESS")
+        assert len(wal_files(tmp_path / "logs")) == 1
+        assert logs.stats()["wal"]["records"] == 6
+        # Sealed after SEGMENT_SECONDS, deleted at a checkpoint once CSV and the log DB have the rows.
+        await async_wait_for(lambda: not wal_files(tmp_path / "logs"), 15, "the record to be deleted")
+        assert len(db_ids(tmp_path / "logs.db")) == 5 and len(list(read_rows(tmp_path / "logs", "api_logs"))) == 5
+        assert logs.stats()["wal"]["segments_deleted"] == 1
+    finally:
+        await logs.aclose()
