@@ -54,6 +54,7 @@ TRACING_FIELDS = {
     "log_redact_extra": "redact_extra",
     "log_flush": "flush",
     "web_concurrency": "workers",
+    "log_wal": "write_ahead",
     "trusted_proxy": "trusted_proxy",
     "cloud_project": "cloud_project",
     "log_retention_days": "retention_days",
@@ -88,6 +89,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_retention_days: int = 30  # 0 keeps every log row
     log_rollup_retention_days: int = 400
     web_concurrency: int = 1
+    log_wal: bool = True  # the write-ahead record of answered requests (docs/tracing.md, Durability)
     template_reload: bool = False
     # Cloud Run with a file: log database: the operator accepted logs per instance (LOG_DB_EPHEMERAL).
     log_db_ephemeral: bool = False

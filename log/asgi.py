@@ -137,7 +137,7 @@ class _Exchange:
 
     __slots__ = ("cap", "response_cap", "request_body", "request_size", "response_body", "response_size", "status",
                  "raw_response_headers", "started", "complete", "disconnected", "expect_trailers",
-                 "completed_at")
+                 "completed_at", "error", "ahead")
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
@@ -153,6 +153,8 @@ class _Exchange:
         self.disconnected = False
         self.expect_trailers = False
         self.completed_at: float | None = None
+        self.error: BaseException | None = None  # the app's, known before a crash page is sent
+        self.ahead: Captured | None = None  # what the write-ahead record holds (see `ahead`)
 
 
 def _kept(kept: bytes | bytearray, chunk: bytes, cap: int) -> bytes | bytearray:
@@ -203,6 +205,7 @@ class RequestLogMiddleware:
         user_id_of: Callable[[Scope], str | None] = _no_user,
         size_only: Callable[[int, str | None], bool] | None = None,
         on_crash: ASGIApp | None = None,
+        ahead: Callable[[Captured], None] | None = None,
         clock: Callable[[], float] = time.time,
         perf: Callable[[], float] = time.perf_counter,
         new_uuid: Callable[[], str] = uuid4_text,
@@ -219,6 +222,12 @@ class RequestLogMiddleware:
         # batch is built.
         self.size_only = size_only
         self.on_crash = on_crash
+        # The write-ahead hook: called with the exchange's Captured just before the final
+        # response message is passed on (so the row is on disk before the client has its
+        # answer); it may give the Captured its row ids. record() then gets the same object,
+        # or, when the outcome changed after that (client gone, an error in a background
+        # task), a new one carrying the same ids, handed to ahead() again first.
+        self.ahead = ahead
         self.clock = clock
         self.perf = perf
         self.new_uuid = new_uuid
@@ -288,6 +297,8 @@ class RequestLogMiddleware:
                 ex.response_body = _kept(ex.response_body, chunk, ex.response_cap)
                 if not message.get("more_body", False) and not ex.expect_trailers:
                     self._complete(ex)
+                    if self.ahead is not None:
+                        self._write_ahead(scope, ex, raw_headers, trace_id, received_at, t0, root_path)
             elif kind == "http.response.start":
                 headers = _with_trace_header(message.get("headers", ()), trace_value)
                 message = {**message, "headers": headers}
@@ -296,10 +307,12 @@ class RequestLogMiddleware:
                 if self.size_only is not None and self.size_only(ex.status, content_type_of(headers)):
                     ex.response_cap = 0
                 ex.expect_trailers = bool(message.get("trailers", False))
-            elif kind == "http.response.trailers" and not message.get("more_trailers", False):
+            elif (kind == "http.response.trailers" and not message.get("more_trailers", False)) or (
+                kind == "http.response.pathsend"
+            ):
                 self._complete(ex)
-            elif kind == "http.response.pathsend":
-                self._complete(ex)
+                if self.ahead is not None:
+                    self._write_ahead(scope, ex, raw_headers, trace_id, received_at, t0, root_path)
             try:
                 await send(message)
             except _DISCONNECTS:
@@ -323,6 +336,7 @@ class RequestLogMiddleware:
             elif ex.started:
                 raise
             else:
+                ex.error = error  # the crash page's write-ahead record carries it
                 await self._send_500(scope, receive, send_wrapper, ex)
         except BaseException as exc:  # cancelled by the server: still one record, then propagate
             error = exc
@@ -371,6 +385,18 @@ class RequestLogMiddleware:
             return 500  # includes responses that started but were cut short by the error
         return ex.status if ex.status is not None else 500
 
+    def _write_ahead(
+        self, scope: Scope, ex: _Exchange, raw_headers: Sequence[tuple[bytes, bytes]], trace_id: str,
+        received_at: float, t0: float, root_path: str,
+    ) -> None:
+        assert self.ahead is not None
+        try:
+            ex.ahead = self._captured(scope, ex, ex.error, raw_headers, trace_id, received_at, t0, root_path)
+            self.ahead(ex.ahead)
+        except Exception:  # the response goes out anyway; the row still comes at the end
+            self.record_errors += 1
+            ex.ahead = None
+
     def _record(
         self,
         scope: Scope,
@@ -382,6 +408,36 @@ class RequestLogMiddleware:
         t0: float,
         root_path: str,
     ) -> None:
+        early = ex.ahead
+        if early is not None and error is ex.error and not ex.disconnected:
+            captured = early  # nothing changed since the write-ahead record
+        else:
+            try:
+                captured = self._captured(scope, ex, error, raw_headers, trace_id, received_at, t0, root_path)
+                if early is not None and self.ahead is not None:
+                    captured.row_id, captured.crash_id = early.row_id, early.crash_id
+                    self.ahead(captured)  # the record follows the outcome: the last one of an id wins
+            except Exception:
+                self.record_errors += 1
+                if early is None:
+                    return
+                captured = early
+        try:
+            self.record(captured)
+        except Exception:
+            self.record_errors += 1
+
+    def _captured(
+        self,
+        scope: Scope,
+        ex: _Exchange,
+        error: BaseException | None,
+        raw_headers: Sequence[tuple[bytes, bytes]],
+        trace_id: str,
+        received_at: float,
+        t0: float,
+        root_path: str,
+    ) -> Captured:
         # Duration is what the client waited for: until the last byte was handed to the server
         # (background tasks that run after that are not counted).
         end = ex.completed_at if ex.completed_at is not None and not ex.disconnected else self.perf()
@@ -394,7 +450,7 @@ class RequestLogMiddleware:
         if error is not None:
             exception = f"{type(error).__name__}: {error}"
             stack = "".join(traceback.format_exception(error))
-        captured = Captured(
+        return Captured(
             received_at=received_at,
             duration_ms=max(0, round((end - t0) * 1000)),
             method=scope.get("method", ""),
@@ -417,10 +473,6 @@ class RequestLogMiddleware:
             stack_trace=stack,
             route=route_template(scope, root_path),
         )
-        try:
-            self.record(captured)
-        except Exception:
-            self.record_errors += 1
 
 
 class TracingMiddleware(RequestLogMiddleware):
@@ -452,6 +504,7 @@ class TracingMiddleware(RequestLogMiddleware):
             user_id_of=user_id_of,
             size_only=functools.partial(summarised_page, html_mode=config.html_bodies),
             on_crash=on_crash,
+            ahead=tracing.ahead if tracing.writes_ahead else None,
         )
         # LOG_FLUSH=request: where the CPU is throttled between requests (Cloud Run's
         # request-based billing) a background writer stalls, so due batches are written at

@@ -21,6 +21,7 @@ package's environment variables for apps that have no settings layer of their ow
 | LOG_REDACT_EXTRA | redact_extra | none |
 | LOG_FLUSH | flush | `background` |
 | WEB_CONCURRENCY | workers | 1 |
+| LOG_WAL | write_ahead | on (used only with the csv sink) |
 | TRUST_PROXY | trusted_proxy | true when K_SERVICE is set |
 | GOOGLE_CLOUD_PROJECT | cloud_project | none |
 | LOG_RETENTION_DAYS | retention_days | 30 (0: keep everything) |
@@ -84,6 +85,10 @@ class TracingConfig(msgspec.Struct, frozen=True, kw_only=True):
     redact_extra: tuple[str, ...] = ()  # more key regexes to scrub, on top of the defaults
     flush: str = "background"
     workers: int = 1
+    # The write-ahead record (log/sinks/wal.py): an answered request's row is in LOG_DIR before
+    # its response is passed on, recovered at the next start. Only with the "csv" sink (a
+    # local disk that outlives the process).
+    write_ahead: bool = True
     trusted_proxy: bool = False
     cloud_project: str | None = None
     # Shutdown: how long the sinks get to write what is queued.
@@ -140,6 +145,7 @@ class TracingConfig(msgspec.Struct, frozen=True, kw_only=True):
             "redact_extra": _patterns("LOG_REDACT_EXTRA", get("LOG_REDACT_EXTRA", "")),
             "flush": get("LOG_FLUSH", "") or "background",
             "workers": _int("WEB_CONCURRENCY", get("WEB_CONCURRENCY", ""), 1),
+            "write_ahead": parse_bool("LOG_WAL", get("LOG_WAL", ""), True),
             "trusted_proxy": parse_bool("TRUST_PROXY", get("TRUST_PROXY", ""), cloud_run),
             "cloud_project": get("GOOGLE_CLOUD_PROJECT", "") or None,
             "retention_days": _int("LOG_RETENTION_DAYS", get("LOG_RETENTION_DAYS", ""), 30),

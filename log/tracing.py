@@ -20,6 +20,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -34,15 +35,16 @@ from log.db.errors import LogDatabaseError
 from log.core.ids import SnowflakeIds
 from log.core.redact import RedactionPolicy
 from log.sinks.replay import AutoReplay
-from log.core.rows import LogRow
+from log.core.rows import ApiLog, LogRow, TaskProgressLog
 from log.sinks.base import Sink
 from log.sinks.stdout_sink import StdoutSink
 from log.tasks import TaskTracker
 from log.db.database import LogDatabase, open_log_database
 from log.db.schema import apply_schema
 from log.sinks.turso_sink import TursoSink
+from log.sinks.wal import WriteAhead, claim, csv_ids, read_records, wal_files
 from log.db.interrupted import close_interrupted
-from log.db.lease import WorkerLease, acquire_worker_id, keep_renewed, release_worker_id
+from log.db.lease import WorkerLease, acquire_worker_id, keep_renewed, release_worker_id, worker_leases
 from log.config import TracingConfig
 from log.core.retention import keep_from
 from log.explorer.reader import LogReader
@@ -55,10 +57,25 @@ LEASE_TTL, LEASE_RENEW = 60.0, 15.0
 # Request rows are built in small batches (see Tracing.record): at most this many requests
 # or this many seconds after the first of them, well inside the sinks' 200 ms batching.
 BUILD_BATCH, BUILD_DELAY = 64, 0.05
+WAL_CHECKPOINT = 0.25  # seconds between write-ahead checkpoints (seal a segment, delete written ones)
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _gone(holder: str, host: str) -> bool:
+    """A lease holder ("host:pid:uuid") that was a process of this host which no longer runs."""
+    parts = holder.split(":")
+    if len(parts) < 3 or parts[0] != host or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return int(parts[1]) == os.getpid()  # our own pid: a leftover of an earlier process with the same pid
 
 
 class Tracing:
@@ -86,6 +103,12 @@ class Tracing:
         self._build_timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._schema_ready = False
+        self.wal: WriteAhead | None = None
+        self._wal_failing = False
+        self._checkpoints: asyncio.Task[None] | None = None
+        self.recovered: dict[str, int] = {}
+        # The capture layer calls `ahead` only where a local disk keeps the record (the CSV sink).
+        self.writes_ahead = config.enabled and config.write_ahead and "csv" in config.sinks
 
     # called from the request path: must be cheap and never raise ------------------------
     def next_id(self) -> int:
@@ -95,10 +118,52 @@ class Tracing:
         if self.fanout is not None:
             self.fanout.emit(row)
 
+    def ahead(self, captured: Captured) -> None:
+        """The capture layer's write-ahead hook, called just before the final response message
+        is passed on: the row ids are taken now and the request's record is written to disk
+        (one write, no fsync: log/sinks/wal.py). Called again with the same ids when the
+        outcome changes afterwards; the last record of an id wins."""
+        wal = self.wal
+        if wal is None:
+            return
+        try:
+            if not captured.row_id:
+                captured.row_id = self.next_id()
+            if captured.exception is not None and not captured.crash_id:
+                captured.crash_id = self.next_id()
+            wal.append_answered(captured)
+        except Exception as exc:  # a logging failure must never fail the request
+            self._wal_failed(exc)
+        else:
+            self._wal_failing = False
+
+    def _emit_task(self, row: LogRow) -> None:
+        """A task row: into the write-ahead record, then to the sinks."""
+        wal = self.wal
+        if wal is None or not isinstance(row, TaskProgressLog):
+            self.emit(row)
+            return
+        try:
+            wal.append_task(row, self.emit)
+        except Exception as exc:
+            self._wal_failed(exc)
+            self.emit(row)
+        else:
+            self._wal_failing = False
+
+    def _wal_failed(self, exc: Exception) -> None:
+        """Counted each time, said once per failure streak (a full disk fails every request)."""
+        self.record_errors += 1
+        if not self._wal_failing:
+            self._wal_failing = True
+            logger.error("could not write the write-ahead record (%s: %s); rows still go to the sinks, "
+                         "but a crash now would lose the ones in memory", type(exc).__name__, exc)
+
     def record(self, captured: Captured) -> None:
         """The capture layer's callback: one ApiLog (+ a FAILED task row for a crash).
 
-        Only the id is taken here (so ids follow request order and time); the rows are built a
+        Only the id is taken here, unless `ahead` took it when the response completed (so ids
+        follow request order and time); the rows are built a
         few dozen at a time, BUILD_DELAY later or as soon as BUILD_BATCH requests are waiting:
         built one per request, between two responses, the builder's code and data would be
         cold in the CPU caches every time (BENCHMARKS.md has the numbers).
@@ -106,7 +171,7 @@ class Tracing:
         if self.fanout is None:
             return
         try:
-            self._captured.append((self.next_id(), captured))
+            self._captured.append((captured.row_id or self.next_id(), captured))
             if len(self._captured) >= BUILD_BATCH or self._closing:
                 self.build_pending()
             elif self._build_timer is None and self.config.flush != "request":
@@ -121,25 +186,34 @@ class Tracing:
             self._build_timer.cancel()
             self._build_timer = None
         pending, self._captured = self._captured, []
-        c = self.config
+        wal = self.wal
         for row_id, captured in pending:
             try:
-                if c.no_response_body_prefixes and captured.path.startswith(c.no_response_body_prefixes):
-                    captured = msgspec.structs.replace(captured, response_body=b"", response_body_size=0)
-                self.emit(
-                    build_api_log(
-                        captured, row_id=row_id, policy=self.policy,
-                        body_cap=c.body_max_bytes, html_mode=c.html_bodies,  # type: ignore[arg-type]
-                        headers_cap=c.headers_max_bytes,
-                    )
-                )
-                if captured.exception is not None:  # an id only when there is a crash row to give it
-                    crash = build_exception_row(captured, row_id=self.next_id(), policy=self.policy)
-                    if crash is not None:
-                        self.emit(crash)
+                for row in self._rows_of(row_id, captured):
+                    self.emit(row)
             except Exception:  # one bad row must not cost the others theirs
                 self.record_errors += 1
                 logger.exception("could not build a log row")
+            if wal is not None and captured.row_id:
+                wal.release(captured.row_id)
+
+    def _rows_of(self, row_id: int, captured: Captured) -> list[LogRow]:
+        """The ApiLog row of a request, and the FAILED task row of its crash if it had one."""
+        c = self.config
+        if c.no_response_body_prefixes and captured.path.startswith(c.no_response_body_prefixes):
+            captured = msgspec.structs.replace(captured, response_body=b"", response_body_size=0)
+        rows: list[LogRow] = [
+            build_api_log(
+                captured, row_id=row_id, policy=self.policy,
+                body_cap=c.body_max_bytes, html_mode=c.html_bodies,  # type: ignore[arg-type]
+                headers_cap=c.headers_max_bytes,
+            )
+        ]
+        if captured.exception is not None:  # an id only when there is a crash row to give it
+            crash = build_exception_row(captured, row_id=captured.crash_id or self.next_id(), policy=self.policy)
+            if crash is not None:
+                rows.append(crash)
+        return rows
 
     # lifespan ------------------------------------------------------------------------------
     async def open(self, http: httpx.AsyncClient | None = None) -> None:
@@ -167,12 +241,106 @@ class Tracing:
             durable="csv",
             report=lambda message: logger.warning("%s", message),
         )
+        if self.writes_ahead:
+            await self._open_write_ahead()
         if c.flush != "request":
             await self.fanout.start()
             self._start_replay()
+            if self.wal is not None:
+                self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="log-wal-checkpoint")
         if self.lease is not None and "turso" in c.sinks:
             await self._close_interrupted()
         self._start_pruner(http)
+
+    # the write-ahead record -----------------------------------------------------------------
+    async def _open_write_ahead(self) -> None:
+        """Recover the records of processes that ended (log/sinks/wal.py), then start this
+        process's own. Rows the CSV files lack go to every sink; rows they hold, to the others
+        (the log database ignores ids it has)."""
+        assert self.fanout is not None
+        directory = self.config.logs_path
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            wal = WriteAhead(directory, self.ids.worker_id)  # its lock first: then nobody claims its files
+            ended = await self._ended_by_lease(directory)
+            paths = await anyio.to_thread.run_sync(claim, directory, self.ids.worker_id, ended.__contains__)
+        except OSError as exc:
+            logger.error("write-ahead record off: %s (rows still go to the sinks, in batches)", exc)
+            return
+        if paths:
+            found = await anyio.to_thread.run_sync(read_records, paths)
+            ids = found.ids()
+            in_csv = await anyio.to_thread.run_sync(csv_ids, directory, ids)
+            new = old = 0
+            others = frozenset(s.name for s in self._built if s.name not in ("csv", "stdout"))
+            for row_id, captured in found.answered.items():
+                try:
+                    rows = self._rows_of(row_id, captured)
+                except Exception:
+                    self.record_errors += 1
+                    logger.exception("could not rebuild a recovered log row")
+                    continue
+                for row in rows:
+                    new, old = self._emit_recovered(row, in_csv, others, new, old)
+            for row in found.tasks.values():
+                new, old = self._emit_recovered(row, in_csv, others, new, old)
+            wal.adopt(paths, self.fanout.write_mark())
+            self.recovered = {"files": len(paths), "rows_new": new, "rows_in_csv": old,
+                              "torn_bytes": found.torn_bytes, "unreadable": found.unreadable}
+            logger.warning(
+                "recovered %d log row(s) from the write-ahead record of a process that ended "
+                "(%d more were already in the CSV files)", new, old,
+            )
+        self.wal = wal
+
+    def _emit_recovered(
+        self, row: LogRow, in_csv: dict[str, set[int]], others: frozenset[str], new: int, old: int
+    ) -> tuple[int, int]:
+        assert self.fanout is not None
+        table = "api_logs" if isinstance(row, ApiLog) else "task_progress_logs"
+        if row.id in in_csv.get(table, ()):
+            self.fanout.emit_to(row, others)
+            return new, old + 1
+        self.fanout.emit(row)
+        return new + 1, old
+
+    async def _ended_by_lease(self, directory: Path) -> set[int]:
+        """Worker ids whose files this process may recover where LOG_DIR has no file locks (with
+        locks, a free lock says so at once: log/sinks/wal.py): with one worker every file in
+        LOG_DIR is of an earlier run; with several, those whose lease expired, or whose holder
+        ran on this host and is gone (a process killed a moment ago holds its lease until ttl)."""
+        owners = {owner for _, owner, _ in await anyio.to_thread.run_sync(wal_files, directory)}
+        owners.discard(self.ids.worker_id)
+        if self.config.workers <= 1 or not owners:
+            return owners
+        if self.log_db is None or self.lease is None:
+            return set()  # without the leases nobody can tell a live worker from an ended one
+        try:
+            with anyio.fail_after(10):
+                leases = await worker_leases(self.log_db)
+        except (LogDatabaseError, TimeoutError):
+            return set()
+        now, host = time.time(), socket.gethostname()
+        ended = set()
+        for owner in owners:
+            lease = leases.get(owner)
+            if lease is None or lease[1] < now or _gone(lease[0], host):
+                ended.add(owner)
+        return ended
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await anyio.sleep(WAL_CHECKPOINT)
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Seal the write-ahead segment in use when due; delete those whose rows every sink wrote."""
+        if self.wal is None or self.fanout is None:
+            return
+        try:
+            self.wal.checkpoint(self.fanout.write_mark, self.fanout.written_up_to)
+        except Exception:
+            logger.exception("write-ahead checkpoint failed")
 
     async def _prepare_database(self) -> bool:
         """Log tables, the explorer's rollups and indexes, in one transaction (idempotent).
@@ -293,6 +461,7 @@ class Tracing:
         if self.fanout is not None:
             self.build_pending()
             await self.fanout.flush_due()
+            self.checkpoint()
 
     async def aclose(self, deadline: float | None = None) -> dict[str, Any]:
         """Write what is queued within `deadline` seconds (config.flush_deadline), release the
@@ -309,10 +478,16 @@ class Tracing:
                 await self._pruning
         if self._prune_db is not None:
             await self._prune_db.aclose()
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoints
         self._closing = True  # from now on rows are built as they are recorded
         self.build_pending()
         if self.fanout is not None:
             summary = await self.fanout.aclose(deadline=deadline)
+            if self.wal is not None:  # everything written: no file left; else the next start recovers
+                self.wal.close(everything_written=self.fanout.all_written())
         if self._renewal is not None:
             self._renewal.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -343,7 +518,9 @@ class Tracing:
     # tasks and reads ------------------------------------------------------------------------
     def task(self, trace_id: str, task_name: str, *, clock: Callable[[], float] = time.time) -> TaskTracker:
         """A tracker for one run of a multi-step task, its rows under `trace_id`."""
-        return TaskTracker(trace_id, task_name, emit=self.emit, next_id=self.next_id, clock=clock, redact=self._redact)
+        return TaskTracker(
+            trace_id, task_name, emit=self._emit_task, next_id=self.next_id, clock=clock, redact=self._redact
+        )
 
     @property
     def reader(self) -> LogReader:
@@ -363,4 +540,5 @@ class Tracing:
             **self.fanout.stats(),
             **({"replay": self.replay.stats()} if self.replay is not None else {}),
             **({"prune": self.pruner.stats()} if self.pruner is not None else {}),
+            **({"wal": {**self.wal.stats(), **self.recovered}} if self.wal is not None else {}),
         }

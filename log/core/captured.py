@@ -31,3 +31,7 @@ class Captured(msgspec.Struct, kw_only=True):
     exception: str | None = None  # "ValueError: boom" for unhandled exceptions
     stack_trace: str | None = None
     route: str | None = None  # the matched route's template, read from the scope after the app ran
+    # Ids given by the write-ahead record (log/sinks/wal.py) when the response completed, so the
+    # row built later, or rebuilt at recovery after a crash, has them; 0: not given yet.
+    row_id: int = 0
+    crash_id: int = 0  # the FAILED task row's id, when there is an exception

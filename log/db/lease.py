@@ -164,3 +164,11 @@ async def release_job_lease(db: LogDatabase, lease: JobLease) -> None:
     await db.transaction(
         [("UPDATE log_job_leases SET expires_at = 0 WHERE job = ? AND holder = ?", (lease.job, lease.holder))]
     )
+
+
+async def worker_leases(db: LogDatabase) -> dict[int, tuple[str, float]]:
+    """{worker id: (holder, expires_at)} of every worker-id lease on record."""
+    _, listed = await db.transaction(
+        [(LEASE_DDL, ()), ("SELECT worker_id, holder, expires_at FROM log_worker_leases", ())]
+    )
+    return {int(r["worker_id"]): (str(r["holder"]), float(r["expires_at"])) for r in listed.rows}

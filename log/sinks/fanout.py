@@ -56,6 +56,9 @@ class _Lane:
             ("written", "already_present", "conflicts", "failed_batches", "dropped", "deferred_to_csv", "unflushed"), 0
         )
         self.last_error: str | None = None
+        # Rows ever queued, and rows whose batch was written: a lane is FIFO, so "settled >= a
+        # past value of enqueued" means every row queued before then is written (write_mark).
+        self.enqueued = self.settled = 0
 
     def size(self) -> int:
         return len(self.queue) + self.pending_rows
@@ -107,6 +110,7 @@ class FanOut:
                         lane.c["dropped"] += 1
                     continue
                 lane.queue.append(row)
+                lane.enqueued += 1
                 in_csv = in_csv or lane.durable
                 n = len(lane.queue)
                 if n == 1:
@@ -244,6 +248,7 @@ class FanOut:
                 return
             lane.pending.pop(0)
             lane.pending_rows -= len(rows)
+            lane.settled += len(rows)
             lane.attempt = 0
             lane.c["written"] += result.inserted
             lane.c["already_present"] += result.already_present
@@ -299,6 +304,39 @@ class FanOut:
             for table, (lo, hi) in ranges.items():
                 lane.min_deferred[table] = min(lane.min_deferred.get(table, lo), lo)
                 lane.max_deferred[table] = max(lane.max_deferred.get(table, hi), hi)
+
+    # The write-ahead record (log/sinks/wal.py) deletes a segment once every sink wrote its rows.
+
+    def emit_to(self, row: LogRow, names: frozenset[str]) -> None:
+        """Queue a row for the named lanes only (recovery: a row the CSV files already hold
+        still goes to the log database). Dropped, not deferred, when a lane is full."""
+        for lane in self._lanes:
+            if lane.sink.name not in names:
+                continue
+            if self._closed or lane.size() >= self.max_queue:
+                lane.c["dropped"] += 1
+                continue
+            lane.queue.append(row)
+            lane.enqueued += 1
+            if len(lane.queue) == 1:
+                lane.first_at = self._clock()
+            self._wake(lane)
+
+    def write_mark(self) -> tuple[int, ...]:
+        """Per lane, how many rows it has queued so far (see written_up_to)."""
+        return tuple(lane.enqueued for lane in self._lanes)
+
+    def written_up_to(self, mark: tuple[int, ...]) -> bool:
+        """Has every lane written every row it had queued when `mark` was taken? A remote lane
+        stopped for good (not retryable) counts as written: its rows are in the CSV files, where
+        `logs sync` replays them from, and the record must not grow without bound meanwhile."""
+        return all(
+            lane.settled >= m or (lane.blocked is not None and not lane.durable)
+            for lane, m in zip(self._lanes, mark)
+        )
+
+    def all_written(self) -> bool:
+        return all(lane.size() == 0 for lane in self._lanes)
 
     def durable_mark(self) -> int:
         """How many rows the durable lane will have written once everything accepted so far is."""
