@@ -9,10 +9,10 @@ import pytest
 
 from cli import main
 from settings import Settings
-from store.base import AuthError, ItemInput, Session, User
+from store.base import AuthError, ItemInput, Session, StoreUnavailable, User
 from store.migrate import MIGRATIONS_DIR, migrate, pending
 from store.passwords import verify_password
-from store.sqlite import INVALID_LOGIN, SqliteStore, connect, like_pattern, session_digest
+from store.sqlite import IMPORT_CHUNK, INVALID_LOGIN, SqliteStore, connect, like_pattern, session_digest
 
 PASSWORD = "correct horse battery"
 LATEST = max(n for n, _ in pending(0))
@@ -246,6 +246,54 @@ async def test_create_items_is_all_or_nothing(store: SqliteStore):
         await store.create_items(me, bad)
     names = sorted(i.name for i in (await store.list_items(me, "", 1, 20)).items)
     assert names == ["a", "b"]
+
+
+@pytest.mark.anyio
+async def test_create_items_holds_no_write_lock_while_it_reports_progress(store: SqliteStore):
+    """Progress runs on the event loop while the import's thread waits for it; were the import's
+    write transaction open then, a create on the loop (same file, other connection) would wait
+    out busy_timeout and fail with "database is locked" (a 500 under load)."""
+    me = add_user(store, "me@example.com")
+    store.conn.execute("PRAGMA busy_timeout=200")  # fail fast on the lock, not after 5 s
+    created: list[str] = []
+
+    def progress(done: int) -> None:
+        created.append((await_free(store.create_item(me, item(f"during {done}")))).name)
+
+    rows = [item(f"imported {n}") for n in range(3 * IMPORT_CHUNK)]
+    assert await store.create_items(me, rows, progress) == len(rows)
+    assert created == [f"during {n}" for n in (IMPORT_CHUNK, 2 * IMPORT_CHUNK, 3 * IMPORT_CHUNK)]
+    page = await store.list_items(me, "imported", 1, 1)
+    assert page.total == len(rows) and page.items[0].name == f"imported {len(rows) - 1}"  # file order kept
+
+
+
+@pytest.mark.anyio
+async def test_a_write_lock_held_past_busy_timeout_is_unavailable_not_a_crash(store: SqliteStore):
+    """Another connection (another worker process) holding the write lock longer than
+    busy_timeout: StoreUnavailable (the app's 503 page), and nothing half-written."""
+    me = add_user(store, "me@example.com")
+    store.conn.execute("PRAGMA busy_timeout=50")
+    other = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreUnavailable):
+            await store.create_item(me, item("while locked"))
+        with pytest.raises(StoreUnavailable):
+            await store.log_out_everywhere(me)
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    assert (await store.create_item(me, item("after"))).name == "after"
+    assert [i.name for i in (await store.list_items(me, "", 1, 20)).items] == ["after"]
+
+def await_free(coroutine):
+    """Runs a coroutine that never suspends (the store's queries are synchronous) to its end."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("the coroutine suspended")
 
 
 @pytest.mark.parametrize(
