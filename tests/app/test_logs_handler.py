@@ -302,3 +302,12 @@ async def test_explorer_pages_are_full_width_and_item_pages_keep_theirs(admin) -
     for path in ("/logs", "/logs/overview", f"/logs/traces/{FAILED_TRACE}"):
         assert re.search(r"<main [^>]*class=\"max-w-none ", (await client.get(path)).text), path
     assert re.search(r"<main [^>]*class=\"max-w-4xl ", (await client.get("/")).text)
+
+
+async def test_both_explorer_forms_offer_the_same_time_range_fields(admin) -> None:
+    client, _ = admin
+    for path in ("/logs?range=custom&from=2026-12-01T10:00", "/logs/overview?range=custom&from=2026-12-01T10:00"):
+        html = (await client.get(path)).text
+        assert re.search(r'<option value="custom" selected>Custom \(UTC\)</option>', html), path
+        assert 'name="from" value="2026-12-01T10:00"' in html and 'name="to" value=""' in html, path
+        assert '<option value="all" >All time</option>' in html, path
