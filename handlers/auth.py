@@ -121,25 +121,24 @@ async def confirm_email(request: Request) -> Response:
     return redirect(request, "/")
 
 
-async def logout(request: Request) -> Response:
+async def _end_session(request: Request, end: str) -> Response:
+    """Log out through the store's `end` method; the cookie goes even if the backend cannot be reached."""
     session = current_session(request)
     try:
         if session:
-            await request.state.store.log_out(session)
+            await getattr(request.state.store, end)(session)
     finally:
-        set_session(request, None)  # the cookie goes even if the backend cannot be reached
+        set_session(request, None)
     return redirect(request, "/")
+
+
+async def logout(request: Request) -> Response:
+    return await _end_session(request, "log_out")
 
 
 async def logout_everywhere(request: Request) -> Response:
     """"Log out of all devices": every session of the user ends, this one included."""
-    session = current_session(request)
-    try:
-        if session:
-            await request.state.store.log_out_everywhere(session)
-    finally:
-        set_session(request, None)
-    return redirect(request, "/")
+    return await _end_session(request, "log_out_everywhere")
 
 
 routes = [
