@@ -58,12 +58,22 @@ async def load_then_kill(app, email: str, seconds: float, *, imports: bool = Fal
             with contextlib.suppress(httpx.HTTPError):  # cut by the kill
                 await upload(long, import_file(40_000, "long"))
 
+        async def validated(trace_id: str) -> bool:
+            page = await client.get("/items/import/progress", params={"trace_id": trace_id}, headers=client.htmx())
+            return any(step in page.text for step in ("Validation done", "Transform", "DB_Commit", "Done"))
+
         async def kill_later() -> None:
             if not imports:
                 await anyio.sleep(seconds)  # the random moment of the kill, on the load's schedule
                 kill()
                 return
             tg.start_soon(long_import)
+            # The long import's Validation row is written before the kill (the assertion on it
+            # below), whatever the machine's speed: the short import starts once it is.
+            deadline = time.monotonic() + 60
+            while not await validated(long):
+                assert time.monotonic() < deadline, "the long import never finished its validation"
+                await anyio.sleep(0.05)  # polling interval while waiting for that step
             response = await upload(short, import_file(2_000, "short"))
             kill()  # right after the answer: its rows are still in memory
             assert response.status_code == 200, response.text[:300]
