@@ -450,28 +450,28 @@ class RequestLogMiddleware:
         if error is not None:
             exception = f"{type(error).__name__}: {error}"
             stack = "".join(traceback.format_exception(error))
-        return Captured(
-            received_at=received_at,
-            duration_ms=max(0, round((end - t0) * 1000)),
-            method=scope.get("method", ""),
-            path=scope.get("path", ""),
-            query_string=scope.get("query_string", b"").decode("latin-1"),
-            request_headers=raw_headers,  # decoded later, in the batched row build
-            request_body=bytes(ex.request_body),
-            request_body_size=ex.request_size,
-            response_status=self._status(ex, error),
-            response_headers=ex.raw_response_headers,
-            response_body=bytes(ex.response_body),
-            response_body_size=ex.response_size,
-            # X-Forwarded-For is only read (and so decoded here) behind a trusted proxy.
-            client_ip=client_ip(
+        return Captured(  # positionally, in the field order of log/core/captured.py
+            received_at,
+            max(0, round((end - t0) * 1000)),  # duration_ms
+            scope.get("method", ""),
+            scope.get("path", ""),
+            scope.get("query_string", b"").decode("latin-1"),
+            raw_headers,  # request_headers: decoded later, in the batched row build
+            bytes(ex.request_body),
+            ex.request_size,
+            self._status(ex, error),
+            ex.raw_response_headers,
+            bytes(ex.response_body),
+            ex.response_size,
+            # client_ip: X-Forwarded-For is only read (and so decoded here) behind a trusted proxy.
+            client_ip(
                 scope.get("client"), text_headers(raw_headers) if self.trusted_proxy else (), self.trusted_proxy
             ),
-            user_id=user_id,
-            trace_id=trace_id,
-            exception=exception,
-            stack_trace=stack,
-            route=route_template(scope, root_path),
+            user_id,
+            trace_id,
+            exception,
+            stack,
+            route_template(scope, root_path),
         )
 
 

@@ -38,6 +38,7 @@ class SnowflakeIds:
         self._last = -1  # ms since EPOCH_MS of the last id issued
         self._seq = 0
         self._lock = threading.Lock()
+        self._worker_bits = worker_id << SEQUENCE_BITS
 
     def _elapsed(self) -> int:
         elapsed = self._now_ms() - EPOCH_MS
@@ -47,20 +48,25 @@ class SnowflakeIds:
 
     def next(self) -> int:
         with self._lock:
-            now = self._elapsed()
-            # A clock that went backwards is ignored: never issue a timestamp below the last one.
-            ts = max(now, self._last)
-            if ts == self._last:
-                self._seq += 1
-                if self._seq > MAX_SEQUENCE:
-                    ts = self._next_ms(now)
-                    self._seq = 0
-            else:
+            now = self._now_ms() - EPOCH_MS
+            if now > self._last:  # a new ms (the usual case: one branch, no helper calls)
+                if now > MAX_TIMESTAMP:
+                    raise OverflowError("snowflake timestamp exhausted")
+                self._last, self._seq = now, 0
+                return (now << (WORKER_BITS + SEQUENCE_BITS)) | self._worker_bits
+            if now < 0:
+                raise ValueError("clock is before the id epoch (2025-01-01)")
+            # The same ms, or a clock that went backwards (ignored: never issue a timestamp
+            # below the last one): the next sequence number of the last ms.
+            ts = self._last
+            self._seq += 1
+            if self._seq > MAX_SEQUENCE:
+                ts = self._next_ms(now)
                 self._seq = 0
-            if ts > MAX_TIMESTAMP:
-                raise OverflowError("snowflake timestamp exhausted")
-            self._last = ts
-            return (ts << (WORKER_BITS + SEQUENCE_BITS)) | (self.worker_id << SEQUENCE_BITS) | self._seq
+                if ts > MAX_TIMESTAMP:
+                    raise OverflowError("snowflake timestamp exhausted")
+                self._last = ts
+            return (ts << (WORKER_BITS + SEQUENCE_BITS)) | self._worker_bits | self._seq
 
     def _next_ms(self, now: int) -> int:
         # 4096 ids used up in this ms. If the clock is current, wait (spin) for it to tick; if it is
