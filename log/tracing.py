@@ -186,16 +186,21 @@ class Tracing:
             self._build_timer.cancel()
             self._build_timer = None
         pending, self._captured = self._captured, []
-        wal = self.wal
+        rows: list[LogRow] = []
+        rows_of = self._rows_of
         for row_id, captured in pending:
             try:
-                for row in self._rows_of(row_id, captured):
-                    self.emit(row)
+                rows += rows_of(row_id, captured)
             except Exception:  # one bad row must not cost the others theirs
                 self.record_errors += 1
                 logger.exception("could not build a log row")
-            if wal is not None and captured.row_id:
-                wal.release(captured.row_id)
+        if self.fanout is not None:
+            self.fanout.emit_many(rows)
+        wal = self.wal
+        if wal is not None:  # handed to the fan-out: their records may go once written
+            for _, captured in pending:
+                if captured.row_id:
+                    wal.release(captured.row_id)
 
     def _rows_of(self, row_id: int, captured: Captured) -> list[LogRow]:
         """The ApiLog row of a request, and the FAILED task row of its crash if it had one."""

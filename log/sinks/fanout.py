@@ -121,6 +121,33 @@ class FanOut:
         except Exception:  # a log call must never break the request that made it
             self.emit_errors += 1
 
+    def emit_many(self, rows: Sequence[LogRow]) -> None:
+        """emit() of each row, in order: one extend per lane when every lane has room for all
+        of them (the usual case: a batch of freshly built rows); otherwise row by row."""
+        if not rows:
+            return
+        try:
+            n = len(rows)
+            if (
+                self._closed
+                or any(lane.size() + n > self.max_queue for lane in self._lanes)
+                or not all(row.__class__ is ApiLog or row.__class__ is TaskProgressLog for row in rows)
+            ):
+                for row in rows:
+                    self.emit(row)
+                return
+            for lane in self._lanes:
+                before = len(lane.queue)
+                lane.queue.extend(rows)
+                lane.enqueued += n
+                if before == 0:  # as emit: the first row queued starts the lane's clock and wakes it
+                    lane.first_at = self._clock()
+                    self._wake(lane)
+                elif before < self.batch_size <= before + n:
+                    self._wake(lane)
+        except Exception:  # a log call must never break the request that made it
+            self.emit_errors += 1
+
     def _wake(self, lane: _Lane) -> None:
         if self._loop is None:
             return

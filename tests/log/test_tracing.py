@@ -30,6 +30,9 @@ class RecordingFanOut:
     def emit(self, row) -> None:
         self.rows.append(row)
 
+    def emit_many(self, rows) -> None:
+        self.rows.extend(rows)
+
     def stats(self) -> dict:
         return {"sinks": {}}
 

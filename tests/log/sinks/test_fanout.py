@@ -330,3 +330,16 @@ async def test_conflicts_counted_and_reported_and_open_retried():
     stats = fan.stats()["sinks"]["turso"]
     assert (sink.opens, stats["written"], stats["conflicts"]) == (2, 1, 1)
     assert any("already held other content" in r for r in reports)
+
+
+@pytest.mark.anyio
+async def test_emit_many_queues_like_emit_row_by_row_and_falls_back_when_a_lane_is_full() -> None:
+    one, many = RecordingSink("csv"), RecordingSink("csv")
+    rows = [api(i) for i in range(1, 8)]
+    by_one, by_many = FanOut([one], batch_size=3, max_queue=5), FanOut([many], batch_size=3, max_queue=5)
+    for row in rows:
+        by_one.emit(row)
+    by_many.emit_many(rows[:2])
+    by_many.emit_many(rows[2:])  # 5 more than fit: row by row, the last two over the cap
+    assert [list(lane.queue) for lane in by_many._lanes] == [list(lane.queue) for lane in by_one._lanes]
+    assert by_many.stats() == by_one.stats()
