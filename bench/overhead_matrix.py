@@ -83,6 +83,13 @@ def routes_of(server: str) -> list[str]:
 
 
 def start_server(app: str, data_dir: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    proc, url = launch_server(app, data_dir, env_extra)
+    wait_http(f"{url}/bench/ping", proc)
+    return proc, url
+
+
+def launch_server(app: str, data_dir: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """start_server without the wait: servers launched side by side start in less time."""
     port = free_port()
     data_dir.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if k not in ("K_SERVICE",)}
@@ -95,9 +102,7 @@ def start_server(app: str, data_dir: Path, env_extra: dict[str, str]) -> tuple[s
     out = open(data_dir / "stdout.log", "wb")  # noqa: SIM115 (closed by the child's exit)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out)
     out.close()
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/bench/ping", proc)
-    return proc, url
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def median_cell(runs: list[dict[str, float]]) -> dict[str, Any]:
@@ -117,7 +122,9 @@ def measure(tmp: Path, hrana_url: str, seconds: float, rounds: int, connections:
         for name, (app, env) in configs(hrana_url).items():
             if only and name not in only:
                 continue
-            proc, url = start_server(app, tmp / name.replace("+", "-"), env)
+            servers[name] = (*launch_server(app, tmp / name.replace("+", "-"), env), "")
+        for name, (proc, url, _) in servers.items():  # all started side by side, before measuring
+            wait_http(f"{url}/bench/ping", proc)
             signed_in = "/items" in routes_of(name)
             servers[name] = (proc, url, sign_in_with_items(url, ITEMS) if signed_in else "")
         pairs = [(name, route) for name in servers for route in routes_of(name)]
