@@ -19,8 +19,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.overhead_matrix import NOT_LOGGING, start_server
-from bench.turso_pipeline_bench import TOKEN, cpu_seconds, sign_in_with_items, start_hrana, stop, wrk
+from bench.overhead_matrix import NOT_LOGGING, launch_server
+from bench.turso_pipeline_bench import TOKEN, cpu_seconds, pin_to_core_0, sign_in_with_items, start_hrana, stop, wait_http, wrk
 
 LAYERS = ("TracingMiddleware", *NOT_LOGGING.split(","))
 
@@ -50,7 +50,10 @@ def main() -> None:
         servers = {}
         try:
             for i, (name, (app, env)) in enumerate(variants(hrana_url).items()):
-                proc, url = start_server(app, tmp / f"s{i}", env)
+                servers[name] = (*launch_server(app, tmp / f"s{i}", env), "")
+            for name, (proc, url, _) in servers.items():  # all started side by side, before measuring
+                wait_http(f"{url}/bench/ping", proc)
+                pin_to_core_0(proc.pid)
                 signed_in = name not in ("hello", "without SessionMiddleware")
                 # Item writes record task rows under the request's trace id, which the tracing
                 # layer provides: without it the route is measured signed in with no items.

@@ -60,9 +60,7 @@ def start_server(tree: Path, data_dir: Path, env_extra: dict[str, str]) -> tuple
     if shutil.which("taskset"):
         cmd = ["taskset", "-c", "0", *cmd]
     proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/bench/ping", proc)
-    return proc, url
+    return proc, f"http://127.0.0.1:{port}"  # not waited for: the servers start side by side
 
 
 def measure(variants: dict[str, tuple[Path, dict[str, str]]], tmp: Path, seconds: float, rounds: int,
@@ -71,7 +69,9 @@ def measure(variants: dict[str, tuple[Path, dict[str, str]]], tmp: Path, seconds
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     try:
         for i, (name, (tree, env)) in enumerate(variants.items()):
-            proc, url = start_server(tree, tmp / f"data{i}", env)
+            servers[name] = (*start_server(tree, tmp / f"data{i}", env), "")
+        for name, (proc, url, _) in servers.items():
+            wait_http(f"{url}/bench/ping", proc)
             servers[name] = (proc, url, sign_in_with_items(url, ITEMS))
         names = list(servers)
         if warm_up:

@@ -48,8 +48,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.library_ab import export
-from bench.turso_pipeline_bench import (TOKEN, cpu_seconds, free_port, sign_in_with_items, start_hrana, stop,
-                                        wait_http, wrk)
+from bench.turso_pipeline_bench import (TOKEN, cpu_seconds, free_port, pin_to_core_0, sign_in_with_items, start_hrana,
+                                        stop, wait_http, wrk)
 
 ROOT = Path(__file__).resolve().parent.parent
 ITEMS = 20
@@ -102,12 +102,10 @@ def start_server(name: str, data_dir: Path, hrana_url: str, tree: Path = ROOT) -
     env.update({k: v.replace("{hrana}", hrana_url) for k, v in extra.items()})
     cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
            "--no-access-log", "--log-level", "warning"]
-    if shutil.which("taskset"):
-        cmd = ["taskset", "-c", "0", *cmd]  # taskset execs: the pid is uvicorn's
     out = open(data_dir / "stdout.log", "wb")  # noqa: SIM115 (the stdout sink writes there)
     proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=out)
     out.close()
-    return proc, f"http://127.0.0.1:{port}"  # not waited for: the servers start side by side
+    return proc, f"http://127.0.0.1:{port}"  # not waited for, nor pinned yet: the servers start side by side
 
 
 def idle_cpu_seconds(pid: int, quiet: float = 0.4, timeout: float = 5.0) -> float:
@@ -180,6 +178,7 @@ def measure(names: list[str], tmp: Path, seconds: float, rounds: int, connection
             servers[name] = (proc, url, "")
         for name, (proc, url, _) in servers.items():
             wait_http(f"{url}{PING}", proc)
+            pin_to_core_0(proc.pid)
             cookie = sign_in_with_items(url, ITEMS) if SERVERS[base_name(name)][1] == ITEMS_PAGE else ""
             servers[name] = (proc, url, cookie)
         if warm_up:

@@ -2,7 +2,7 @@
 the app serves the items page; the page's latency before and during the prune. Reported, not asserted.
 
     .venv/bin/python -m bench.prune_bench                 # copies /tmp/explorer-bench.db (built if missing)
-    .venv/bin/python -m bench.prune_bench --smoke         # a 20k-request database, short windows
+    .venv/bin/python -m bench.prune_bench --smoke         # a 20k-request database, 1 s windows
 
 The app runs under uvicorn (core 0) with the copy as its `file:` log database and LOG_SINKS=csv,turso,
 so its own log rows compete with the prune for the database's writer lock; its own pruner is off
@@ -95,12 +95,12 @@ def main() -> None:
     ap.add_argument("--expire", type=int, default=1_000_000, help="rows to place past the window")
     ap.add_argument("--seconds", type=float, default=15.0, help="wrk window before, and during the prune")
     ap.add_argument("--connections", type=int, default=8)
-    ap.add_argument("--smoke", action="store_true", help="a 20k-request database built here, 2 s windows")
+    ap.add_argument("--smoke", action="store_true", help="a 20k-request database built here, 1 s windows (wrk's shortest)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         if args.smoke:
-            args.source, args.expire, args.seconds = tmp / "source.db", 20_000, 2.0
+            args.source, args.expire, args.seconds = tmp / "source.db", 20_000, 1.0
             build(args.source, 20_000)
         elif not args.source.is_file():
             build(args.source, 1_000_000)

@@ -89,6 +89,13 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
+def pin_to_core_0(pid: int) -> None:
+    """Every thread of a started server on core 0 (`taskset -a -p`; threads it starts later
+    inherit it): servers launched side by side start on both cores, then measure on one."""
+    if shutil.which("taskset"):
+        subprocess.run(["taskset", "-a", "-p", "-c", "0", str(pid)], check=True, capture_output=True)
+
+
 def start_hrana(tmp: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "bench.turso_pipeline_bench", "--serve-hrana", str(tmp / "remote.db"), str(port)]

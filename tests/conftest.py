@@ -57,8 +57,10 @@ async def make_client(tmp_path: Path):
         await ctx.__aexit__(None, None, None)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def live_server(tmp_path_factory) -> Iterator[LiveServer]:
+    # One server per module (a start costs seconds on a busy machine): its tests sign up users
+    # of their own, and each user sees only their own items.
     server = start_server(tmp_path_factory.mktemp("live"))
     yield server
     stop_server(server)

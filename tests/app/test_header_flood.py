@@ -6,7 +6,8 @@ headers with a marker for the rest (log/core/headers.py), in the CSV and in the 
 
 The flood runs with small CSV files (1 MiB, 2 kept: 3 MiB of history), so that before the cap
 even a few 16 MB rows rotated the older rows away; each request takes about 0.15 s of the
-server's parsing, so the flood is 34 requests at RELIABILITY_SCALE=1 and the issue's 100 at 3.
+server's parsing, so the flood is 20 requests at the default RELIABILITY_SCALE (0.5), 34 at 1 and
+the issue's 100 at 3.
 """
 
 from __future__ import annotations

@@ -161,10 +161,12 @@ def image_venv() -> Iterator[Path]:
     root = _tempdir("image-venv-")
     venv = root / "venv"
     python = base_python(drop_privileges=os.geteuid() == 0)
-    subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=120, stdin=subprocess.DEVNULL)
+    # No pip of its own (ensurepip alone takes seconds): this session's pip installs into it
+    # (--python), the same packages the image's pip would install from the lock.
+    subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120, stdin=subprocess.DEVNULL)
     done = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q",
-         "-r", str(ROOT / "requirements.lock")],
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+         "--disable-pip-version-check", "-q", "-r", str(ROOT / "requirements.lock")],
         capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -17,6 +18,15 @@ def sign_up(page: Page, url: str, email: str, password: str = "correct horse bat
     page.get_by_label("Confirm password").fill(password)
     page.get_by_role("button", name="Sign up").click()
     expect(page.get_by_test_id("current-user")).to_have_text(email)
+
+
+def sign_up_over_http(url: str, email: str, password: str = "correct horse battery") -> None:
+    """An account made without the browser (a module's shared server, before its tests; the
+    first account on a fresh server is the admin). The UI's sign-up is what sign_up drives."""
+    with httpx.Client(base_url=url) as client:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/signup").text).group(1)
+        response = client.post("/signup", data={"email": email, "password": password, "csrf_token": token})
+        assert response.status_code == 303, response.text[:300]
 
 
 def log_in(page: Page, url: str, email: str, password: str = "correct horse battery") -> None:

@@ -18,6 +18,7 @@ from playwright.sync_api import Page, expect
 
 from log.db.schema import ROLLUPS_PATH, SCHEMA_SQL as SCHEMA, split_statements as sql_statements
 from log.explorer.queries import SNOWFLAKE_EPOCH_MS, UTC, stamp
+from tests.browser.test_axe import TRANSITIONS_DONE
 from tests.support.app import LiveServer, start_server, stop_server
 
 pytestmark = pytest.mark.browser
@@ -65,23 +66,22 @@ def server(tmp_path_factory) -> Iterator[LiveServer]:
     with httpx.Client(base_url=live.url) as client:  # the first account is the admin
         token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/signup").text).group(1)
         assert client.post("/signup", data={"email": EMAIL, "password": PASSWORD, "csrf_token": token}).status_code == 303
+        live.session = client.cookies["session"]  # the admin's signed-in session, for log_in
     yield live
     stop_server(live)
 
 
-def log_in(page: Page, url: str) -> None:
-    page.goto(f"{url}/login")
-    page.get_by_label("Email").fill(EMAIL)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_test_id("current-user")).to_have_text(EMAIL)
+def log_in(page: Page, server: LiveServer) -> None:
+    """The admin's session from the module's sign-up in this page's browser context (logging in
+    through the form is test_a_signed_out_404_offers_log_in_and_returns_to_the_page's part)."""
+    page.context.add_cookies([{"name": "session", "value": server.session, "url": server.url}])
 
 
 ROWS = '[data-testid="log-table"] tbody tr[data-id]'
 
 
 def test_live_tail_shows_a_request_made_after_the_page_loaded(page: Page, server: LiveServer) -> None:
-    log_in(page, server.url)
+    log_in(page, server)
     page.goto(f"{server.url}/logs")
     page.get_by_test_id("live-tail").check()
     expect(page.get_by_role("status").filter(has_text="new requests appear")).to_be_visible()
@@ -112,7 +112,7 @@ def test_live_tail_shows_a_request_made_after_the_page_loaded(page: Page, server
 
 def test_rows_link_to_their_trace_and_copy_the_full_id(page: Page, server: LiveServer) -> None:
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
-    log_in(page, server.url)
+    log_in(page, server)
     page.goto(f"{server.url}/logs?range=24h")
     crash = page.locator(ROWS).filter(has_text=CRASH_TRACE)
     crash.get_by_role("button", name=f"Copy trace id {CRASH_TRACE}").click()
@@ -130,7 +130,7 @@ def test_rows_link_to_their_trace_and_copy_the_full_id(page: Page, server: LiveS
 
 
 def test_empty_filters_stay_out_of_the_url(page: Page, server: LiveServer) -> None:
-    log_in(page, server.url)
+    log_in(page, server)
     page.goto(f"{server.url}/logs?range=24h&method=&user=&trace=")
     expect(page).to_have_url(f"{server.url}/logs?range=24h")  # the server's redirect
     page.locator("#log-filters").get_by_label("Status").select_option("errors")
@@ -145,10 +145,11 @@ def test_empty_filters_stay_out_of_the_url(page: Page, server: LiveServer) -> No
 @pytest.mark.parametrize("path", ["/logs", "/logs?range=all", "/logs/overview", "/logs/overview?route=/items/{item_id:int}",
                                   f"/logs/traces/{CRASH_TRACE}"])
 def test_no_explorer_page_scrolls_sideways_on_a_phone(page: Page, server: LiveServer, path: str) -> None:
-    log_in(page, server.url)
+    log_in(page, server)
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(server.url + path)
     expect(page.locator("main h1").first).to_be_visible()
+    expect(page.locator("#not-found")).to_have_count(0)  # the page itself, signed in as the admin
     assert page.evaluate("document.scrollingElement.scrollWidth <= innerWidth"), page.evaluate(
         "[document.scrollingElement.scrollWidth, innerWidth]")
 
@@ -164,19 +165,26 @@ def test_a_signed_out_404_offers_log_in_and_returns_to_the_page(page: Page, serv
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
 
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_screenshots_of_the_list_and_the_overview(page: Page, server: LiveServer, artifacts: Path, scheme: str) -> None:
-    page.emulate_media(color_scheme=scheme)
-    log_in(page, server.url)
+def test_screenshots_of_the_list_and_the_overview(page: Page, server: LiveServer, artifacts: Path) -> None:
+    log_in(page, server)
     screens = artifacts / "screens"
     screens.mkdir(exist_ok=True)
+
+    def both_schemes(name: str) -> None:
+        # The page as loaded, light then dark (the theme's colour transitions ended first).
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            page.evaluate(TRANSITIONS_DONE)
+            page.screenshot(path=screens / f"{name}-{scheme}.png", full_page=True)
+        page.emulate_media(color_scheme="light")
+
     for width in (1280, 390):
         page.set_viewport_size({"width": width, "height": 900})
         page.goto(f"{server.url}/logs?range=24h")
         expect(page.locator(ROWS).first).to_be_visible()
-        page.screenshot(path=screens / f"logs-list-{width}-{scheme}.png", full_page=True)
+        both_schemes(f"logs-list-{width}")
         page.goto(f"{server.url}/logs/overview?range=24h")
         # 3 hours of data in a 24-hour range: the chart says so and spends its width on them.
         expect(page.get_by_test_id("empty-range")).to_contain_text("No requests from")
         expect(page.get_by_test_id("new-errors")).to_contain_text("KeyError")
-        page.screenshot(path=screens / f"logs-overview-{width}-{scheme}.png", full_page=True)
+        both_schemes(f"logs-overview-{width}")

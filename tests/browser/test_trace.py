@@ -11,14 +11,21 @@ from playwright.sync_api import Page, expect
 
 from log.sinks.csv_sink import read_rows
 from tests.support.app import LiveServer, start_server, stop_server
-from tests.browser.test_items import add_item, sign_up
+from tests.browser.test_items import add_item, log_in, sign_up, sign_up_over_http
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def logging_server(tmp_path_factory) -> Iterator[LiveServer]:
-    server = start_server(tmp_path_factory.mktemp("trace"), {"LOG_SINKS": "csv"})
+ADMIN = "admin@example.com"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[LiveServer]:
+    """One server for this module: the app with its default sinks (CSV, which the first test
+    reads, and the file: log database the explorer reads), plus a route that crashes; its
+    first account, the admin, made before the tests."""
+    server = start_server(tmp_path_factory.mktemp("explorer"), factory="tests.support.app:app_with_a_crash_route")
+    sign_up_over_http(server.url, ADMIN)
     yield server
     stop_server(server)
 
@@ -34,8 +41,8 @@ def rows_of(server: LiveServer, trace_id: str, want, seconds: float = 15) -> lis
         time.sleep(0.05)  # polling the file for the flushed rows, with a deadline
 
 
-def test_htmx_requests_carry_the_page_trace_id(page: Page, logging_server: LiveServer) -> None:
-    url = logging_server.url
+def test_htmx_requests_carry_the_page_trace_id(page: Page, server: LiveServer) -> None:
+    url = server.url
     sign_up(page, url, "tracer@example.com")
     trace_id = page.locator("body").get_attribute("data-trace-id")
     assert trace_id and len(trace_id) == 36
@@ -53,7 +60,7 @@ def test_htmx_requests_carry_the_page_trace_id(page: Page, logging_server: LiveS
         searches = [r for r in rows if r.method == "GET" and r.endpoint.startswith("/items?q=lamp")]
         return len(posts) == 2 and len(searches) >= 1
 
-    rows = rows_of(logging_server, trace_id, complete)
+    rows = rows_of(server, trace_id, complete)
     assert complete(rows), [(r.method, r.endpoint) for r in rows]
     # the page itself was the first request of the trace; every htmx request sent the header
     assert rows[0].method == "GET" and rows[0].response_status == 200
@@ -67,15 +74,6 @@ def test_htmx_requests_carry_the_page_trace_id(page: Page, logging_server: LiveS
 
 
 # -- an edit's task row on its trace page; a crash's reference --------------------------------------
-
-
-@pytest.fixture
-def explorer_server(tmp_path_factory) -> Iterator[LiveServer]:
-    """The app with its default sinks (CSV and the file: log database the explorer reads),
-    plus a route that crashes."""
-    server = start_server(tmp_path_factory.mktemp("explorer"), factory="tests.support.app:app_with_a_crash_route")
-    yield server
-    stop_server(server)
 
 
 def open_trace_until(page: Page, url: str, trace_id: str, *wanted: tuple[str, str], seconds: float = 15) -> None:
@@ -92,9 +90,9 @@ def open_trace_until(page: Page, url: str, trace_id: str, *wanted: tuple[str, st
         expect(entry).to_have_count(1)
 
 
-def test_an_edits_trace_page_lists_its_item_update_row(page: Page, explorer_server: LiveServer, artifacts) -> None:
-    url = explorer_server.url
-    sign_up(page, url, "admin@example.com")  # the first local account is the admin
+def test_an_edits_trace_page_lists_its_item_update_row(page: Page, server: LiveServer, artifacts) -> None:
+    url = server.url
+    log_in(page, url, ADMIN)
     add_item(page, "Traced lamp", "2")
     page.locator('article[data-item-name="Traced lamp"]').get_by_role("link", name="Edit").click()
     form = page.locator("form[id^=item-]")
@@ -115,10 +113,10 @@ def test_an_edits_trace_page_lists_its_item_update_row(page: Page, explorer_serv
 
 
 def test_a_crash_shows_the_reference_and_links_admins_to_the_trace(
-    page: Page, explorer_server: LiveServer, artifacts
+    page: Page, server: LiveServer, artifacts
 ) -> None:
-    url = explorer_server.url
-    sign_up(page, url, "admin@example.com")
+    url = server.url
+    log_in(page, url, ADMIN)
     response = page.goto(f"{url}/boom")
     assert response is not None and response.status == 500
     trace_id = response.headers["x-trace-id"]

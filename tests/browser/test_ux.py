@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.test_axe import TRANSITIONS_DONE
-from tests.browser.test_items import add_item, sign_up
+from tests.browser.test_items import add_item, log_in, sign_up, sign_up_over_http
 from tests.browser.test_logs import FAILED_TRACE, seed_log_db
 from tests.support.app import LiveServer, start_server, stop_server
 
@@ -19,10 +19,18 @@ pytestmark = pytest.mark.browser
 PHONE = {"width": 390, "height": 844}
 
 
+ADMIN = "admin@example.com"
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[LiveServer]:
-    """One server for the tests of this module that sign up their own users (one start, not five)."""
-    server = start_server(tmp_path_factory.mktemp("ux"))
+    """One server for this module's tests, which sign up users of their own: a seeded log
+    database (the explorer's pages for the phone test) and the admin, the first account, made
+    before the tests. Sign-up attempts here exceed the default per-IP limit of 10."""
+    data_dir = tmp_path_factory.mktemp("ux")
+    seed_log_db(data_dir / "logs.db")
+    server = start_server(data_dir, env={"SIGNUP_LIMIT_PER_IP": "100"})
+    sign_up_over_http(server.url, ADMIN)
     yield server
     stop_server(server)
 
@@ -213,15 +221,6 @@ def test_keyboard_escape_focus_and_skip_link(page: Page, server: LiveServer) -> 
 # ---- phone -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def seeded_server(tmp_path_factory) -> Iterator[LiveServer]:
-    data_dir = tmp_path_factory.mktemp("ux-phone")
-    seed_log_db(data_dir / "logs.db")
-    server = start_server(data_dir)
-    yield server
-    stop_server(server)
-
-
 def scheme(page: Page, name: str) -> None:
     """Switch light/dark and let the theme's colour transitions end before a screenshot."""
     page.emulate_media(color_scheme=name)
@@ -235,8 +234,8 @@ def no_sideways_scroll(page: Page) -> bool | str:
         .slice(0, 5).map((e) => e.tagName + "." + e.className + " " + Math.round(e.getBoundingClientRect().right)).join(", ")""")
 
 
-def test_phone_no_sideways_scroll_list_first_menu_and_toasts(page: Page, seeded_server: LiveServer, artifacts) -> None:
-    url = seeded_server.url
+def test_phone_no_sideways_scroll_list_first_menu_and_toasts(page: Page, server: LiveServer, artifacts) -> None:
+    url = server.url
     screens = artifacts / "screens"
     screens.mkdir(exist_ok=True)
     page.set_viewport_size(PHONE)
@@ -246,7 +245,7 @@ def test_phone_no_sideways_scroll_list_first_menu_and_toasts(page: Page, seeded_
     page.goto(f"{url}/signup")
     page.screenshot(path=screens / "signup-phone.png", full_page=True)
 
-    sign_up(page, url, "admin@example.com")  # the first account: an admin, with the Logs link
+    log_in(page, url, ADMIN)  # the first account: an admin, with the Logs link
     create_via_api(page, url, ["Lamp", "Desk", "Chair"])
     page.goto(f"{url}/items")
     first_card = page.locator("article[data-item-name]").first

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.test_items import sign_up
+from tests.browser.test_items import log_in, sign_up, sign_up_over_http
 from tests.support.app import LiveServer, start_server, stop_server
 
 pytestmark = pytest.mark.browser
@@ -22,13 +22,18 @@ MS = re.compile(r"\d[\d,]* ms")
 SIZES = [(1280, 800), (390, 844)]
 
 
-@pytest.fixture
+ADMIN = "admin@example.com"
+
+
+@pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[LiveServer]:
-    """The app with its default sinks (CSV and the file: log database the explorer reads) and a
-    route that crashes."""
+    """One server for this module: the app with its default sinks (CSV and the file: log
+    database the explorer reads) and a route that crashes; its first account, the admin, made
+    before the tests."""
     server = start_server(
         tmp_path_factory.mktemp("waterfall"), factory="tests.support.app:app_with_a_crash_route",
     )
+    sign_up_over_http(server.url, ADMIN)
     yield server
     stop_server(server)
 
@@ -75,7 +80,7 @@ def screens(page: Page, artifacts: Path, name: str) -> None:
 
 def test_an_imports_trace_is_one_bar_per_step_under_the_request(page: Page, server: LiveServer, artifacts) -> None:
     url = server.url
-    sign_up(page, url, "admin@example.com")  # the first local account is the admin
+    log_in(page, url, ADMIN)
     page.goto(f"{url}/items/import")
     trace_id = form_trace_id(page)
     page.locator("#import-form input[name=file]").set_input_files(widgets_csv(600))
@@ -114,7 +119,7 @@ def test_a_crash_trace_shows_the_failure_open_and_marks_another_users_request(
     page: Page, browser: Browser, server: LiveServer, artifacts
 ) -> None:
     url = server.url
-    sign_up(page, url, "admin@example.com")
+    log_in(page, url, ADMIN)
     response = page.goto(f"{url}/boom")
     assert response is not None and response.status == 500
     trace_id = response.headers["x-trace-id"]

@@ -109,10 +109,11 @@ def test_the_wheel_holds_only_the_tracing_package_and_opens_a_log_db(tmp_path: P
     assert {"log/__init__.py", "log/db/schema.sql", "log/db/rollups.sql"} <= set(names)
 
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # No pip of its own (ensurepip alone takes seconds): this session's pip installs into it.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--disable-pip-version-check",
+                    str(wheel)], check=True, capture_output=True)
     script = """
 import asyncio, sqlite3, sys
 from pathlib import Path
