@@ -56,6 +56,7 @@ VARIANTS: dict[str, list[str]] = {
     "-all indexes": [f"DROP INDEX idx_api_logs_{n}" for n in ("trace_id", "created_at", "status", "user_id", "route", "list")],
     "-error trigger": ["DROP TRIGGER api_logs_error_signature"],
     "sync NORMAL": ["PRAGMA synchronous=NORMAL"],
+    "cache 32 MiB": ["PRAGMA cache_size=-32768"],
 }
 
 
@@ -131,11 +132,14 @@ def main() -> None:
     p.add_argument("--prefill", type=int, default=200_000)
     p.add_argument("--batches", type=int, default=40)
     p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--batch", type=int, default=500, help="rows per write (the fan-out's batch_size)")
     p.add_argument("--ablate", action="store_true")
+    p.add_argument("--only", default="", help="comma-separated variant names for --ablate")
     p.add_argument("--http", action="store_true")
     p.add_argument("--stdout", action="store_true")
     a = p.parse_args()
-    print(f"sqlite {sqlite3.sqlite_version}, prefill {a.prefill}, {a.batches} batches of {BATCH}")
+    globals()["BATCH"] = a.batch
+    print(f"sqlite {sqlite3.sqlite_version}, prefill {a.prefill}, {a.batches} batches of {a.batch}")
     for _ in range(a.repeat):
         if a.stdout:
             print(f"stdout: {asyncio.run(stdout_lane(a.batches)):.1f} us CPU/row", flush=True)
@@ -144,7 +148,9 @@ def main() -> None:
                 print(f"turso http: {asyncio.run(http_lane(a.prefill, a.batches, Path(d))):.1f} us CPU/row", flush=True)
         if a.stdout or a.http:
             continue
-        for name, setup in VARIANTS.items() if a.ablate else [("as is", [])]:
+        only = set(filter(None, a.only.split(",")))
+        variants = [(n, v) for n, v in VARIANTS.items() if not only or n in only] if a.ablate else [("as is", [])]
+        for name, setup in variants:
             with tempfile.TemporaryDirectory() as d:
                 us = asyncio.run(file_lane(a.prefill, a.batches, setup, Path(d)))
             user, system = SPLIT[-1]

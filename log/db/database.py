@@ -223,6 +223,10 @@ class FileLogDatabase(_TypedReads):
                 self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s
             )
             conn.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+            # WAL's usual setting: a commit is not fsync'ed (checkpoints are). A crashed process
+            # loses nothing; an OS crash or power cut may take the last commits, which the CSV
+            # files and the write-ahead record hold (docs/tracing.md, "The log database").
+            conn.execute("PRAGMA synchronous=NORMAL")
             self._conn = conn
         return self._conn
 
