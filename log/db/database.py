@@ -107,9 +107,9 @@ class HttpLogDatabase(_TypedReads):
         if token:
             self._headers["authorization"] = f"Bearer {token}"
         self._retry, self._timeout, self._sleep, self._rand = retry, timeout, sleep, rand
-        # Write batches: one synchronous POST in a worker thread costs about a third of the CPU
-        # of an async one through httpx/httpcore/anyio (~0.7 vs ~2 ms a request measured here,
-        # 2.3 us a row of a 500-row batch: BENCHMARKS.md). httpx's defaults, as the app's client.
+        # Write batches: one synchronous POST in a worker thread costs less CPU than an async one
+        # through httpx/httpcore/anyio (0.6-0.75 vs 0.75-1.9 ms a request measured here; 8.8 ->
+        # 6.6 us a row of a 500-row batch: BENCHMARKS.md). httpx's defaults, as the app's client.
         self._sync: httpx.Client | None = None
         self._sync_close: weakref.finalize | None = None  # closes it with this object, if aclose() never ran
         self._sync_lock = threading.Lock()
