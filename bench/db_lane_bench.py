@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import gc
 import os
+import resource
 import sqlite3
 import tempfile
 import time
@@ -85,14 +86,15 @@ async def file_lane(prefill: int, batches: int, setup: list[str], tmp: Path) -> 
     work = [make_rows(prefill + b * BATCH, BATCH, t0) for b in range(batches)]
     await sink.write("api_logs", make_rows(prefill + batches * BATCH, BATCH, t0))  # warm
     settle()
-    t0s = os.times()
+    t0s = resource.getrusage(resource.RUSAGE_SELF)  # every thread, microsecond resolution
     for rows in work:
         await sink.write("api_logs", rows)
-    t1s = os.times()
+    t1s = resource.getrusage(resource.RUSAGE_SELF)
     db.close()
     n = batches * BATCH
-    SPLIT.append(((t1s.user - t0s.user) / n * 1e6, (t1s.system - t0s.system) / n * 1e6))
-    return (t1s.user + t1s.system - t0s.user - t0s.system) / n * 1e6
+    user, system = t1s.ru_utime - t0s.ru_utime, t1s.ru_stime - t0s.ru_stime
+    SPLIT.append((user / n * 1e6, system / n * 1e6))
+    return (user + system) / n * 1e6
 
 
 async def http_lane(prefill: int, batches: int, tmp: Path) -> float:
