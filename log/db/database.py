@@ -1,7 +1,9 @@
 """The log database shell: one interface (LogDatabase), two backends.
 
-HttpLogDatabase speaks Hrana over HTTP (/v2/pipeline) to Turso/sqld through an httpx.AsyncClient
-owned by the app's lifespan. FileLogDatabase does the same with stdlib sqlite3 in a worker thread,
+HttpLogDatabase speaks Hrana over HTTP (/v2/pipeline) to Turso/sqld: health checks and reads through
+an httpx.AsyncClient owned by the app's lifespan, write batches (the steady stream of log rows)
+through a synchronous httpx.Client of its own in a worker thread, with the batch's encoding and
+the answer's parsing. FileLogDatabase does the same with stdlib sqlite3 in a worker thread,
 so the embedded default (`file:DATA_DIR/logs.db`) needs no server. Encodings live in log/db/hrana.py.
 """
 
@@ -11,6 +13,7 @@ import logging
 import random
 import sqlite3
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -104,6 +107,12 @@ class HttpLogDatabase(_TypedReads):
         if token:
             self._headers["authorization"] = f"Bearer {token}"
         self._retry, self._timeout, self._sleep, self._rand = retry, timeout, sleep, rand
+        # Write batches: one synchronous POST in a worker thread costs less CPU than an async one
+        # through httpx/httpcore/anyio (0.6-0.75 vs 0.75-1.9 ms a request measured here; 8.8 ->
+        # 6.6 us a row of a 500-row batch: BENCHMARKS.md). httpx's defaults, as the app's client.
+        self._sync: httpx.Client | None = None
+        self._sync_close: weakref.finalize | None = None  # closes it with this object, if aclose() never ran
+        self._sync_lock = threading.Lock()
 
     def __repr__(self) -> str:  # the token must never show up in logs or tracebacks
         token = "***" if "authorization" in self._headers else None
@@ -121,17 +130,21 @@ class HttpLogDatabase(_TypedReads):
         await self._with_retry(once)
 
     async def transaction(self, statements: Sequence[Statement]) -> list[StmtOutcome]:
-        def encode() -> bytes:
-            batch = hrana.transaction_batch([hrana.stmt(sql, args) for sql, args in statements])
-            return hrana.pipeline_body([batch])
+        """Encode, POST and read the answer in a worker thread: the event loop only waits (a
+        full batch is a large JSON text to escape). Encoded once per batch, not once per retry.
+        A cancelled caller (shutdown's deadline) does not wait for the thread: the POST may still
+        land, and a retried batch is then counted as already present (ids are idempotent)."""
+        encoded: list[bytes] = []
 
-        # A full batch is a large JSON text to escape: do it off the event loop
-        # (requests keep being served), and once per batch, not once per retry.
-        body = await anyio.to_thread.run_sync(encode) if len(statements) > 4 else encode()
+        def send() -> list[StmtOutcome]:
+            if not encoded:
+                batch = hrana.transaction_batch([hrana.stmt(sql, args) for sql, args in statements])
+                encoded.append(hrana.pipeline_body([batch]))
+            results = self._post_sync(encoded[0], 1)
+            return hrana.transaction_outcomes(hrana.response_of(results[0], "batch"), len(statements))
 
         async def once() -> list[StmtOutcome]:
-            results = await self._post(body, 1)
-            return hrana.transaction_outcomes(hrana.response_of(results[0], "batch"), len(statements))
+            return await anyio.to_thread.run_sync(send, abandon_on_cancel=True)
 
         return await self._with_retry(once)
 
@@ -145,7 +158,11 @@ class HttpLogDatabase(_TypedReads):
         return await self._with_retry(once)
 
     async def aclose(self) -> None:
-        """Nothing to release: the httpx client belongs to the app's lifespan."""
+        """Close the write batches' client (the async one belongs to the app's lifespan)."""
+        with self._sync_lock:
+            close, self._sync, self._sync_close = self._sync_close, None, None
+        if close is not None:
+            close()
 
     async def _pipeline(self, requests: list[dict[str, Any]]) -> list[Any]:
         """One fresh stream per call (baton null, `close` last): no baton is ever reused, so an
@@ -160,6 +177,25 @@ class HttpLogDatabase(_TypedReads):
             )
         except httpx.HTTPError as exc:  # connect/read errors, timeouts, dropped connections
             raise TransportError(f"{type(exc).__name__}: {exc}") from None
+        return self._results(resp, n_requests)
+
+    def _post_sync(self, body: bytes, n_requests: int) -> list[Any]:
+        """_post from a worker thread, through this object's synchronous client."""
+        with self._sync_lock:
+            if self._sync is None:
+                self._sync = httpx.Client()
+                self._sync_close = weakref.finalize(self, self._sync.close)
+            client = self._sync
+        try:
+            resp = client.post(f"{self.base_url}/v2/pipeline", content=body, headers=self._headers, timeout=self._timeout)
+        except httpx.HTTPError as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from None
+        except RuntimeError as exc:  # closed by aclose() while an abandoned POST was still due
+            raise TransportError(f"log database client closed: {exc}") from None
+        return self._results(resp, n_requests)
+
+    @staticmethod
+    def _results(resp: httpx.Response, n_requests: int) -> list[Any]:
         if resp.status_code >= 300:
             raise hrana.error_from_http(resp.status_code, resp.content, resp.headers.get("retry-after"))
         results, _base_url = hrana.parse_pipeline(resp.content)
@@ -223,6 +259,10 @@ class FileLogDatabase(_TypedReads):
                 self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s
             )
             conn.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+            # WAL's usual setting: a commit is not fsync'ed (checkpoints are). A crashed process
+            # loses nothing; an OS crash or power cut may take the last commits, which the CSV
+            # files and the write-ahead record hold (docs/tracing.md, "The log database").
+            conn.execute("PRAGMA synchronous=NORMAL")
             self._conn = conn
         return self._conn
 

@@ -76,6 +76,17 @@ CREATE TABLE IF NOT EXISTS api_rollup_pending (
     bucket INTEGER
 );
 
+-- A write batch's staged rows counted by minute, route key, status class and bucket
+-- (log/db/rollup_batch.sql), which the rollup tables then add up: filled and emptied inside that
+-- batch's transaction, like api_rollup_pending (whose other columns only older versions fill).
+CREATE TABLE IF NOT EXISTS api_rollup_batch (
+    minute INTEGER,  -- NULL: no readable created_at, never counted
+    endpoint TEXT NOT NULL,
+    status_class INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,
+    n INTEGER NOT NULL
+);
+
 -- A database made by an earlier version has a trigger keeping the rollups (three upserts per
 -- inserted row). Write batches keep them now, one INSERT ... SELECT ... GROUP BY per rollup
 -- table (log/db/rollup_batch.sql), so the trigger is dropped on every apply.

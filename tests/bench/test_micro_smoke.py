@@ -66,3 +66,13 @@ def test_route_column_smoke() -> None:
     assert all(v > 0 for v in summary["us_per_row"].values())
     assert summary["route_column"]["current"] is True
     assert re.search(r"^best µs/row: base \(HEAD\) [\d.]+, current [\d.]+; added [+-][\d.]+ µs/row", out, re.M), out
+
+
+def test_db_lane_bench_smoke() -> None:
+    """Every lane and every ablation variant runs and prints its CPU per row."""
+    from bench.db_lane_bench import VARIANTS
+
+    out = run("-m", "bench.db_lane_bench", "--prefill", "600", "--batches", "2", "--batch", "50", "--ablate")
+    assert re.findall(r"^file: (.+?)\s+[\d.]+ us CPU/row \(user [\d.]+, system [\d.]+\)$", out, re.M) == list(VARIANTS), out
+    out = run("-m", "bench.db_lane_bench", "--prefill", "100", "--batches", "2", "--batch", "50", "--stdout", "--http")
+    assert re.search(r"^stdout: [\d.]+ us CPU/row$", out, re.M) and re.search(r"^turso http: [\d.]+ us CPU/row$", out, re.M), out

@@ -7,6 +7,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -209,3 +210,39 @@ async def test_one_http_request_per_batch(server: Running, client: httpx.AsyncCl
     for i in range(0, 1000, 500):
         assert await sink.write("api_logs", batch[i : i + 500]) == WriteResult(inserted=500)
     assert server.server.pipeline_requests - before == 2  # i.e. 20 per 10 000 rows
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_batch_does_not_wait_for_its_post_and_its_retry_is_a_replay(
+    server: Running, client: httpx.AsyncClient
+) -> None:
+    """Write batches are POSTed from a worker thread: a caller cancelled at shutdown's deadline
+    returns without waiting for the answer; the POST still lands, so the retry finds the rows."""
+    sink, _ = make_sink(client, server.url)
+    await sink.open()
+    server.server.inject("delay", delay=5.0)
+    with anyio.move_on_after(0.2) as scope:
+        await sink.write("api_logs", rows(5))
+    assert scope.cancelled_caught
+    assert await count(sink) == 0  # the server still holds the batch: the caller did not wait
+    for _ in range(200):  # the abandoned POST lands once the server answers
+        if await count(sink) == 5:
+            break
+        await anyio.sleep(0.05)  # polling for the condition
+    assert await sink.write("api_logs", rows(5)) == WriteResult(inserted=0, already_present=5)
+    await sink.db.aclose()
+
+
+@pytest.mark.anyio
+async def test_aclose_closes_the_write_client_and_a_later_batch_opens_another(
+    server: Running, client: httpx.AsyncClient
+) -> None:
+    sink, _ = make_sink(client, server.url)
+    await sink.open()
+    assert await sink.write("api_logs", rows(2)) == WriteResult(inserted=2)
+    first = sink.db._sync
+    assert first is not None and not first.is_closed
+    await sink.db.aclose()
+    assert first.is_closed and sink.db._sync is None
+    assert await sink.write("api_logs", rows(3)) == WriteResult(inserted=1, already_present=2)
+    await sink.db.aclose()

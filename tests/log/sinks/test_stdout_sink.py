@@ -272,3 +272,69 @@ def test_a_batch_is_the_lines_of_its_rows_whatever_came_before(rows) -> None:
     cloud_logging._facts.clear()
     assert got == b"".join(encode_line(entry(r, project="p")) for r in batch)
     assert got.count(b"\n") == len(batch)
+
+
+def reference_entry(row: ApiLog | TaskProgressLog, project: str | None) -> dict:
+    """entry() written the plain way, from the documented helpers: the fast one must equal it."""
+    from log.core.cloud_logging import INSERT_ID_KEY, SAMPLED_KEY, rfc3339
+    from log.core.headers import first_header
+    from log.core.rows import table_of
+
+    table = table_of(row)
+    if isinstance(row, ApiLog):
+        ms = "" if row.duration_ms is None else f" {row.duration_ms}ms"
+        message = f"{row.method} {row.endpoint} {row.response_status}{ms}"
+    else:
+        text = f"{row.task_name}.{row.step_name} {row.status}"
+        message = f"{text}: {row.error_message}" if row.error_message else text
+    out: dict = {"severity": severity(row), "message": message, "time": rfc3339(row.created_at)}
+    context = None
+    if isinstance(row, ApiLog):
+        pairs = header_pairs(row.request_header)
+        host = first_header(pairs, "host")
+        proto = (first_header(pairs, "x-forwarded-proto") or "http").split(",")[0].strip()
+        origin = f"{proto if proto in ('http', 'https') else 'http'}://{host}" if host else ""
+        http = {"requestMethod": row.method, "requestUrl": origin + row.endpoint}
+        if row.response_status is not None:
+            http["status"] = row.response_status
+        if row.duration_ms is not None:
+            http["latency"] = latency(row.duration_ms)
+        if row.ip_address:
+            http["remoteIp"] = row.ip_address
+        if first_header(pairs, "user-agent") is not None:
+            http["userAgent"] = first_header(pairs, "user-agent")
+        out["httpRequest"] = http
+        context = trace_context(pairs)
+    trace, span, sampled = context or (row.trace_id.replace("-", "").lower(), None, None)
+    out[TRACE_KEY] = f"projects/{project}/traces/{trace}" if project else trace
+    out[SPAN_KEY] = span or f"{row.id & 0xFFFF_FFFF_FFFF_FFFF:016x}"
+    if sampled is not None:
+        out[SAMPLED_KEY] = sampled
+    out[INSERT_ID_KEY] = f"{table}-{row.id}"
+    out["table"] = table
+    out["row"] = {**msgspec.structs.asdict(row), "id": str(row.id)}
+    return out
+
+
+@given(
+    st.lists(
+        st.tuples(
+            header_texts | st.just(json.dumps({"x-cloud-trace-context": CLOUD_HDR, "host": "h", "x-forwarded-proto": "https"})),
+            st.one_of(st.none(), st.sampled_from([200, 399, 400, 499, 500, 599]), st.integers(100, 599)),
+            st.one_of(st.none(), st.sampled_from([-1, 0, 1, 999, 1000]), st.integers(-5, 10**7)),
+            st.one_of(st.none(), st.just(""), st.just("203.0.113.9")),
+            st.booleans(),
+            st.sampled_from(["FAILED", "SUCCESS"]),
+            st.one_of(st.none(), odd_text),
+        ),
+        max_size=6,
+    ),
+    st.sampled_from([None, "", "proj"]),
+)
+def test_entries_equal_the_plain_construction(rows, project) -> None:
+    for i, (header, status, duration, ip, is_api, task_status, message) in enumerate(rows):
+        row = (api(id=i, request_header=header, response_status=status, duration_ms=duration, ip_address=ip)
+               if is_api else task(id=BIG_ID + i, status=task_status, error_message=message))
+        got, want = entry(row, project=project), reference_entry(row, project)
+        assert got == want
+        assert encode_line(got) == encode_line(want)  # the same keys in the same order
