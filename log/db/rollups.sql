@@ -65,6 +65,36 @@ WHERE created_at IS NOT NULL AND strftime('%s', created_at) IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM api_latency_day)
 GROUP BY 1, 2, 3, 4;
 
+-- Coarser copies for long ranges, filled from the tables above (not from api_logs, so rows pruned
+-- from api_logs stay counted here as there). Requests per hour by status class: the time chart
+-- of a range of days reads whole hours here, minutes only at its edges.
+CREATE TABLE IF NOT EXISTS api_status_hour (
+    hour INTEGER NOT NULL,
+    status_class INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (hour, status_class)
+) WITHOUT ROWID;
+
+-- The latency histogram of every request ever counted, per route and status class: the "all
+-- time" overview reads this (one row per key) instead of summing every day's rows.
+CREATE TABLE IF NOT EXISTS api_latency_total (
+    endpoint TEXT NOT NULL,
+    status_class INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (endpoint, status_class, bucket)
+) WITHOUT ROWID;
+
+INSERT INTO api_status_hour (hour, status_class, n)
+SELECT minute / 60, status_class, SUM(n) FROM api_status_minute
+WHERE NOT EXISTS (SELECT 1 FROM api_status_hour)
+GROUP BY 1, 2;
+
+INSERT INTO api_latency_total (endpoint, status_class, bucket, n)
+SELECT endpoint, status_class, bucket, SUM(n) FROM api_latency_day
+WHERE NOT EXISTS (SELECT 1 FROM api_latency_total)
+GROUP BY 1, 2, 3;
+
 -- The ids a write batch inserted, between its INSERTs and its rollup statements
 -- (log/db/rollup_batch.sql): filled and emptied inside that batch's transaction, so it is empty
 -- whenever no batch is being written.

@@ -61,7 +61,8 @@ def expected(path: Path) -> dict[str, Counter]:
     """GROUP BY over the raw rows: the rollups as they must be."""
     with sqlite3.connect(path) as conn:
         raw = conn.execute("SELECT created_at, response_status, duration_ms, route, endpoint FROM api_logs").fetchall()
-    out: dict[str, Counter] = {"minute": Counter(), "hour": Counter(), "day": Counter()}
+    out: dict[str, Counter] = {"minute": Counter(), "hour": Counter(), "day": Counter(), "status_hour": Counter(),
+                               "total": Counter()}
     for created_at, status, duration, route, endpoint in raw:
         try:
             at = calendar.timegm(dt.datetime.strptime(created_at, "%Y-%m-%d %H:%M:%S.%f").timetuple())
@@ -72,6 +73,8 @@ def expected(path: Path) -> dict[str, Counter]:
         out["minute"][(at // 60, cls)] += 1
         out["hour"][(at // 3600, key, cls, bucket_of(duration))] += 1
         out["day"][(at // 86400, key, cls, bucket_of(duration))] += 1
+        out["status_hour"][(at // 3600, cls)] += 1
+        out["total"][(key, cls, bucket_of(duration))] += 1
     return out
 
 
@@ -81,6 +84,8 @@ def stored(path: Path) -> dict[str, Counter]:
             "minute": Counter({tuple(r[:-1]): r[-1] for r in conn.execute("SELECT * FROM api_status_minute")}),
             "hour": Counter({tuple(r[:-1]): r[-1] for r in conn.execute("SELECT * FROM api_latency_hour")}),
             "day": Counter({tuple(r[:-1]): r[-1] for r in conn.execute("SELECT * FROM api_latency_day")}),
+            "status_hour": Counter({tuple(r[:-1]): r[-1] for r in conn.execute("SELECT * FROM api_status_hour")}),
+            "total": Counter({tuple(r[:-1]): r[-1] for r in conn.execute("SELECT * FROM api_latency_total")}),
         }
 
 

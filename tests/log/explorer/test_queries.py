@@ -355,7 +355,7 @@ def test_replayed_inserts_are_not_counted_twice_and_backfill_matches_the_trigger
     for s in sql_statements(ROLLUPS_PATH.read_text()):  # rollups added to a database with rows
         later.execute(s)
     later.execute("COMMIT")
-    for table in ("api_status_minute", "api_latency_hour", "api_latency_day"):
+    for table in ("api_status_minute", "api_latency_hour", "api_latency_day", "api_status_hour", "api_latency_total"):
         q = f"SELECT * FROM {table} ORDER BY 1, 2, 3"
         assert [tuple(r) for r in live.execute(q)] == [tuple(r) for r in later.execute(q)]
     assert live.execute("SELECT SUM(n) FROM api_status_minute").fetchone()[0] == len(rows)
@@ -397,6 +397,48 @@ def test_overview_endpoint_stats_equal_a_direct_count(db, params) -> None:
     assert got == want
     series_total = sum(r["n"] for r in db.execute(*plan.series))
     assert series_total >= len(inside)  # minute resolution: the first bar may start early
+
+
+def direct_stats(rows: list[dict]) -> dict:
+    direct = [{"endpoint": path_of(r["endpoint"]), "status_class": (r["response_status"] or 0) // 100,
+               "bucket": bucket_of(r["duration_ms"]), "n": 1} for r in rows]
+    return {s.endpoint: (s.total, s.by_class, s.p50, s.p95, s.p99) for s in endpoint_stats(direct)}
+
+
+@pytest.mark.parametrize("ahead", [dt.timedelta(0), dt.timedelta(minutes=3), dt.timedelta(days=2)])
+def test_all_time_reads_the_all_time_rollup_and_leaves_out_rows_stamped_after_now(ahead) -> None:
+    """"All" = every counted row stamped before now: the all-time rollup minus the rows after
+    now (a clock that ran ahead), exactly what a count over api_logs gives."""
+    conn = connect()
+    future = make_rows(30, seed=11, span=dt.timedelta(minutes=1), first_seq=3000)
+    for r in future:  # stamped `ahead` after NOW (ahead=0: at NOW, still not before it)
+        at = dt.datetime.strptime(r["created_at"], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC) + dt.timedelta(minutes=1) + ahead
+        r["created_at"], r["id"] = stamp(at), snowflake(math.floor(at.timestamp() * 1000), r["id"] & 0xFFF)
+    insert(conn, ROWS)
+    insert(conn, future)
+    oldest = dt.datetime.fromtimestamp(conn.execute("SELECT MIN(minute) FROM api_status_minute").fetchone()[0] * 60, UTC)
+    plan = build_overview(parse_filters({"range": "all"}), now=NOW, oldest=oldest)
+    assert [p[0].split(" FROM ")[1].split()[0] for p in plan.endpoint_parts] == ["api_latency_total", "api_logs"]
+    rows = [dict(r) for part in plan.endpoint_parts for r in conn.execute(*part)]
+    assert len(rows) > 50  # the rollup holds every key, not just the rows after now
+    got = {s.endpoint: (s.total, s.by_class, s.p50, s.p95, s.p99) for s in endpoint_stats(rows)}
+    assert got == direct_stats([r for r in ROWS + future if r["created_at"] < stamp(NOW)]) == direct_stats(ROWS)
+    # Without the rollups' first minute (no rows yet) the range is the last 7 days, read as before.
+    assert "api_latency_total" not in str(build_overview(parse_filters({"range": "all"}), now=NOW).endpoint_parts)
+
+
+@given(st.sampled_from(["15m", "1h", "24h", "7d", "all"]), st.integers(0, 3 * 86_400))
+def test_the_series_from_whole_hours_and_edge_minutes_equals_the_minutes_alone(db, range_, shift_s) -> None:
+    now = NOW - dt.timedelta(seconds=shift_s)
+    plan = build_overview(parse_filters({"range": range_}), now=now, oldest=NOW - dt.timedelta(days=9, minutes=7))
+    lo, hi = math.floor(plan.start.timestamp() / 60), math.floor(plan.end.timestamp() / 60) + 1
+    m = plan.bucket_minutes
+    minutes_only = ("SELECT (minute / ?) * ? AS bucket, status_class, SUM(n) AS n FROM api_status_minute"
+                    " WHERE minute >= ? AND minute < ? GROUP BY 1, 2 ORDER BY 1", [m, m, lo, hi])
+    got = [tuple(r) for r in db.execute(*plan.series)]
+    assert got == [tuple(r) for r in db.execute(*minutes_only)]
+    if m % 60 == 0 and hi - lo >= 120:
+        assert "api_status_hour" in plan.series[0]
 
 
 def test_overview_uses_rollups_for_whole_hours() -> None:
