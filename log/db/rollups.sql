@@ -97,6 +97,26 @@ SELECT endpoint, status_class, bucket, SUM(n) FROM api_latency_day
 WHERE NOT EXISTS (SELECT 1 FROM api_latency_total)
 GROUP BY 1, 2, 3;
 
+-- The pruner (LOG_ROLLUP_RETENTION_DAYS, log/core/retention.py) deletes minute and day rows; these
+-- take what it deletes off the coarser copies, so api_status_hour stays the sum of the minutes
+-- kept and api_latency_total the sum of the days kept (fires per pruned row, hourly, in the
+-- background; writes never delete rollup rows).
+DROP TRIGGER IF EXISTS api_status_minute_pruned;
+CREATE TRIGGER api_status_minute_pruned AFTER DELETE ON api_status_minute
+BEGIN
+    UPDATE api_status_hour SET n = n - OLD.n WHERE hour = OLD.minute / 60 AND status_class = OLD.status_class;
+    DELETE FROM api_status_hour WHERE hour = OLD.minute / 60 AND status_class = OLD.status_class AND n <= 0;
+END;
+
+DROP TRIGGER IF EXISTS api_latency_day_pruned;
+CREATE TRIGGER api_latency_day_pruned AFTER DELETE ON api_latency_day
+BEGIN
+    UPDATE api_latency_total SET n = n - OLD.n
+    WHERE endpoint = OLD.endpoint AND status_class = OLD.status_class AND bucket = OLD.bucket;
+    DELETE FROM api_latency_total
+    WHERE endpoint = OLD.endpoint AND status_class = OLD.status_class AND bucket = OLD.bucket AND n <= 0;
+END;
+
 -- The ids a write batch inserted, between its INSERTs and its rollup statements
 -- (log/db/rollup_batch.sql): filled and emptied inside that batch's transaction, so it is empty
 -- whenever no batch is being written.

@@ -427,6 +427,24 @@ def test_all_time_reads_the_all_time_rollup_and_leaves_out_rows_stamped_after_no
     assert "api_latency_total" not in str(build_overview(parse_filters({"range": "all"}), now=NOW).endpoint_parts)
 
 
+@pytest.mark.parametrize("keep_days", [1, 4, 20])
+def test_the_coarse_rollups_lose_what_the_pruner_deletes_from_the_fine_ones(keep_days) -> None:
+    from log.core.retention import PRUNE_GRACE, plan
+
+    conn = connect()
+    insert(conn, ROWS)
+    for step in plan(NOW + PRUNE_GRACE, retention_days=0, rollup_days=keep_days, limit=50):
+        while conn.execute(step.delete_sql, step.args).rowcount:  # in batches, as the pruner does
+            pass
+    hours = {tuple(r[:2]): r[2] for r in conn.execute(
+        "SELECT minute / 60, status_class, SUM(n) FROM api_status_minute GROUP BY 1, 2")}
+    assert {tuple(r[:2]): r[2] for r in conn.execute("SELECT * FROM api_status_hour")} == hours
+    totals = {tuple(r[:3]): r[3] for r in conn.execute(
+        "SELECT endpoint, status_class, bucket, SUM(n) FROM api_latency_day GROUP BY 1, 2, 3")}
+    assert {tuple(r[:3]): r[3] for r in conn.execute("SELECT * FROM api_latency_total")} == totals
+    assert 0 < sum(totals.values()) < len(ROWS) if keep_days < 9 else sum(totals.values()) == len(ROWS)
+
+
 @given(st.sampled_from(["15m", "1h", "24h", "7d", "all"]), st.integers(0, 3 * 86_400))
 def test_the_series_from_whole_hours_and_edge_minutes_equals_the_minutes_alone(db, range_, shift_s) -> None:
     now = NOW - dt.timedelta(seconds=shift_s)
@@ -508,11 +526,15 @@ def test_sql_statements_keeps_trigger_bodies_whole() -> None:
     script = "CREATE TABLE t (x);\nCREATE TRIGGER r AFTER INSERT ON t BEGIN\n  SELECT 1;\n  SELECT 2;\nEND;\n"
     statements = sql_statements(script + ROLLUPS_PATH.read_text())
     trigger = [s for s in statements if s.startswith("CREATE TRIGGER")]
-    assert len(trigger) == 3 and all(t.rstrip().endswith("END") for t in trigger)
+    assert len(trigger) == 5 and all(t.rstrip().endswith("END") for t in trigger)
     assert all(sqlite3.complete_statement(s + ";") for s in statements)
-    # The rollups are kept per batch; only the error signatures (5xx and FAILED rows) keep triggers.
+    # The rollups are kept per batch; only the error signatures (5xx and FAILED rows) keep triggers
+    # on the log tables, and the coarse rollups follow the pruner's deletes of the fine ones.
     names = sorted(s.split()[2] for s in sql_statements(ROLLUPS_PATH.read_text()) if s.startswith("CREATE TRIGGER"))
-    assert names == ["api_logs_error_signature", "task_progress_error_signature"]
+    assert names == ["api_latency_day_pruned", "api_logs_error_signature", "api_status_minute_pruned",
+                     "task_progress_error_signature"]
+    ons = sorted(s.split(" ON ")[1].split()[0] for s in sql_statements(ROLLUPS_PATH.read_text()) if s.startswith("CREATE TRIGGER"))
+    assert ons == ["api_latency_day", "api_logs", "api_status_minute", "task_progress_logs"]
 
 
 def test_the_live_tail_returns_matching_rows_newer_than_the_newest_shown(db) -> None:
