@@ -41,14 +41,4 @@ SELECT at / 86400, endpoint, status_class, bucket, COUNT(*) FROM api_rollup_pend
 GROUP BY 1, 2, 3, 4
 ON CONFLICT (day, endpoint, status_class, bucket) DO UPDATE SET n = n + excluded.n;
 
-INSERT INTO api_status_hour (hour, status_class, n)
-SELECT at / 3600, status_class, COUNT(*) FROM api_rollup_pending WHERE at IS NOT NULL
-GROUP BY 1, 2
-ON CONFLICT (hour, status_class) DO UPDATE SET n = n + excluded.n;
-
-INSERT INTO api_latency_total (endpoint, status_class, bucket, n)
-SELECT endpoint, status_class, bucket, COUNT(*) FROM api_rollup_pending WHERE at IS NOT NULL
-GROUP BY 1, 2, 3
-ON CONFLICT (endpoint, status_class, bucket) DO UPDATE SET n = n + excluded.n;
-
 DELETE FROM api_rollup_pending;

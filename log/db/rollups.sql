@@ -6,6 +6,15 @@
 -- rollups describe what happened. Statements are split with sqlite3.complete_statement
 -- (log/db/schema.py split_statements); works on SQLite and Turso (libSQL).
 
+-- The triggers that keep api_status_hour and api_latency_total (below) go first and come back
+-- after every backfill, so no backfill is counted twice.
+DROP TRIGGER IF EXISTS api_status_minute_counted;
+DROP TRIGGER IF EXISTS api_status_minute_recounted;
+DROP TRIGGER IF EXISTS api_status_minute_pruned;
+DROP TRIGGER IF EXISTS api_latency_day_counted;
+DROP TRIGGER IF EXISTS api_latency_day_recounted;
+DROP TRIGGER IF EXISTS api_latency_day_pruned;
+
 -- Requests per minute by status class (0 = no status): the overview's time series.
 -- minute = unix time / 60.
 CREATE TABLE IF NOT EXISTS api_status_minute (
@@ -67,9 +76,13 @@ WHERE NOT EXISTS (SELECT 1 FROM api_latency_day)
   AND created_at IS NOT NULL AND strftime('%s', created_at) IS NOT NULL
 GROUP BY 1, 2, 3, 4;
 
--- Coarser copies for long ranges, filled from the tables above (not from api_logs, so rows pruned
--- from api_logs stay counted here as there). Requests per hour by status class: the time chart
--- of a range of days reads whole hours here, minutes only at its edges.
+-- Coarser copies for long ranges. Requests per hour by status class: the time chart of a range
+-- of days reads whole hours here, minutes only at its edges. The latency histogram of every
+-- request counted, per route and status class: the "all time" overview reads this (one row per
+-- key) instead of summing every day's rows. Both follow the table they summarise through the
+-- triggers below, whoever writes it: this version's write batches, an older version's batches
+-- or per-row trigger during a rolling deploy, the pruner's deletes (LOG_ROLLUP_RETENTION_DAYS).
+-- Backfilled from that table, not from api_logs, so rows pruned from api_logs stay counted.
 CREATE TABLE IF NOT EXISTS api_status_hour (
     hour INTEGER NOT NULL,
     status_class INTEGER NOT NULL,
@@ -77,8 +90,6 @@ CREATE TABLE IF NOT EXISTS api_status_hour (
     PRIMARY KEY (hour, status_class)
 ) WITHOUT ROWID;
 
--- The latency histogram of every request ever counted, per route and status class: the "all
--- time" overview reads this (one row per key) instead of summing every day's rows.
 CREATE TABLE IF NOT EXISTS api_latency_total (
     endpoint TEXT NOT NULL,
     status_class INTEGER NOT NULL,
@@ -97,18 +108,39 @@ SELECT endpoint, status_class, bucket, SUM(n) FROM api_latency_day
 WHERE NOT EXISTS (SELECT 1 FROM api_latency_total)
 GROUP BY 1, 2, 3;
 
--- The pruner (LOG_ROLLUP_RETENTION_DAYS, log/core/retention.py) deletes minute and day rows; these
--- take what it deletes off the coarser copies, so api_status_hour stays the sum of the minutes
--- kept and api_latency_total the sum of the days kept (fires per pruned row, hourly, in the
--- background; writes never delete rollup rows).
-DROP TRIGGER IF EXISTS api_status_minute_pruned;
+-- One upsert per minute or day row a batch adds or updates (not per request), one per row the
+-- pruner deletes (hourly, in the background).
+CREATE TRIGGER api_status_minute_counted AFTER INSERT ON api_status_minute
+BEGIN
+    INSERT INTO api_status_hour (hour, status_class, n) VALUES (NEW.minute / 60, NEW.status_class, NEW.n)
+    ON CONFLICT (hour, status_class) DO UPDATE SET n = n + excluded.n;
+END;
+
+CREATE TRIGGER api_status_minute_recounted AFTER UPDATE OF n ON api_status_minute
+BEGIN
+    INSERT INTO api_status_hour (hour, status_class, n) VALUES (NEW.minute / 60, NEW.status_class, NEW.n - OLD.n)
+    ON CONFLICT (hour, status_class) DO UPDATE SET n = n + excluded.n;
+END;
+
 CREATE TRIGGER api_status_minute_pruned AFTER DELETE ON api_status_minute
 BEGIN
     UPDATE api_status_hour SET n = n - OLD.n WHERE hour = OLD.minute / 60 AND status_class = OLD.status_class;
     DELETE FROM api_status_hour WHERE hour = OLD.minute / 60 AND status_class = OLD.status_class AND n <= 0;
 END;
 
-DROP TRIGGER IF EXISTS api_latency_day_pruned;
+CREATE TRIGGER api_latency_day_counted AFTER INSERT ON api_latency_day
+BEGIN
+    INSERT INTO api_latency_total (endpoint, status_class, bucket, n) VALUES (NEW.endpoint, NEW.status_class, NEW.bucket, NEW.n)
+    ON CONFLICT (endpoint, status_class, bucket) DO UPDATE SET n = n + excluded.n;
+END;
+
+CREATE TRIGGER api_latency_day_recounted AFTER UPDATE OF n ON api_latency_day
+BEGIN
+    INSERT INTO api_latency_total (endpoint, status_class, bucket, n)
+    VALUES (NEW.endpoint, NEW.status_class, NEW.bucket, NEW.n - OLD.n)
+    ON CONFLICT (endpoint, status_class, bucket) DO UPDATE SET n = n + excluded.n;
+END;
+
 CREATE TRIGGER api_latency_day_pruned AFTER DELETE ON api_latency_day
 BEGIN
     UPDATE api_latency_total SET n = n - OLD.n
