@@ -151,7 +151,7 @@ async def run(db_path: Path, runs: int, json_path: Path | None = None) -> int:
     sql, args = build_list_query(parse_filters({"range": "all", "status": "1xx"}), now=now, limit=51,
                                  before_id=None, rare_status=True)
     plans.append(("list 1xx (rare class) all", sql, args))
-    plans.append(("class count (rollup)", "SELECT COALESCE(SUM(n), 0) FROM api_status_minute WHERE status_class = ?", [5]))
+    plans.append(("class count (rollup)", "SELECT COALESCE(SUM(n), 0) FROM api_status_hour WHERE status_class = ?", [5]))
     plans.append(("trace api_logs", "SELECT * FROM api_logs WHERE trace_id = ? ORDER BY created_at, id", [trace_ok]))
     plans.append(("trace steps", "SELECT * FROM task_progress_logs WHERE trace_id = ? ORDER BY created_at, execution_order, id", [trace_ok]))
     seen = set()

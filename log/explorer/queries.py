@@ -226,13 +226,14 @@ RARE_STATUS_ROWS = 5_000  # below ~sqrt(page size x table rows), index hits + so
 
 
 def status_class_count(filters: LogFilters) -> Query | None:
-    """How many rows of the filter's status class exist at all (rollups, a few ms); None when
-    no class filter is set. Compared with RARE_STATUS_ROWS to pick build_list_query's plan."""
+    """How many rows of the filter's status class exist at all; None when no class filter is set.
+    Compared with RARE_STATUS_ROWS to pick build_list_query's plan. From the hourly rollup (the
+    sum of the minutes: a month is ~3k rows, 0.1 ms; the minutes' ~100k took 4 ms a page)."""
     if not filters.status:
         return None
     classes = status_classes(filters.status)
     return (
-        "SELECT COALESCE(SUM(n), 0) AS n FROM api_status_minute WHERE status_class BETWEEN ? AND ?",
+        "SELECT COALESCE(SUM(n), 0) AS n FROM api_status_hour WHERE status_class BETWEEN ? AND ?",
         [classes[0], classes[-1]],
     )
 
