@@ -1,13 +1,19 @@
 """Time the log explorer's pages through the real handlers, in-process, on a big file: DB.
 
     python bench/make_log_db.py /tmp/explorer-bench.db          # once (1M requests, 3M steps)
-    python bench/explorer_bench.py /tmp/explorer-bench.db [--runs 20]
+    python bench/explorer_bench.py /tmp/explorer-bench.db [--runs 20] [--json results.json]
 
 For every page x range it prints p50/p95 over --runs requests (after one warm-up) and the
 EXPLAIN QUERY PLAN of each query the page runs, then lists every page over its target
 (list and trace <= 150 ms p95, overview <= 300 ms p95, a live-tail poll <= 20 ms p95). "now" is
 pinned to the newest row; tail polls ask for rows newer than the newest row but a few seconds
-(a few new rows) or than the newest (nothing new: 204, the steady state).
+(a few new rows) or than the newest (nothing new: 204, the steady state). Each case also shows
+the median CPU time of the process per request (steadier than wall clock on a shared machine).
+
+A/B against another revision: run this same file from inside that revision's tree (it imports
+the app of the tree it sits in), e.g. `git archive REV | tar -x -C /tmp/base` and copy this file
+to /tmp/base/bench/, on a copy of the DB, alternating the two a few rounds; --json keeps each
+run's numbers for comparing.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import time
 from pathlib import Path
 
 import httpx
+import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -70,7 +77,7 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, max(0, round(p / 100 * len(values) + 0.5) - 1))]
 
 
-async def run(db_path: Path, runs: int) -> int:
+async def run(db_path: Path, runs: int, json_path: Path | None = None) -> int:
     conn = sqlite3.connect(db_path)
     newest = conn.execute("SELECT MAX(created_at) FROM api_logs").fetchone()[0]
     now = dt.datetime.fromisoformat(newest).replace(tzinfo=UTC) + dt.timedelta(seconds=1)
@@ -101,24 +108,30 @@ async def run(db_path: Path, runs: int) -> int:
                 load = " ".join(f"{x:.1f}" for x in os.getloadavg())
                 print(f"now = {now:%Y-%m-%d %H:%M:%S} UTC; {runs} runs per case (after 1 warm-up);"
                       f" {os.cpu_count()} CPUs, load average {load} (timings are wall clock)\n")
-                print(f"{'page':9} {'range':5} {'p50 ms':>7} {'p95 ms':>7}  {'status':6} url")
+                print(f"{'page':9} {'range':5} {'p50 ms':>7} {'p95 ms':>7} {'cpu ms':>7}  {'status':6} url")
+                results = []
                 for page_kind, rng, url in cases(trace_ok, trace_failed, user, newest_id, recent_id):
-                    times = []
+                    times, cpus = [], []
                     status = 0
                     for i in range(runs + 1):
-                        t0 = time.perf_counter()
+                        t0, c0 = time.perf_counter(), time.process_time()
                         resp = await client.get(url)
-                        elapsed = (time.perf_counter() - t0) * 1000
+                        elapsed, cpu = (time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000
                         status = resp.status_code
                         if i:
                             times.append(elapsed)
-                    p50, p95 = statistics.median(times), pct(times, 95)
+                            cpus.append(cpu)
+                    p50, p95, cpu50 = statistics.median(times), pct(times, 95), statistics.median(cpus)
                     flag = "" if p95 <= TARGET_MS[page_kind] else "  UNMET"
-                    print(f"{page_kind:9} {rng:5} {p50:7.1f} {p95:7.1f}  {status:<6} {url}{flag}")
+                    print(f"{page_kind:9} {rng:5} {p50:7.1f} {p95:7.1f} {cpu50:7.2f}  {status:<6} {url}{flag}")
+                    results.append({"page": page_kind, "range": rng, "url": url, "p50": p50, "p95": p95,
+                                    "cpu_p50": cpu50, "status": status})
                     if flag or status not in ((200, 204) if page_kind == "tail" else (200,)):
                         unmet.append(f"{page_kind} {rng} {url}: p95 {p95:.1f} ms (target {TARGET_MS[page_kind]}), status {status}")
         finally:
             await ctx.__aexit__(None, None, None)
+    if json_path is not None:
+        json_path.write_bytes(msgspec.json.encode({"load": os.getloadavg(), "runs": runs, "results": results}))
 
     print("\nEXPLAIN QUERY PLAN")
     conn.close()
@@ -138,7 +151,7 @@ async def run(db_path: Path, runs: int) -> int:
     sql, args = build_list_query(parse_filters({"range": "all", "status": "1xx"}), now=now, limit=51,
                                  before_id=None, rare_status=True)
     plans.append(("list 1xx (rare class) all", sql, args))
-    plans.append(("class count (rollup)", "SELECT COALESCE(SUM(n), 0) FROM api_status_minute WHERE status_class = ?", [5]))
+    plans.append(("class count (rollup)", "SELECT COALESCE(SUM(n), 0) FROM api_status_hour WHERE status_class = ?", [5]))
     plans.append(("trace api_logs", "SELECT * FROM api_logs WHERE trace_id = ? ORDER BY created_at, id", [trace_ok]))
     plans.append(("trace steps", "SELECT * FROM task_progress_logs WHERE trace_id = ? ORDER BY created_at, execution_order, id", [trace_ok]))
     seen = set()
@@ -157,10 +170,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("db", type=Path)
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--json", type=Path, default=None, help="write each case's numbers here")
     args = ap.parse_args()
     if not args.db.is_file():
         sys.exit(f"{args.db} does not exist: run bench/make_log_db.py first")
-    sys.exit(asyncio.run(run(args.db, args.runs)))
+    sys.exit(asyncio.run(run(args.db, args.runs, args.json)))
 
 
 if __name__ == "__main__":

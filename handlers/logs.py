@@ -8,7 +8,6 @@ runs the queries; this module turns filters and rows into templates' context.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlencode
@@ -20,7 +19,7 @@ from starlette.routing import Route
 
 from handlers._web import is_htmx, render
 from log import LogDatabaseError, explorer
-from log.explorer import MAX_ID, PRESETS, UTC, FilterError, canonical_uuid, charts, parse_filters, spans, waterfall
+from log.explorer import MAX_ID, PRESETS, UTC, FilterError, canonical_uuid, charts, parse_filters, spans, trace_rows, waterfall
 
 PAGE_SIZE = 50
 # The live tail's poll. Its own requests are not logged (settings.py adds this path to the
@@ -158,16 +157,6 @@ def _row_id(raw: str, name: str) -> int | None:
     return int(raw)
 
 
-def pretty(text: str | None) -> str | None:
-    """JSON text -> indented JSON; anything else as it is."""
-    if text is None:
-        return None
-    try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    except ValueError:
-        return text
-
-
 async def show_trace(request: Request) -> Response:
     if not _is_admin(request):
         return _not_found(request)
@@ -181,7 +170,7 @@ async def show_trace(request: Request) -> Response:
     if not api and not steps:
         return _not_found(request)
     wf = spans.build(api, steps)
-    ctx = {"trace": trace_id, "wf": wf, "error": None, "tracks": waterfall, "pretty": pretty,
+    ctx = {"trace": trace_id, "wf": wf, "error": None, "tracks": waterfall, "rows": trace_rows,
            "emails": await _emails(request, wf.users),
            "started": min(r.created_at for r in [*api, *steps]), "failed": sum(1 for s in wf.steps if s.failed)}
     return render(request, "logs_trace.html", ctx)

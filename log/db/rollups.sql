@@ -6,6 +6,15 @@
 -- rollups describe what happened. Statements are split with sqlite3.complete_statement
 -- (log/db/schema.py split_statements); works on SQLite and Turso (libSQL).
 
+-- The triggers that keep api_status_hour and api_latency_total (below) go first and come back
+-- after every backfill, so no backfill is counted twice.
+DROP TRIGGER IF EXISTS api_status_minute_counted;
+DROP TRIGGER IF EXISTS api_status_minute_recounted;
+DROP TRIGGER IF EXISTS api_status_minute_pruned;
+DROP TRIGGER IF EXISTS api_latency_day_counted;
+DROP TRIGGER IF EXISTS api_latency_day_recounted;
+DROP TRIGGER IF EXISTS api_latency_day_pruned;
+
 -- Requests per minute by status class (0 = no status): the overview's time series.
 -- minute = unix time / 60.
 CREATE TABLE IF NOT EXISTS api_status_minute (
@@ -41,29 +50,104 @@ CREATE TABLE IF NOT EXISTS api_latency_day (
     PRIMARY KEY (day, endpoint, status_class, bucket)
 ) WITHOUT ROWID;
 
--- Backfill rows that existed before the rollups (runs only while a rollup is still empty).
+-- Backfill rows that existed before the rollups (runs only while a rollup is still empty). The
+-- emptiness test comes first: SQLite evaluates AND left to right per row, so on every later
+-- start each row fails it before strftime runs (1M rows: 0.04 s instead of 0.8-2.2 s each).
 INSERT INTO api_status_minute (minute, status_class, n)
 SELECT CAST(strftime('%s', created_at) AS INTEGER) / 60, COALESCE(response_status / 100, 0), COUNT(*)
 FROM api_logs
-WHERE created_at IS NOT NULL AND strftime('%s', created_at) IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM api_status_minute)
+WHERE NOT EXISTS (SELECT 1 FROM api_status_minute)
+  AND created_at IS NOT NULL AND strftime('%s', created_at) IS NOT NULL
 GROUP BY 1, 2;
 
 INSERT INTO api_latency_hour (hour, endpoint, status_class, bucket, n)
 SELECT CAST(strftime('%s', created_at) AS INTEGER) / 3600, COALESCE(route, CASE WHEN instr(endpoint, '?') > 0 THEN substr(endpoint, 1, instr(endpoint, '?') - 1) ELSE endpoint END),
        COALESCE(response_status / 100, 0), CASE WHEN duration_ms IS NULL OR duration_ms < 0 THEN -1 WHEN duration_ms < 16 THEN duration_ms WHEN duration_ms < 32 THEN (duration_ms >> 1) + 8 WHEN duration_ms < 64 THEN (duration_ms >> 2) + 16 WHEN duration_ms < 128 THEN (duration_ms >> 3) + 24 WHEN duration_ms < 256 THEN (duration_ms >> 4) + 32 WHEN duration_ms < 512 THEN (duration_ms >> 5) + 40 WHEN duration_ms < 1024 THEN (duration_ms >> 6) + 48 WHEN duration_ms < 2048 THEN (duration_ms >> 7) + 56 WHEN duration_ms < 4096 THEN (duration_ms >> 8) + 64 WHEN duration_ms < 8192 THEN (duration_ms >> 9) + 72 WHEN duration_ms < 16384 THEN (duration_ms >> 10) + 80 WHEN duration_ms < 32768 THEN (duration_ms >> 11) + 88 WHEN duration_ms < 65536 THEN (duration_ms >> 12) + 96 WHEN duration_ms < 131072 THEN (duration_ms >> 13) + 104 WHEN duration_ms < 262144 THEN (duration_ms >> 14) + 112 WHEN duration_ms < 524288 THEN (duration_ms >> 15) + 120 WHEN duration_ms < 1048576 THEN (duration_ms >> 16) + 128 WHEN duration_ms < 2097152 THEN (duration_ms >> 17) + 136 WHEN duration_ms < 4194304 THEN (duration_ms >> 18) + 144 WHEN duration_ms < 8388608 THEN (duration_ms >> 19) + 152 WHEN duration_ms < 16777216 THEN (duration_ms >> 20) + 160 WHEN duration_ms < 33554432 THEN (duration_ms >> 21) + 168 WHEN duration_ms < 67108864 THEN (duration_ms >> 22) + 176 WHEN duration_ms < 134217728 THEN (duration_ms >> 23) + 184 WHEN duration_ms < 268435456 THEN (duration_ms >> 24) + 192 WHEN duration_ms < 536870912 THEN (duration_ms >> 25) + 200 WHEN duration_ms < 1073741824 THEN (duration_ms >> 26) + 208 WHEN duration_ms < 2147483648 THEN (duration_ms >> 27) + 216 WHEN duration_ms < 4294967296 THEN (duration_ms >> 28) + 224 ELSE 240 END, COUNT(*)
 FROM api_logs
-WHERE created_at IS NOT NULL AND strftime('%s', created_at) IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM api_latency_hour)
+WHERE NOT EXISTS (SELECT 1 FROM api_latency_hour)
+  AND created_at IS NOT NULL AND strftime('%s', created_at) IS NOT NULL
 GROUP BY 1, 2, 3, 4;
 
 INSERT INTO api_latency_day (day, endpoint, status_class, bucket, n)
 SELECT CAST(strftime('%s', created_at) AS INTEGER) / 86400, COALESCE(route, CASE WHEN instr(endpoint, '?') > 0 THEN substr(endpoint, 1, instr(endpoint, '?') - 1) ELSE endpoint END),
        COALESCE(response_status / 100, 0), CASE WHEN duration_ms IS NULL OR duration_ms < 0 THEN -1 WHEN duration_ms < 16 THEN duration_ms WHEN duration_ms < 32 THEN (duration_ms >> 1) + 8 WHEN duration_ms < 64 THEN (duration_ms >> 2) + 16 WHEN duration_ms < 128 THEN (duration_ms >> 3) + 24 WHEN duration_ms < 256 THEN (duration_ms >> 4) + 32 WHEN duration_ms < 512 THEN (duration_ms >> 5) + 40 WHEN duration_ms < 1024 THEN (duration_ms >> 6) + 48 WHEN duration_ms < 2048 THEN (duration_ms >> 7) + 56 WHEN duration_ms < 4096 THEN (duration_ms >> 8) + 64 WHEN duration_ms < 8192 THEN (duration_ms >> 9) + 72 WHEN duration_ms < 16384 THEN (duration_ms >> 10) + 80 WHEN duration_ms < 32768 THEN (duration_ms >> 11) + 88 WHEN duration_ms < 65536 THEN (duration_ms >> 12) + 96 WHEN duration_ms < 131072 THEN (duration_ms >> 13) + 104 WHEN duration_ms < 262144 THEN (duration_ms >> 14) + 112 WHEN duration_ms < 524288 THEN (duration_ms >> 15) + 120 WHEN duration_ms < 1048576 THEN (duration_ms >> 16) + 128 WHEN duration_ms < 2097152 THEN (duration_ms >> 17) + 136 WHEN duration_ms < 4194304 THEN (duration_ms >> 18) + 144 WHEN duration_ms < 8388608 THEN (duration_ms >> 19) + 152 WHEN duration_ms < 16777216 THEN (duration_ms >> 20) + 160 WHEN duration_ms < 33554432 THEN (duration_ms >> 21) + 168 WHEN duration_ms < 67108864 THEN (duration_ms >> 22) + 176 WHEN duration_ms < 134217728 THEN (duration_ms >> 23) + 184 WHEN duration_ms < 268435456 THEN (duration_ms >> 24) + 192 WHEN duration_ms < 536870912 THEN (duration_ms >> 25) + 200 WHEN duration_ms < 1073741824 THEN (duration_ms >> 26) + 208 WHEN duration_ms < 2147483648 THEN (duration_ms >> 27) + 216 WHEN duration_ms < 4294967296 THEN (duration_ms >> 28) + 224 ELSE 240 END, COUNT(*)
 FROM api_logs
-WHERE created_at IS NOT NULL AND strftime('%s', created_at) IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM api_latency_day)
+WHERE NOT EXISTS (SELECT 1 FROM api_latency_day)
+  AND created_at IS NOT NULL AND strftime('%s', created_at) IS NOT NULL
 GROUP BY 1, 2, 3, 4;
+
+-- Coarser copies for long ranges. Requests per hour by status class: the time chart of a range
+-- of days reads whole hours here, minutes only at its edges. The latency histogram of every
+-- request counted, per route and status class: the "all time" overview reads this (one row per
+-- key) instead of summing every day's rows. Both follow the table they summarise through the
+-- triggers below, whoever writes it: this version's write batches, an older version's batches
+-- or per-row trigger during a rolling deploy, the pruner's deletes (LOG_ROLLUP_RETENTION_DAYS).
+-- Backfilled from that table, not from api_logs, so rows pruned from api_logs stay counted.
+CREATE TABLE IF NOT EXISTS api_status_hour (
+    hour INTEGER NOT NULL,
+    status_class INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (hour, status_class)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS api_latency_total (
+    endpoint TEXT NOT NULL,
+    status_class INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (endpoint, status_class, bucket)
+) WITHOUT ROWID;
+
+INSERT INTO api_status_hour (hour, status_class, n)
+SELECT minute / 60, status_class, SUM(n) FROM api_status_minute
+WHERE NOT EXISTS (SELECT 1 FROM api_status_hour)
+GROUP BY 1, 2;
+
+INSERT INTO api_latency_total (endpoint, status_class, bucket, n)
+SELECT endpoint, status_class, bucket, SUM(n) FROM api_latency_day
+WHERE NOT EXISTS (SELECT 1 FROM api_latency_total)
+GROUP BY 1, 2, 3;
+
+-- One upsert per minute or day row a batch adds or updates (not per request), one per row the
+-- pruner deletes (hourly, in the background).
+CREATE TRIGGER api_status_minute_counted AFTER INSERT ON api_status_minute
+BEGIN
+    INSERT INTO api_status_hour (hour, status_class, n) VALUES (NEW.minute / 60, NEW.status_class, NEW.n)
+    ON CONFLICT (hour, status_class) DO UPDATE SET n = n + excluded.n;
+END;
+
+CREATE TRIGGER api_status_minute_recounted AFTER UPDATE OF n ON api_status_minute
+BEGIN
+    INSERT INTO api_status_hour (hour, status_class, n) VALUES (NEW.minute / 60, NEW.status_class, NEW.n - OLD.n)
+    ON CONFLICT (hour, status_class) DO UPDATE SET n = n + excluded.n;
+END;
+
+CREATE TRIGGER api_status_minute_pruned AFTER DELETE ON api_status_minute
+BEGIN
+    UPDATE api_status_hour SET n = n - OLD.n WHERE hour = OLD.minute / 60 AND status_class = OLD.status_class;
+    DELETE FROM api_status_hour WHERE hour = OLD.minute / 60 AND status_class = OLD.status_class AND n <= 0;
+END;
+
+CREATE TRIGGER api_latency_day_counted AFTER INSERT ON api_latency_day
+BEGIN
+    INSERT INTO api_latency_total (endpoint, status_class, bucket, n) VALUES (NEW.endpoint, NEW.status_class, NEW.bucket, NEW.n)
+    ON CONFLICT (endpoint, status_class, bucket) DO UPDATE SET n = n + excluded.n;
+END;
+
+CREATE TRIGGER api_latency_day_recounted AFTER UPDATE OF n ON api_latency_day
+BEGIN
+    INSERT INTO api_latency_total (endpoint, status_class, bucket, n)
+    VALUES (NEW.endpoint, NEW.status_class, NEW.bucket, NEW.n - OLD.n)
+    ON CONFLICT (endpoint, status_class, bucket) DO UPDATE SET n = n + excluded.n;
+END;
+
+CREATE TRIGGER api_latency_day_pruned AFTER DELETE ON api_latency_day
+BEGIN
+    UPDATE api_latency_total SET n = n - OLD.n
+    WHERE endpoint = OLD.endpoint AND status_class = OLD.status_class AND bucket = OLD.bucket;
+    DELETE FROM api_latency_total
+    WHERE endpoint = OLD.endpoint AND status_class = OLD.status_class AND bucket = OLD.bucket AND n <= 0;
+END;
 
 -- The ids a write batch inserted, between its INSERTs and its rollup statements
 -- (log/db/rollup_batch.sql): filled and emptied inside that batch's transaction, so it is empty

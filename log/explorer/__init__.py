@@ -5,7 +5,7 @@ A log explorer imports this namespace (`from log import explorer`); nothing here
 
 from log.core.rows import UNMATCHED
 from log.core.trace import canonical_uuid
-from log.explorer import charts, spans, waterfall
+from log.explorer import charts, spans, trace_rows, waterfall
 from log.explorer.queries import (
     MAX_ID,
     PRESETS,
@@ -36,5 +36,6 @@ __all__ = [
     "parse_filters",
     "spans",
     "status_totals",
+    "trace_rows",
     "waterfall",
 ]

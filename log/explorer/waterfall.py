@@ -55,14 +55,16 @@ def step_color(step: Step) -> str:
     return STATUS_COLOR.get(step.status, "text-info")
 
 
+_GRID_LINES = "".join(
+    f'<line x1="{g}%" x2="{g}%" y1="0" y2="{HEIGHT}" stroke="currentColor" stroke-width="1"/>' for g in GRID
+)
+
+
 def _track(kind: str, body: str) -> Markup:
-    grid = "".join(
-        f'<line x1="{g}%" x2="{g}%" y1="0" y2="{HEIGHT}" stroke="currentColor" stroke-width="1"/>' for g in GRID
-    )
     return Markup(
         f'<svg xmlns="http://www.w3.org/2000/svg" class="block w-full h-5 text-base-content overflow-visible"'
         f' height="{HEIGHT}" aria-hidden="true" focusable="false" data-track="{kind}">'
-        f'<g class="opacity-10">{grid}</g>{body}</svg>'
+        f'<g class="opacity-10">{_GRID_LINES}</g>{body}</svg>'
     )
 
 

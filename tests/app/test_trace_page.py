@@ -164,24 +164,46 @@ async def test_a_running_import_shows_its_steps_before_its_request_row_exists(ad
     assert "open, ≥ 890 ms</text>" in html
 
 
-def test_every_class_the_svg_tracks_use_is_in_the_built_css() -> None:
-    """The Tailwind build scans views/ only: classes written by log/explorer/waterfall.py must be
-    listed in the trace template, or the committed CSS lacks them."""
-    from log.explorer import spans, waterfall
+def test_every_class_the_svg_tracks_and_the_rows_use_is_in_the_built_css() -> None:
+    """The Tailwind build scans views/ only: classes written by log/explorer/waterfall.py and
+    trace_rows.py must be listed in the trace template, or the committed CSS lacks them."""
+    from log.explorer import spans, trace_rows, waterfall
     from tests.log.explorer.test_spans import import_rows, request, task
 
     css = (Path(__file__).resolve().parents[2] / "views" / "static" / "app.css").read_text()
-    wf = spans.build([request(0, 20_000)],
+    wf = spans.build([request(0, 20_000), request(30_000, 5, user=None), request(40_000, 5, user="9")],
                      import_rows() + [task(19_000, "Open", "START", 1, name="Other"),
-                                      task(19_500, "Rec", "FAILED", 1, name="Third")])
+                                      task(19_500, "Rec", "FAILED", 1, name="Third", stack="tb", input="{}"),
+                                      task(19_600, "Tick", "START", 1, name="Fourth"),
+                                      task(19_700, "Tick", "IN_PROGRESS", 2, name="Fourth", output="{}"),
+                                      task(50_000, "Late", "SUCCESS", 1, name="Orphan")])
     bar = wf.requests[0]
     markup = "".join(str(m) for m in [
         waterfall.axis_track(wf.total), waterfall.request_track(bar, wf.total),
         *(waterfall.run_track(r, wf.total) for r in bar.runs), *(waterfall.gap_track(g, wf.total) for g in bar.gaps),
         *(waterfall.step_track(s, wf.total) for s in wf.steps),
+        trace_rows.waterfall_items(wf, {"7": "seven@example.com"}), trace_rows.table_rows(wf, {}),
+        *(trace_rows.status_badge(s) for s in (None, 200, 302, 404, 500)),
+        *(trace_rows.step_badge(s) for s in ("START", "IN_PROGRESS", "SUCCESS", "FAILED", "OTHER")),
     ])
     used = {c for attr in re.findall(r'class="([^"]*)"', markup) for c in attr.split()}
+    assert {"group-open:rotate-90", "bg-error/10", "md:pl-10", "badge-info", "text-error"} <= used  # all shapes drawn
     used |= {waterfall.request_color(s) for s in (None, 200, 404, 500)} | {f"{c}-content" for c in
              ("text-primary", "text-success", "text-error", "text-warning", "text-info")}
-    missing = sorted(c for c in used if "." + c.replace(":", "\\:") not in css)
+    missing = sorted(c for c in used if "." + re.sub(r"([^\w-])", r"\\\1", c) not in css)  # CSS-escaped
     assert not missing, missing
+
+
+def test_the_rows_badges_are_the_status_macros_markup() -> None:
+    """trace_rows writes the badges the list page's macros write (views/_logs_status.html)."""
+    import jinja2
+
+    from handlers.templating import macros_of
+    from log.explorer import trace_rows
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).resolve().parents[2] / "views"), autoescape=True)
+    macros = macros_of(env, "_logs_status.html")
+    for status in (None, 100, 200, 302, 404, 500, 599):
+        assert trace_rows.status_badge(status) == str(macros["status_badge"](status)), status
+    for status in ("START", "IN_PROGRESS", "SUCCESS", "FAILED", "<odd>"):
+        assert trace_rows.step_badge(status) == str(macros["step_badge"](status)), status

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from log.core.rows import ApiLog
 from log.db.database import FileLogDatabase
+from log.db.schema import COUNT_STAGED, STAGE_SQL
 from log.explorer.queries import bucket_of
 from log.sinks.csv_sink import CsvSink
 from log.sinks.replay import sync_csv
@@ -61,7 +62,8 @@ def expected(path: Path) -> dict[str, Counter]:
     """GROUP BY over the raw rows: the rollups as they must be."""
     with sqlite3.connect(path) as conn:
         raw = conn.execute("SELECT created_at, response_status, duration_ms, route, endpoint FROM api_logs").fetchall()
-    out: dict[str, Counter] = {"minute": Counter(), "hour": Counter(), "day": Counter()}
+    out: dict[str, Counter] = {"minute": Counter(), "hour": Counter(), "day": Counter(), "status_hour": Counter(),
+                               "total": Counter()}
     for created_at, status, duration, route, endpoint in raw:
         try:
             at = calendar.timegm(dt.datetime.strptime(created_at, "%Y-%m-%d %H:%M:%S.%f").timetuple())
@@ -72,6 +74,8 @@ def expected(path: Path) -> dict[str, Counter]:
         out["minute"][(at // 60, cls)] += 1
         out["hour"][(at // 3600, key, cls, bucket_of(duration))] += 1
         out["day"][(at // 86400, key, cls, bucket_of(duration))] += 1
+        out["status_hour"][(at // 3600, cls)] += 1
+        out["total"][(key, cls, bucket_of(duration))] += 1
     return out
 
 
@@ -81,6 +85,8 @@ def stored(path: Path) -> dict[str, Counter]:
             "minute": Counter({tuple(r[:-1]): r[-1] for r in conn.execute("SELECT * FROM api_status_minute")}),
             "hour": Counter({tuple(r[:-1]): r[-1] for r in conn.execute("SELECT * FROM api_latency_hour")}),
             "day": Counter({tuple(r[:-1]): r[-1] for r in conn.execute("SELECT * FROM api_latency_day")}),
+            "status_hour": Counter({tuple(r[:-1]): r[-1] for r in conn.execute("SELECT * FROM api_status_hour")}),
+            "total": Counter({tuple(r[:-1]): r[-1] for r in conn.execute("SELECT * FROM api_latency_total")}),
         }
 
 
@@ -148,3 +154,31 @@ def test_a_database_with_the_old_trigger_loses_it_and_counts_each_row_once(tmp_p
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name = 'api_logs_rollup'").fetchall() == []
         assert conn.execute("SELECT SUM(n) FROM api_status_minute").fetchone()[0] == 2
+        # The hourly copy follows the minutes whoever writes them (here the old trigger, then a batch).
+        assert conn.execute("SELECT hour, status_class, n FROM api_status_hour").fetchall() == [(1772359200 // 3600, 2, 2)]
+
+
+def test_an_older_versions_batches_reach_the_hourly_and_all_time_rollups(tmp_path: Path) -> None:
+    """During a rolling deploy an instance of the previous version keeps writing batches that
+    know only the minute, hour and day rollups: the coarser copies count its rows all the same."""
+    path = tmp_path / "logs.db"
+    row = ApiLog(id=1, trace_id="t", method="GET", endpoint="/a?x=1", request_header=None, request_body=None,
+                 response_status=500, response_body=None, duration_ms=40, ip_address=None, user_id=None,
+                 created_at="2026-03-01 10:00:00.000", route="/a")
+
+    async def run() -> None:
+        db = FileLogDatabase(str(path))
+        try:
+            await TursoSink(db).open()
+            old_batch = COUNT_STAGED  # the batch itself names only the minute, hour and day rollups
+            assert not any("api_status_hour" in s or "api_latency_total" in s for s in old_batch)
+            await db.transaction([(STAGE_SQL, ("[1]",)),
+                                  ("INSERT INTO api_logs (id, trace_id, method, endpoint, response_status, duration_ms,"
+                                   " created_at, route) VALUES (1, 't', 'GET', '/a?x=1', 500, 40, ?, '/a')", (row.created_at,)),
+                                  *[(s, ()) for s in old_batch]])
+            await TursoSink(db).write("api_logs", [msgspec.structs.replace(row, id=2)])  # this version
+        finally:
+            await db.aclose()
+
+    anyio.run(run)
+    assert stored(path) == expected(path)

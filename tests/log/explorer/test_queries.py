@@ -355,7 +355,7 @@ def test_replayed_inserts_are_not_counted_twice_and_backfill_matches_the_trigger
     for s in sql_statements(ROLLUPS_PATH.read_text()):  # rollups added to a database with rows
         later.execute(s)
     later.execute("COMMIT")
-    for table in ("api_status_minute", "api_latency_hour", "api_latency_day"):
+    for table in ("api_status_minute", "api_latency_hour", "api_latency_day", "api_status_hour", "api_latency_total"):
         q = f"SELECT * FROM {table} ORDER BY 1, 2, 3"
         assert [tuple(r) for r in live.execute(q)] == [tuple(r) for r in later.execute(q)]
     assert live.execute("SELECT SUM(n) FROM api_status_minute").fetchone()[0] == len(rows)
@@ -397,6 +397,66 @@ def test_overview_endpoint_stats_equal_a_direct_count(db, params) -> None:
     assert got == want
     series_total = sum(r["n"] for r in db.execute(*plan.series))
     assert series_total >= len(inside)  # minute resolution: the first bar may start early
+
+
+def direct_stats(rows: list[dict]) -> dict:
+    direct = [{"endpoint": path_of(r["endpoint"]), "status_class": (r["response_status"] or 0) // 100,
+               "bucket": bucket_of(r["duration_ms"]), "n": 1} for r in rows]
+    return {s.endpoint: (s.total, s.by_class, s.p50, s.p95, s.p99) for s in endpoint_stats(direct)}
+
+
+@pytest.mark.parametrize("ahead", [dt.timedelta(0), dt.timedelta(minutes=3), dt.timedelta(days=2)])
+def test_all_time_reads_the_all_time_rollup_and_leaves_out_rows_stamped_after_now(ahead) -> None:
+    """"All" = every counted row stamped before now: the all-time rollup minus the rows after
+    now (a clock that ran ahead), exactly what a count over api_logs gives."""
+    conn = connect()
+    future = make_rows(30, seed=11, span=dt.timedelta(minutes=1), first_seq=3000)
+    for r in future:  # stamped `ahead` after NOW (ahead=0: at NOW, still not before it)
+        at = dt.datetime.strptime(r["created_at"], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC) + dt.timedelta(minutes=1) + ahead
+        r["created_at"], r["id"] = stamp(at), snowflake(math.floor(at.timestamp() * 1000), r["id"] & 0xFFF)
+    insert(conn, ROWS)
+    insert(conn, future)
+    oldest = dt.datetime.fromtimestamp(conn.execute("SELECT MIN(minute) FROM api_status_minute").fetchone()[0] * 60, UTC)
+    plan = build_overview(parse_filters({"range": "all"}), now=NOW, oldest=oldest)
+    assert [p[0].split(" FROM ")[1].split()[0] for p in plan.endpoint_parts] == ["api_latency_total", "api_logs"]
+    rows = [dict(r) for part in plan.endpoint_parts for r in conn.execute(*part)]
+    assert len(rows) > 50  # the rollup holds every key, not just the rows after now
+    got = {s.endpoint: (s.total, s.by_class, s.p50, s.p95, s.p99) for s in endpoint_stats(rows)}
+    assert got == direct_stats([r for r in ROWS + future if r["created_at"] < stamp(NOW)]) == direct_stats(ROWS)
+    # Without the rollups' first minute (no rows yet) the range is the last 7 days, read as before.
+    assert "api_latency_total" not in str(build_overview(parse_filters({"range": "all"}), now=NOW).endpoint_parts)
+
+
+@pytest.mark.parametrize("keep_days", [1, 4, 20])
+def test_the_coarse_rollups_lose_what_the_pruner_deletes_from_the_fine_ones(keep_days) -> None:
+    from log.core.retention import PRUNE_GRACE, plan
+
+    conn = connect()
+    insert(conn, ROWS)
+    for step in plan(NOW + PRUNE_GRACE, retention_days=0, rollup_days=keep_days, limit=50):
+        while conn.execute(step.delete_sql, step.args).rowcount:  # in batches, as the pruner does
+            pass
+    hours = {tuple(r[:2]): r[2] for r in conn.execute(
+        "SELECT minute / 60, status_class, SUM(n) FROM api_status_minute GROUP BY 1, 2")}
+    assert {tuple(r[:2]): r[2] for r in conn.execute("SELECT * FROM api_status_hour")} == hours
+    totals = {tuple(r[:3]): r[3] for r in conn.execute(
+        "SELECT endpoint, status_class, bucket, SUM(n) FROM api_latency_day GROUP BY 1, 2, 3")}
+    assert {tuple(r[:3]): r[3] for r in conn.execute("SELECT * FROM api_latency_total")} == totals
+    assert 0 < sum(totals.values()) < len(ROWS) if keep_days < 9 else sum(totals.values()) == len(ROWS)
+
+
+@given(st.sampled_from(["15m", "1h", "24h", "7d", "all"]), st.integers(0, 3 * 86_400))
+def test_the_series_from_whole_hours_and_edge_minutes_equals_the_minutes_alone(db, range_, shift_s) -> None:
+    now = NOW - dt.timedelta(seconds=shift_s)
+    plan = build_overview(parse_filters({"range": range_}), now=now, oldest=NOW - dt.timedelta(days=9, minutes=7))
+    lo, hi = math.floor(plan.start.timestamp() / 60), math.floor(plan.end.timestamp() / 60) + 1
+    m = plan.bucket_minutes
+    minutes_only = ("SELECT (minute / ?) * ? AS bucket, status_class, SUM(n) AS n FROM api_status_minute"
+                    " WHERE minute >= ? AND minute < ? GROUP BY 1, 2 ORDER BY 1", [m, m, lo, hi])
+    got = [tuple(r) for r in db.execute(*plan.series)]
+    assert got == [tuple(r) for r in db.execute(*minutes_only)]
+    if m % 60 == 0 and hi - lo >= 120:
+        assert "api_status_hour" in plan.series[0]
 
 
 def test_overview_uses_rollups_for_whole_hours() -> None:
@@ -466,11 +526,16 @@ def test_sql_statements_keeps_trigger_bodies_whole() -> None:
     script = "CREATE TABLE t (x);\nCREATE TRIGGER r AFTER INSERT ON t BEGIN\n  SELECT 1;\n  SELECT 2;\nEND;\n"
     statements = sql_statements(script + ROLLUPS_PATH.read_text())
     trigger = [s for s in statements if s.startswith("CREATE TRIGGER")]
-    assert len(trigger) == 3 and all(t.rstrip().endswith("END") for t in trigger)
+    assert len(trigger) == 9 and all(t.rstrip().endswith("END") for t in trigger)
     assert all(sqlite3.complete_statement(s + ";") for s in statements)
-    # The rollups are kept per batch; only the error signatures (5xx and FAILED rows) keep triggers.
+    # The rollups are kept per batch; only the error signatures (5xx and FAILED rows) keep triggers
+    # on the log tables; the coarse rollups follow the fine ones by triggers on those.
     names = sorted(s.split()[2] for s in sql_statements(ROLLUPS_PATH.read_text()) if s.startswith("CREATE TRIGGER"))
-    assert names == ["api_logs_error_signature", "task_progress_error_signature"]
+    ons = {s.split()[2]: s.split(" ON ")[1].split()[0] for s in sql_statements(ROLLUPS_PATH.read_text())
+           if s.startswith("CREATE TRIGGER")}
+    assert sorted(n for n, table in ons.items() if table in ("api_logs", "task_progress_logs")) == [
+        "api_logs_error_signature", "task_progress_error_signature"]
+    assert sorted(set(ons.values()) - {"api_logs", "task_progress_logs"}) == ["api_latency_day", "api_status_minute"]
 
 
 def test_the_live_tail_returns_matching_rows_newer_than_the_newest_shown(db) -> None:
