@@ -135,11 +135,18 @@ class _Exchange:
     do) is kept by reference, not copied; only multi-chunk bodies get a buffer.
     """
 
-    __slots__ = ("cap", "response_cap", "request_body", "request_size", "response_body", "response_size", "status",
+    __slots__ = ("scope", "raw_headers", "trace_id", "received_at", "t0", "root_path",
+                 "cap", "response_cap", "request_body", "request_size", "response_body", "response_size", "status",
                  "raw_response_headers", "started", "complete", "disconnected", "expect_trailers",
                  "completed_at", "error", "ahead")
 
-    def __init__(self, cap: int) -> None:
+    def __init__(
+        self, scope: Scope, raw_headers: Sequence[tuple[bytes, bytes]], trace_id: str, received_at: float,
+        t0: float, cap: int,
+    ) -> None:
+        self.scope, self.raw_headers, self.trace_id = scope, raw_headers, trace_id
+        self.received_at, self.t0 = received_at, t0
+        self.root_path: str = scope.get("root_path", "")  # before mounts add to it (see route_template)
         self.cap = cap
         self.response_cap = cap  # 0 once the response turns out to be a body only measured
         self.request_body: bytes | bytearray = b""
@@ -275,8 +282,7 @@ class RequestLogMiddleware:
                     raise
                 await self._unrecorded_crash(scope, receive, tracking_send, lambda: started)
             return
-        ex = _Exchange(self.body_cap)
-        root_path = scope.get("root_path", "")  # before mounts add to it (see route_template)
+        ex = _Exchange(scope, raw_headers, trace_id, received_at, t0, self.body_cap)
 
         async def receive_wrapper() -> Message:
             message = await receive()
@@ -298,7 +304,7 @@ class RequestLogMiddleware:
                 if not message.get("more_body", False) and not ex.expect_trailers:
                     self._complete(ex)
                     if self.ahead is not None:
-                        self._write_ahead(scope, ex, raw_headers, trace_id, received_at, t0, root_path)
+                        self._write_ahead(ex)
             elif kind == "http.response.start":
                 headers = _with_trace_header(message.get("headers", ()), trace_value)
                 message = {**message, "headers": headers}
@@ -312,7 +318,7 @@ class RequestLogMiddleware:
             ):
                 self._complete(ex)
                 if self.ahead is not None:
-                    self._write_ahead(scope, ex, raw_headers, trace_id, received_at, t0, root_path)
+                    self._write_ahead(ex)
             try:
                 await send(message)
             except _DISCONNECTS:
@@ -343,7 +349,7 @@ class RequestLogMiddleware:
             ex.disconnected = ex.disconnected or not ex.complete
             raise
         finally:
-            self._record(scope, ex, error, raw_headers, trace_id, received_at, t0, root_path)
+            self._record(ex, error)
 
     async def _unrecorded_crash(
         self, scope: Scope, receive: Receive, send: Send, started: Callable[[], bool]
@@ -385,35 +391,22 @@ class RequestLogMiddleware:
             return 500  # includes responses that started but were cut short by the error
         return ex.status if ex.status is not None else 500
 
-    def _write_ahead(
-        self, scope: Scope, ex: _Exchange, raw_headers: Sequence[tuple[bytes, bytes]], trace_id: str,
-        received_at: float, t0: float, root_path: str,
-    ) -> None:
+    def _write_ahead(self, ex: _Exchange) -> None:
         assert self.ahead is not None
         try:
-            ex.ahead = self._captured(scope, ex, ex.error, raw_headers, trace_id, received_at, t0, root_path)
+            ex.ahead = self._captured(ex, ex.error)
             self.ahead(ex.ahead)
         except Exception:  # the response goes out anyway; the row still comes at the end
             self.record_errors += 1
             ex.ahead = None
 
-    def _record(
-        self,
-        scope: Scope,
-        ex: _Exchange,
-        error: BaseException | None,
-        raw_headers: Sequence[tuple[bytes, bytes]],
-        trace_id: str,
-        received_at: float,
-        t0: float,
-        root_path: str,
-    ) -> None:
+    def _record(self, ex: _Exchange, error: BaseException | None) -> None:
         early = ex.ahead
         if early is not None and error is ex.error and not ex.disconnected:
             captured = early  # nothing changed since the write-ahead record
         else:
             try:
-                captured = self._captured(scope, ex, error, raw_headers, trace_id, received_at, t0, root_path)
+                captured = self._captured(ex, error)
                 if early is not None and self.ahead is not None:
                     captured.row_id, captured.crash_id = early.row_id, early.crash_id
                     self.ahead(captured)  # the record follows the outcome: the last one of an id wins
@@ -427,19 +420,10 @@ class RequestLogMiddleware:
         except Exception:
             self.record_errors += 1
 
-    def _captured(
-        self,
-        scope: Scope,
-        ex: _Exchange,
-        error: BaseException | None,
-        raw_headers: Sequence[tuple[bytes, bytes]],
-        trace_id: str,
-        received_at: float,
-        t0: float,
-        root_path: str,
-    ) -> Captured:
+    def _captured(self, ex: _Exchange, error: BaseException | None) -> Captured:
         # Duration is what the client waited for: until the last byte was handed to the server
         # (background tasks that run after that are not counted).
+        scope, raw_headers = ex.scope, ex.raw_headers
         end = ex.completed_at if ex.completed_at is not None and not ex.disconnected else self.perf()
         try:
             user_id = self.user_id_of(scope)  # after the app ran, so its auth has set it
@@ -451,8 +435,8 @@ class RequestLogMiddleware:
             exception = f"{type(error).__name__}: {error}"
             stack = "".join(traceback.format_exception(error))
         return Captured(  # positionally, in the field order of log/core/captured.py
-            received_at,
-            max(0, round((end - t0) * 1000)),  # duration_ms
+            ex.received_at,
+            max(0, round((end - ex.t0) * 1000)),  # duration_ms
             scope.get("method", ""),
             scope.get("path", ""),
             scope.get("query_string", b"").decode("latin-1"),
@@ -468,10 +452,10 @@ class RequestLogMiddleware:
                 scope.get("client"), text_headers(raw_headers) if self.trusted_proxy else (), self.trusted_proxy
             ),
             user_id,
-            trace_id,
+            ex.trace_id,
             exception,
             stack,
-            route_template(scope, root_path),
+            route_template(scope, ex.root_path),
         )
 
 
