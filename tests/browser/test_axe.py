@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_items import add_item
+from tests.browser.test_items import add_item, sign_up
 from tests.browser.test_logs import FAILED_TRACE, seed_log_db
 from tests.support.app import ROOT, LiveServer, start_server, stop_server
 
@@ -39,12 +39,7 @@ def go(path: str) -> Callable[[Page, str], None]:
 
 
 def sign_up_admin(page: Page, url: str) -> None:
-    page.goto(f"{url}/signup")
-    page.get_by_label("Email").fill(ADMIN)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Confirm password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign up").click()
-    expect(page.get_by_test_id("current-user")).to_have_text(ADMIN)
+    sign_up(page, url, ADMIN, PASSWORD)
     page.goto(f"{url}/items")
 
 
