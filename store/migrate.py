@@ -21,18 +21,41 @@ def pending(current: int, directory: Path = MIGRATIONS_DIR) -> list[tuple[int, P
     return sorted(found)
 
 
+def statements(script: str) -> list[str]:
+    """A migration file's statements, each whole: pieces up to each `;` are joined until
+    sqlite3.complete_statement says the statement ends (so a `;` inside a string literal or a
+    trigger's BEGIN ... END does not split it)."""
+    out, buf = [], ""
+    for piece in script.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \t\r\n;"):
+                out.append(buf)
+            buf = ""
+    return out
+
+
 def migrate(conn: sqlite3.Connection, directory: Path = MIGRATIONS_DIR) -> int:
-    current = conn.execute("PRAGMA user_version").fetchone()[0]
-    for number, path in pending(current, directory):
-        # executescript commits first; wrap each file in its own transaction so a failing
-        # migration leaves the database at the previous version, not half-migrated.
+    """Apply the pending files in order, each in its own transaction with its version number.
+
+    Several processes may start on one database at once (WEB_CONCURRENCY): each file runs under
+    BEGIN IMMEDIATE, which takes the write lock before the version is read, so the second process
+    waits (busy_timeout), then finds the file applied and skips it. A failing file rolls back to
+    the previous version."""
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executescript(f"BEGIN;\n{path.read_text()}\nPRAGMA user_version = {number};\nCOMMIT;")
-        except sqlite3.Error:
-            # executescript stops at the error with our BEGIN still open; the next commit on
-            # this connection would otherwise persist half the file.
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            todo = pending(current, directory)
+            if not todo:
+                conn.rollback()
+                return current
+            number, path = todo[0]
+            for sql in statements(path.read_text()):
+                conn.execute(sql)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.commit()
+        except BaseException:
             if conn.in_transaction:
                 conn.rollback()
             raise
-        current = number
-    return current

@@ -29,12 +29,30 @@ INVALID_LOGIN = "Invalid email or password."
 SESSION_MAX_AGE = 14 * 24 * 3600  # the cookie's default life (settings.session_max_age)
 IMPORT_CHUNK = 5000
 ITEM_COLUMNS = "id, name, description, quantity, created_at, updated_at"
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6
+
+
+def wal_mode(conn: sqlite3.Connection, wait: float = 10.0) -> None:
+    """PRAGMA journal_mode=WAL. Switching a new database needs the file to itself, and SQLite
+    reports "database is locked" at once instead of calling the busy handler: workers opening a
+    new database together (WEB_CONCURRENCY) try again until `wait` seconds have passed. Once the
+    file is in WAL mode (it stays so), the pragma no longer needs that lock."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (SQLITE_BUSY, SQLITE_LOCKED)
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
+    wal_mode(conn)
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=5000")
@@ -42,7 +60,6 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-SQLITE_BUSY, SQLITE_LOCKED = 5, 6
 BUSY = "The database is busy right now. Please try again in a moment."
 
 

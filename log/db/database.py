@@ -13,6 +13,7 @@ import logging
 import random
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -254,16 +255,7 @@ class FileLogDatabase(_TypedReads):
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)  # DATA_DIR may be fresh
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s
-            )
-            conn.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-            # WAL's usual setting: a commit is not fsync'ed (checkpoints are). A crashed process
-            # loses nothing; an OS crash or power cut may take the last commits, which the CSV
-            # files and the write-ahead record hold (docs/tracing.md, "The log database").
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn = conn
+            self._conn = connect_file(self.path, busy_timeout_s=self._busy_timeout_s)
         return self._conn
 
     def _transaction(self, statements: Sequence[Statement]) -> list[StmtOutcome]:
@@ -282,6 +274,32 @@ class FileLogDatabase(_TypedReads):
     def _select(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
         with self._lock, _statement_errors():
             return _run(self._connection(), sql, args).rows
+
+
+def connect_file(path: str, *, busy_timeout_s: float) -> sqlite3.Connection:
+    """A connection to the log database file, in WAL mode (readers never block the writer).
+
+    Switching a new file to WAL needs it to itself, and when two processes try at once (worker
+    processes starting together, WEB_CONCURRENCY) SQLite answers "database is locked" at once
+    instead of calling the busy handler: try again for up to busy_timeout_s. A file already in
+    WAL mode (it stays so) does not need that lock."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)  # DATA_DIR may be fresh
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s)
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF not in (5, 6) or time.monotonic() > deadline:  # BUSY, LOCKED
+                conn.close()
+                raise
+            time.sleep(0.01)
+    # WAL's usual setting: a commit is not fsync'ed (checkpoints are). A crashed process loses
+    # nothing; an OS crash or power cut may take the last commits, which the CSV files and the
+    # write-ahead record hold (docs/tracing.md, "The log database").
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
 
 
 def _run(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> StmtOutcome:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from cli import main
 from settings import Settings
 from store.base import AuthError, ItemInput, Session, StoreUnavailable, User
-from store.migrate import MIGRATIONS_DIR, migrate, pending
+from store.migrate import MIGRATIONS_DIR, migrate, pending, statements
 from store.passwords import verify_password
 from store.sqlite import IMPORT_CHUNK, INVALID_LOGIN, SqliteStore, connect, like_pattern, session_digest
 
@@ -58,6 +59,46 @@ def test_migrations_run_once_and_set_user_version(tmp_path: Path):
     tables = {r[0] for r in second.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"users", "items"} <= tables
     second.close()
+
+
+def _open_at_once(path: Path, barrier, results) -> None:
+    barrier.wait()
+    try:
+        connect(path).close()
+        results.put("ok")
+    except Exception as exc:  # reported to the test, which shows it
+        results.put(repr(exc))
+
+
+def test_workers_opening_a_new_database_together_all_start(tmp_path: Path):
+    # WEB_CONCURRENCY workers open one new app.db at the same moment: switching it to WAL and
+    # migrating it must not fail in any of them ("database is locked", "table users already
+    # exists" both happened when the version was read before the write lock was taken).
+    ctx = multiprocessing.get_context("spawn")
+    outcomes = []
+    for attempt in range(3):
+        path = tmp_path / f"app{attempt}.db"
+        barrier, results = ctx.Barrier(4), ctx.Queue()
+        workers = [ctx.Process(target=_open_at_once, args=(path, barrier, results)) for _ in range(4)]
+        for w in workers:
+            w.start()
+        outcomes += [results.get(timeout=60) for _ in workers]
+        for w in workers:
+            w.join(timeout=60)
+        with sqlite3.connect(path) as check:
+            assert check.execute("PRAGMA user_version").fetchone()[0] == LATEST
+            assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert outcomes == ["ok"] * 12
+
+
+def test_migration_statements_split_whole():
+    script = "CREATE TABLE a (x); INSERT INTO a VALUES (';');\n-- note\nCREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT 1; SELECT 2; END;\n"
+    conn = sqlite3.connect(":memory:")
+    parts = statements(script)
+    assert len(parts) == 3 and parts[2].strip().startswith("-- note")
+    for sql in parts:
+        conn.execute(sql)
+    assert conn.execute("SELECT x FROM a").fetchall() == [(";",)]
 
 
 def test_pending_is_ordered_by_number(tmp_path: Path):
