@@ -1,11 +1,14 @@
 """CPU per row of the log database lanes, without the web server: TursoSink.write on a `file:`
 database (and, with --http, over HTTP against the local Hrana server), batches of 500 prebuilt
 ApiLog rows like the peers bench's trivial route writes, on a table already holding --prefill rows.
+Trace ids are the app's own (time-ordered, log/core/random_ids.py) unless --client-trace-ids
+makes them random version 4 UUIDs, as clients that send their own would.
 
     python -m bench.db_lane_bench --prefill 200000 --batches 40
     python -m bench.db_lane_bench --ablate          # the same, once per variant (an index dropped, ...)
     python -m bench.db_lane_bench --http            # TursoSink over HTTP (the server's CPU not counted)
     python -m bench.db_lane_bench --stdout          # the stdout sink's encoding and write (to /dev/null)
+    python -m bench.db_lane_bench --client-trace-ids  # every trace id random (uuid4)
 
 CPU = time.process_time() of this process (every thread: the sqlite3 worker thread included).
 """
@@ -22,13 +25,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from log.core.random_ids import uuid4_text
+import uuid
+
+from log.core.random_ids import UuidPool
 from log.core.rows import ApiLog
 
 BATCH = 500
 SPLIT: list[tuple[float, float]] = []  # (user, system) µs per row of each file: run
 HEADER = '{"host":"127.0.0.1:8000","user-agent":"wrk","accept":"*/*"}'
 EPOCH_MS = 1_735_689_600_000
+CLIENT_TRACE_IDS = False  # --client-trace-ids
 
 
 def settle() -> None:
@@ -40,14 +46,16 @@ def settle() -> None:
 
 
 def make_rows(start: int, n: int, t0_ms: int) -> list[ApiLog]:
-    """n rows with increasing Snowflake-like ids and times, random trace ids."""
+    """n rows with increasing Snowflake-like ids and times; trace ids made at each row's time."""
     out = []
+    clock_ms = t0_ms
+    trace_ids = UuidPool(clock=lambda: clock_ms)
     for i in range(start, start + n):
-        ms = t0_ms + i // 10  # ~10k rows a second
+        ms = clock_ms = t0_ms + i // 10  # ~10k rows a second
         s, frac = divmod(ms, 1000)
         at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s)) + f".{frac:03d}"
         out.append(ApiLog(
-            id=((ms - EPOCH_MS) << 22) | (i % 4096), trace_id=uuid4_text(), method="GET", endpoint="/bench/ping",
+            id=((ms - EPOCH_MS) << 22) | (i % 4096), trace_id=str(uuid.uuid4()) if CLIENT_TRACE_IDS else trace_ids(), method="GET", endpoint="/bench/ping",
             request_header=HEADER, request_body=None, response_status=200 if i % 50 else 404,
             response_body='{"ok":true}', duration_ms=i % 3, ip_address="127.0.0.1", user_id=None, created_at=at,
             route="/bench/ping",
@@ -151,9 +159,13 @@ def main() -> None:
     p.add_argument("--only", default="", help="comma-separated variant names for --ablate")
     p.add_argument("--http", action="store_true")
     p.add_argument("--stdout", action="store_true")
+    p.add_argument("--client-trace-ids", action="store_true", help="random (uuid4) trace ids, as clients may send")
     a = p.parse_args()
     globals()["BATCH"] = a.batch
-    print(f"sqlite {sqlite3.sqlite_version}, prefill {a.prefill}, {a.batches} batches of {a.batch}")
+    globals()["CLIENT_TRACE_IDS"] = a.client_trace_ids
+    ids = "random (client-sent)" if a.client_trace_ids else "time-ordered (the app's)"
+    print(f"sqlite {sqlite3.sqlite_version}, prefill {a.prefill}, {a.batches} batches of {a.batch}, "
+          f"trace ids: {ids}")
     for _ in range(a.repeat):
         if a.stdout:
             print(f"stdout: {asyncio.run(stdout_lane(a.batches)):.1f} us CPU/row", flush=True)

@@ -44,7 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from log.core.bodies import summarised_page
 from log.core.captured import Captured
 from log.core.headers import content_type_of, text_headers
-from log.core.random_ids import uuid4_text
+from log.core.random_ids import new_trace_id
 from log.core.rows import UNMATCHED
 from log.core.trace import trace_id_from_headers
 
@@ -215,7 +215,7 @@ class RequestLogMiddleware:
         ahead: Callable[[Captured], None] | None = None,
         clock: Callable[[], float] = time.time,
         perf: Callable[[], float] = time.perf_counter,
-        new_uuid: Callable[[], str] = uuid4_text,
+        new_uuid: Callable[[], str] = new_trace_id,
     ) -> None:
         self.app = app
         self.record = record
