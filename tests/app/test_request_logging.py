@@ -347,7 +347,7 @@ async def test_trace_ids_kept_replaced_and_returned(tmp_path: Path) -> None:
         fresh = await client.get("/")
     assert kept.headers["x-trace-id"] == incoming
     new = replaced.headers["x-trace-id"]
-    assert new != "not-a-uuid; DROP TABLE" and uuid.UUID(new).version == 4
+    assert new != "not-a-uuid; DROP TABLE" and uuid.UUID(new).version == 7  # a new, time-ordered id
     assert fresh.headers["x-trace-id"] != new
     rows = csv_rows(settings)
     assert [r.trace_id for r in rows] == [incoming, new, fresh.headers["x-trace-id"]]
