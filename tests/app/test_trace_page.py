@@ -74,6 +74,12 @@ async def admin(make_client, tmp_path):
     return client
 
 
+async def test_the_tab_title_names_the_trace_by_its_random_end(admin) -> None:
+    # New trace ids begin with their time: traces of the same minute share the first groups.
+    page = await admin.get(f"/logs/traces/{TRACE}")
+    assert "<title>Trace 00000000000c" in page.text
+
+
 def items(html: str, kind: str) -> list[str]:
     return re.findall(rf'<li [^>]*data-kind="{kind}"[^>]*>', html)
 
