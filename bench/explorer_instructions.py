@@ -144,12 +144,14 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--pages", default="list", help="comma-separated page kinds of explorer_bench (list,tail,trace,overview)")
     ap.add_argument("--only", default="", help="regex: only the URLs it matches")
+    ap.add_argument("--url", action="append", default=[], help="an extra URL to count (e.g. a page outside the explorer, for reference)")
     ap.add_argument("--html-dir", type=Path, default=None, help="write each tree's pages to DIR/NAME/NNN.html")
     ap.add_argument("--keep", type=Path, default=None, help="keep the callgrind files under this directory")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     trees = [(n, Path(p)) for n, p in (t.split("=", 1) for t in args.tree)] or [("this", ROOT)]
     cases = [c for c in list_cases(args.db, set(args.pages.split(","))) if re.search(args.only, c[2])]
+    cases += [("extra", "-", url) for url in args.url]
     urls = [c[2] for c in cases]
     table: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp_s:
