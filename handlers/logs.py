@@ -19,7 +19,9 @@ from starlette.routing import Route
 
 from handlers._web import is_htmx, render
 from log import LogDatabaseError, explorer
-from log.explorer import MAX_ID, PRESETS, UTC, FilterError, canonical_uuid, charts, parse_filters, spans, trace_rows, waterfall
+from log.explorer import (
+    MAX_ID, PRESETS, UTC, FilterError, canonical_uuid, charts, list_rows, parse_filters, spans, trace_rows, waterfall,
+)
 
 PAGE_SIZE = 50
 # The live tail's poll. Its own requests are not logged (settings.py adds this path to the
@@ -91,7 +93,7 @@ async def list_logs(request: Request) -> Response:
     params = {k: v for k, v in request.query_params.items()}
     ctx: dict[str, Any] = {"params": params, "rows": [], "next_url": None, "error": None,
                            "presets": list(PRESETS), "first_page": "before" not in params,
-                           "tail": False, "emails": {}}
+                           "tail": False, "rows_html": ""}
     try:
         filters = parse_filters(params)
         before = _row_id(params.get("before", ""), "before")
@@ -108,7 +110,7 @@ async def list_logs(request: Request) -> Response:
         rows = rows[:PAGE_SIZE]
         ctx["next_url"] = "/logs?" + _query(params, before=str(rows[-1]["id"]))
     ctx["rows"] = rows
-    ctx["emails"] = await _emails(request, (r.get("user_id") for r in rows))
+    ctx["rows_html"] = list_rows.request_rows(rows, await _emails(request, (r["user_id"] for r in rows)))
     ctx["newest_url"] = "/logs?" + _query(params)
     # The live tail runs on the first page only: it adds rows above the newest one shown.
     ctx["tail"] = params.get("tail") == "1" and before is None
@@ -143,8 +145,8 @@ async def tail(request: Request) -> Response:
     if not rows:
         return Response(status_code=204)
     # after=0: the list was empty when rendered, so its "no requests" row goes.
-    ctx = {"rows": rows, "emails": await _emails(request, (r.get("user_id") for r in rows)), "tail_url": _tail_url(params, rows[0]["id"]),
-           "clear_empty": after == 0}
+    emails = await _emails(request, (r["user_id"] for r in rows))
+    ctx = {"rows_html": list_rows.request_rows(rows, emails), "tail_url": _tail_url(params, rows[0]["id"]), "clear_empty": after == 0}
     return render(request, "_logs_tail.html", ctx, partial=True)
 
 

@@ -5,7 +5,7 @@ A log explorer imports this namespace (`from log import explorer`); nothing here
 
 from log.core.rows import UNMATCHED
 from log.core.trace import canonical_uuid
-from log.explorer import charts, spans, trace_rows, waterfall
+from log.explorer import charts, list_rows, spans, trace_rows, waterfall
 from log.explorer.queries import (
     MAX_ID,
     PRESETS,
@@ -33,6 +33,7 @@ __all__ = [
     "canonical_uuid",
     "charts",
     "endpoint_stats",
+    "list_rows",
     "parse_filters",
     "spans",
     "status_totals",
