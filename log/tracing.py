@@ -266,7 +266,8 @@ class Tracing:
         directory = self.config.logs_path
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            wal = WriteAhead(directory, self.ids.worker_id)  # its lock first: then nobody claims its files
+            # Its lock first: then nobody claims its files (it may wait a moment for a claim).
+            wal = await anyio.to_thread.run_sync(WriteAhead, directory, self.ids.worker_id)
             ended = await self._ended_by_lease(directory)
             paths = await anyio.to_thread.run_sync(claim, directory, self.ids.worker_id, ended.__contains__)
         except OSError as exc:
