@@ -99,10 +99,12 @@ class Failure(Exception):
     pass
 
 
-async def load(url: str, n: int, connections: int = 16, tag: str = "") -> dict[str, int]:
+async def load(url: str, n: int, connections: int = 16, tag: str = "", at_half=None) -> dict[str, int]:
+    """n GETs over `connections` connections, a new connection each (so every worker gets some);
+    at_half() is called once half of them were answered. {trace id: status} of the answered."""
     answered: dict[str, int] = {}
     todo = iter(range(n))
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=0)  # new connection each: spread over workers
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=15) as client:
 
         async def one() -> None:
@@ -113,6 +115,8 @@ async def load(url: str, n: int, connections: int = 16, tag: str = "") -> dict[s
                 except httpx.TransportError:
                     continue
                 answered[r.headers["x-trace-id"]] = r.status_code
+                if at_half is not None and len(answered) == n // 2:
+                    at_half()
 
         await asyncio.gather(*(one() for _ in range(connections)))
     return answered
@@ -180,12 +184,14 @@ def one_run(args: argparse.Namespace, tmp: Path) -> list[str]:
         servers.append(server)
         try:
             server.wait_started(args.workers)
-            answered |= asyncio.run(load(server.url, args.requests, tag=f"{n}-"))
-            if args.mode == "kill":
+            if args.mode == "kill":  # one worker SIGKILLed mid-load; uvicorn starts another
                 victim = server.children()[0]
-                os.kill(victim, signal.SIGKILL)
+                answered |= asyncio.run(load(server.url, args.requests, tag=f"{n}-",
+                                             at_half=lambda: os.kill(victim, signal.SIGKILL)))
                 server.wait_started(args.workers + 1)
-                answered |= asyncio.run(load(server.url, args.requests, tag="k-"))
+                answered |= asyncio.run(load(server.url, args.requests, tag="k-"))  # the new one serves too
+            else:
+                answered |= asyncio.run(load(server.url, args.requests, tag=f"{n}-"))
             code = server.stop()
             if code != 0:
                 issues.append(f"start {n}: exit code {code}")
@@ -206,7 +212,9 @@ def one_run(args: argparse.Namespace, tmp: Path) -> list[str]:
             missing = [t for t in answered if c[t] == 0]
             twice = [t for t in answered if c[t] > 1]
             if missing or twice:
-                issues.append(f"{name}: {len(missing)} missing, {len(twice)} more than once of {len(answered)}")
+                line = f"{name}: {len(missing)} missing, {len(twice)} more than once of {len(answered)}"
+                # After a kill -9, rows still queued for stdout are lost (docs/tracing.md): said, not failed.
+                (notes if args.mode == "kill" and name == "stdout" else issues).append(line)
     return issues, notes
 
 
