@@ -7,7 +7,8 @@ every sink. Prints one line per run and a summary; not part of the suite (minute
     .venv/bin/python -m bench.startup_stress --runs 25 --sinks csv,turso --cloud --mode fresh
 
 Modes: fresh (a new DATA_DIR), existing (a second start on the DATA_DIR of a first one; both
-checked), kill (SIGKILL of one worker under load, its replacement serves, then SIGTERM).
+checked), kill (SIGKILL of one worker under load, its replacement serves, then SIGTERM), early
+(SIGTERM at a random moment of the workers' lifespan start-up).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncio
 import collections
 import json
 import os
-import re
+import random
 import signal
 import sqlite3
 import subprocess
@@ -37,6 +38,7 @@ from tests.support.app import free_port  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 STARTED = "Application startup complete."
+STARTING = "Waiting for application startup."
 
 
 class Server:
@@ -58,8 +60,8 @@ class Server:
     def text(self) -> str:
         return self.err.read_text(errors="replace") + self.out.read_text(errors="replace")
 
-    def started(self) -> int:
-        return self.text().count(STARTED)
+    def started(self, line: str = STARTED) -> int:
+        return self.text().count(line)
 
     def children(self) -> list[int]:
         pids = []
@@ -76,13 +78,13 @@ class Server:
                 pids.append(int(entry.name))
         return pids
 
-    def wait_started(self, count: int, timeout: float = 60) -> None:
+    def wait_started(self, count: int, timeout: float = 60, line: str = STARTED) -> None:
         deadline = time.monotonic() + timeout
-        while self.started() < count:
+        while self.started(line) < count:
             if self.process.poll() is not None:
                 raise Failure(f"exited {self.process.returncode} before {count} workers started")
             if time.monotonic() > deadline:
-                raise Failure(f"only {self.started()} of {count} workers started in {timeout:.0f}s")
+                raise Failure(f"only {self.started(line)} of {count} workers said {line!r} in {timeout:.0f}s")
             time.sleep(0.05)  # polling for a condition, with a deadline
 
     def stop(self, timeout: float = 20) -> int:
@@ -183,14 +185,18 @@ def one_run(args: argparse.Namespace, tmp: Path) -> list[str]:
         server = Server(tmp, data_dir, env, f"{n}")
         servers.append(server)
         try:
-            server.wait_started(args.workers)
-            if args.mode == "kill":  # one worker SIGKILLed mid-load; uvicorn starts another
+            if args.mode == "early":  # SIGTERM while the workers run their lifespan start-up
+                server.wait_started(args.workers, line=STARTING)
+                time.sleep(random.uniform(0, args.early))  # a random moment of the start-up
+            elif args.mode == "kill":  # one worker SIGKILLed mid-load; uvicorn starts another
+                server.wait_started(args.workers)
                 victim = server.children()[0]
                 answered |= asyncio.run(load(server.url, args.requests, tag=f"{n}-",
                                              at_half=lambda: os.kill(victim, signal.SIGKILL)))
                 server.wait_started(args.workers + 1)
                 answered |= asyncio.run(load(server.url, args.requests, tag="k-"))  # the new one serves too
             else:
+                server.wait_started(args.workers)
                 answered |= asyncio.run(load(server.url, args.requests, tag=f"{n}-"))
             code = server.stop()
             if code != 0:
@@ -224,8 +230,9 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--sinks", default="csv,stdout,turso")
     p.add_argument("--cloud", action="store_true", help="K_SERVICE set (Cloud Run mode)")
-    p.add_argument("--mode", choices=("fresh", "existing", "kill"), default="fresh")
+    p.add_argument("--mode", choices=("fresh", "existing", "kill", "early"), default="fresh")
     p.add_argument("--requests", type=int, default=120)
+    p.add_argument("--early", type=float, default=1.0, help="early mode: SIGTERM up to this many seconds into start-up")
     p.add_argument("--keep", action="store_true", help="keep the folders of failed runs")
     args = p.parse_args()
     name = f"{args.mode} sinks={args.sinks} {'cloud' if args.cloud else 'local'} workers={args.workers}"
