@@ -44,7 +44,9 @@ from log.db.schema import apply_schema
 from log.sinks.turso_sink import TursoSink
 from log.sinks.wal import WriteAhead, claim, csv_ids, read_records, wal_files
 from log.db.interrupted import close_interrupted
-from log.db.lease import WorkerLease, acquire_worker_id, keep_renewed, release_worker_id, worker_leases
+from log.db.lease import (
+    WorkerLease, acquire_worker_id, expired_leases, keep_renewed, release_worker_id, worker_leases,
+)
 from log.config import TracingConfig
 from log.core.retention import keep_from
 from log.explorer.reader import LogReader
@@ -54,6 +56,9 @@ logger = logging.getLogger("log.tracing")
 
 FALLBACK_WORKER_ID = 1023  # used only when no lease can be taken; said loudly at start-up
 LEASE_TTL, LEASE_RENEW = 60.0, 15.0
+# Seconds between two looks at the worker-id leases for one that expired since the last look
+# (a worker process that ended while the others ran): then its open task steps are closed.
+LEASE_WATCH = LEASE_TTL
 # Request rows are built in small batches (see Tracing.record): at most this many requests
 # or this many seconds after the first of them, well inside the sinks' 200 ms batching.
 BUILD_BATCH, BUILD_DELAY = 64, 0.05
@@ -94,6 +99,7 @@ class Tracing:
         self.record_errors = 0
         self._built: list[Sink] = []
         self._renewal: asyncio.Task[None] | None = None
+        self._lease_watch: asyncio.Task[None] | None = None
         self.replay: AutoReplay | None = None
         self._replaying: asyncio.Task[None] | None = None
         self.pruner: Pruner | None = None
@@ -254,7 +260,10 @@ class Tracing:
             if self.wal is not None:
                 self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="log-wal-checkpoint")
         if self.lease is not None and "turso" in c.sinks:
+            expired = await self._expired_leases()  # before the close: one expiring meanwhile is seen later
             await self._close_interrupted()
+            if expired is not None:
+                self._lease_watch = asyncio.create_task(self._watch_leases(expired), name="log-lease-watch")
         self._start_pruner(http)
 
     # the write-ahead record -----------------------------------------------------------------
@@ -384,9 +393,33 @@ class Tracing:
             return
         for row in rows:
             self.emit(row)
-        self.interrupted_closed = len(rows)
+        self.interrupted_closed += len(rows)
         if rows:
             logger.warning("closed %d task step(s) left open by processes that ended", len(rows))
+
+    async def _expired_leases(self) -> set[tuple[int, str]] | None:
+        """(worker id, holder) of every expired worker-id lease; None if the leases cannot be read."""
+        assert self.log_db is not None
+        try:
+            with anyio.fail_after(10):
+                return await expired_leases(self.log_db, now=time.time())
+        except (LogDatabaseError, TimeoutError):
+            return None
+
+    async def _watch_leases(self, seen: set[tuple[int, str]]) -> None:
+        """A worker process that ends while the others run (killed, out of memory) is replaced
+        at once (uvicorn --workers), and that start comes while the ended one's lease still runs
+        (up to LEASE_TTL): its steps are not closed then. So the leases are looked at every
+        LEASE_WATCH seconds, and when one expired since the last look the steps are closed again
+        (a read of the small lease table; the task rows only then)."""
+        while True:
+            await anyio.sleep(LEASE_WATCH)
+            expired = await self._expired_leases()
+            if expired is None:
+                continue
+            if expired - seen:
+                await self._close_interrupted()
+            seen = expired
 
     def _start_replay(self) -> None:
         """Rows the Turso lane deferred to CSV (it was full) go to Turso once it writes again."""
@@ -488,6 +521,10 @@ class Tracing:
             self._checkpoints.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpoints
+        if self._lease_watch is not None:
+            self._lease_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lease_watch
         self._closing = True  # from now on rows are built as they are recorded
         self.build_pending()
         if self.fanout is not None:
