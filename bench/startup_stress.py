@@ -213,6 +213,7 @@ def one_run(args: argparse.Namespace, tmp: Path) -> list[str]:
             if args.mode == "early":  # SIGTERM while the workers run their lifespan start-up
                 server.wait_started(args.workers, line=STARTING)
                 time.sleep(random.uniform(0, args.early))  # a random moment of the start-up
+                notes.append(f"SIGTERM with {server.started()} of {args.workers} workers started")
             elif args.mode == "kill":  # one worker SIGKILLed mid-load; uvicorn starts another
                 server.wait_started(args.workers)
                 victim = server.children()[0]
