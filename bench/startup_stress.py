@@ -79,6 +79,18 @@ class Server:
                 pids.append(int(entry.name))
         return pids
 
+    def deleted_locks(self) -> list[str]:
+        """Lock files a live worker holds that are no longer in the folder (invisible to a claim)."""
+        found = []
+        for pid in self.children():
+            fds = Path(f"/proc/{pid}/fd")
+            try:
+                links = [os.readlink(fd) for fd in fds.iterdir()]
+            except OSError:
+                continue
+            found += [f"{pid}: {link}" for link in links if ".lock" in link and link.endswith("(deleted)")]
+        return found
+
     def kill_all(self) -> None:
         self.killed = self.children()
         for pid in [*self.killed, self.process.pid]:
@@ -230,6 +242,9 @@ def one_run(args: argparse.Namespace, tmp: Path) -> list[str]:
                 server.wait_started(args.workers)
                 answered |= asyncio.run(load(server.url, args.requests, tag=f"{n}-"))
             if server.process.poll() is None:
+                held = server.deleted_locks()
+                if held:
+                    issues.append(f"start {n}: a live worker locks a deleted lock file: {held}")
                 code = server.stop()
                 if code != 0:
                     issues.append(f"start {n}: exit code {code}")
