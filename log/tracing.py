@@ -44,7 +44,9 @@ from log.db.schema import apply_schema
 from log.sinks.turso_sink import TursoSink
 from log.sinks.wal import WriteAhead, claim, csv_ids, read_records, wal_files
 from log.db.interrupted import close_interrupted
-from log.db.lease import WorkerLease, acquire_worker_id, keep_renewed, release_worker_id, worker_leases
+from log.db.lease import (
+    WorkerLease, acquire_worker_id, keep_renewed, live_leases, release_worker_id, worker_leases,
+)
 from log.config import TracingConfig
 from log.core.retention import keep_from
 from log.explorer.reader import LogReader
@@ -54,6 +56,9 @@ logger = logging.getLogger("log.tracing")
 
 FALLBACK_WORKER_ID = 1023  # used only when no lease can be taken; said loudly at start-up
 LEASE_TTL, LEASE_RENEW = 60.0, 15.0
+# Seconds between two looks at the worker-id leases for one that expired or was let go since the
+# last look (a worker process that ended while the others ran): then its open task steps are closed.
+LEASE_WATCH = LEASE_TTL
 # Request rows are built in small batches (see Tracing.record): at most this many requests
 # or this many seconds after the first of them, well inside the sinks' 200 ms batching.
 BUILD_BATCH, BUILD_DELAY = 64, 0.05
@@ -94,6 +99,7 @@ class Tracing:
         self.record_errors = 0
         self._built: list[Sink] = []
         self._renewal: asyncio.Task[None] | None = None
+        self._lease_watch: asyncio.Task[None] | None = None
         self.replay: AutoReplay | None = None
         self._replaying: asyncio.Task[None] | None = None
         self.pruner: Pruner | None = None
@@ -254,7 +260,11 @@ class Tracing:
             if self.wal is not None:
                 self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="log-wal-checkpoint")
         if self.lease is not None and "turso" in c.sinks:
-            await self._close_interrupted()
+            live = await self._live_leases()  # before the close: one ending meanwhile is seen later
+            closed = await self._close_interrupted()
+            self._lease_watch = asyncio.create_task(
+                self._watch_leases(live if closed else None), name="log-lease-watch"
+            )
         self._start_pruner(http)
 
     # the write-ahead record -----------------------------------------------------------------
@@ -266,7 +276,8 @@ class Tracing:
         directory = self.config.logs_path
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            wal = WriteAhead(directory, self.ids.worker_id)  # its lock first: then nobody claims its files
+            # Its lock first: then nobody claims its files (it may wait a moment for a claim).
+            wal = await anyio.to_thread.run_sync(WriteAhead, directory, self.ids.worker_id)
             ended = await self._ended_by_lease(directory)
             paths = await anyio.to_thread.run_sync(claim, directory, self.ids.worker_id, ended.__contains__)
         except OSError as exc:
@@ -367,9 +378,10 @@ class Tracing:
             return False
         return True
 
-    async def _close_interrupted(self) -> None:
+    async def _close_interrupted(self) -> bool:
         """FAILED rows for the task steps processes that ended left open (log/db/interrupted.py);
-        they go to every sink (the log database has them already: counted `already_present`)."""
+        they go to every sink (the log database has them already: counted `already_present`).
+        False if the log database did not answer."""
         assert self.log_db is not None and self.lease is not None
         try:
             with anyio.fail_after(10):
@@ -378,14 +390,41 @@ class Tracing:
                     now=time.time(), next_id=self.next_id,
                 )
         except (LogDatabaseError, TimeoutError) as exc:
-            logger.warning("could not close the task runs of ended processes (%s); the next start tries again",
+            logger.warning("could not close the task runs of ended processes (%s); tried again later",
                            getattr(exc, "message", None) or "no answer within 10 s")
-            return
+            return False
         for row in rows:
             self.emit(row)
-        self.interrupted_closed = len(rows)
+        self.interrupted_closed += len(rows)
         if rows:
             logger.warning("closed %d task step(s) left open by processes that ended", len(rows))
+        return True
+
+    async def _live_leases(self) -> set[tuple[int, str]] | None:
+        """(worker id, holder) of every live worker-id lease; None if they cannot be read."""
+        assert self.log_db is not None
+        try:
+            with anyio.fail_after(10):
+                return await live_leases(self.log_db, now=time.time())
+        except (LogDatabaseError, TimeoutError):
+            return None
+
+    async def _watch_leases(self, seen: set[tuple[int, str]] | None) -> None:
+        """A worker process that ends while the others run (killed, out of memory) is replaced
+        at once (uvicorn --workers), and that start comes while the ended one's lease still runs
+        (up to LEASE_TTL): its steps are not closed then. So the leases are read every
+        LEASE_WATCH seconds (a small table; the task rows only when needed), and when one that
+        was live at the last look has expired or was let go, the open steps are closed again.
+        `seen` None: the start's close failed, so the first look closes (and so on until one
+        succeeds)."""
+        while True:
+            await anyio.sleep(LEASE_WATCH)
+            live = await self._live_leases()
+            if live is None:
+                continue
+            if (seen is None or seen - live) and not await self._close_interrupted():
+                continue  # the next look tries again
+            seen = live
 
     def _start_replay(self) -> None:
         """Rows the Turso lane deferred to CSV (it was full) go to Turso once it writes again."""
@@ -487,6 +526,10 @@ class Tracing:
             self._checkpoints.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpoints
+        if self._lease_watch is not None:
+            self._lease_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lease_watch
         self._closing = True  # from now on rows are built as they are recorded
         self.build_pending()
         if self.fanout is not None:

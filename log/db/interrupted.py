@@ -10,7 +10,9 @@ Each closing row is inserted only if nothing was written to that step after the 
 one transaction: two instances starting together close a run once. Only steps of the last
 LOOKBACK_HOURS are looked at (an id range of the primary key): the start-up read is the task rows
 of that window, not the table (a remote log database bills rows read). A process that ended is
-found by the next start, which on Cloud Run comes within moments; a step begun longer ago than the
+found by the next start, which on Cloud Run comes within moments, or, where that start came while
+the ended one's lease still ran (a worker process replaced at once), by a running process once
+the lease has expired (Tracing reads the leases every minute); a step begun longer ago than the
 window is left as it is.
 """
 

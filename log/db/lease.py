@@ -172,3 +172,10 @@ async def worker_leases(db: LogDatabase) -> dict[int, tuple[str, float]]:
         [(LEASE_DDL, ()), ("SELECT worker_id, holder, expires_at FROM log_worker_leases", ())]
     )
     return {int(r["worker_id"]): (str(r["holder"]), float(r["expires_at"])) for r in listed.rows}
+
+
+async def live_leases(db: LogDatabase, *, now: float) -> set[tuple[int, str]]:
+    """(worker id, holder) of every worker-id lease that has not expired (a read only: the
+    table exists once this process holds a lease)."""
+    rows = await db.select("SELECT worker_id, holder FROM log_worker_leases WHERE expires_at >= ?", (now,))
+    return {(int(r["worker_id"]), str(r["holder"])) for r in rows}

@@ -50,6 +50,7 @@ logger = logging.getLogger("log.wal")
 SEGMENT_SECONDS = 1.0
 SEGMENT_BYTES = 4 * 1024 * 1024
 MAX_BYTES = 256 * 1024 * 1024
+OWN_LOCK_WAIT = 2.0  # seconds a writer waits for its lock file while a claim holds it
 # Rows reach a CSV file in about the order of their ids, not exactly (ids are taken when the
 # response completes, rows appended when the batch is written): the scan of a CSV file's tail
 # for recovered ids goes this far (in id time, 10 minutes) below the lowest of them.
@@ -80,21 +81,48 @@ _NO_LOCKS = -1  # the file system cannot lock
 
 
 def try_lock(path: Path) -> int | None:
-    """An fd holding the exclusive lock on `path`; None while a live process holds it;
-    _NO_LOCKS where locks are not supported."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-    except OSError:
-        return _NO_LOCKS
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    """An fd holding the exclusive lock on the file `path` names; None while a live process
+    holds it; _NO_LOCKS where locks are not supported.
+
+    A lock file is deleted only by the holder of its lock (a claim, a clean close). A process
+    that opened the file just before and locked it just after would hold a lock on a file no
+    longer in the folder: invisible to the next claim, which would take that live process's
+    files. So a lock counts only while `path` still names the locked file; else open it anew."""
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except OSError:
+            return _NO_LOCKS
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except OSError:
+            os.close(fd)
+            return _NO_LOCKS
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd
+        except FileNotFoundError:
+            pass  # deleted by the holder we waited out: open the path again
+        except OSError:
+            os.close(fd)
+            return _NO_LOCKS
         os.close(fd)
-        return None
-    except OSError:
-        os.close(fd)
-        return _NO_LOCKS
-    return fd
+
+
+def hold_lock(path: Path, wait: float = OWN_LOCK_WAIT) -> int | None:
+    """A writer's own lock (try_lock), waiting up to `wait` seconds while another process holds
+    it: a starting worker's claim holds an ended worker's lock file while it renames that
+    worker's files, and that worker id's new writer may be starting at that moment (flock has
+    no timed wait, hence the polling). None past `wait`: a live process has this worker id."""
+    deadline = time.monotonic() + wait
+    while True:
+        fd = try_lock(path)
+        if fd is not None or time.monotonic() > deadline:
+            return fd
+        time.sleep(0.01)
 
 
 class _Segment:
@@ -123,7 +151,7 @@ class WriteAhead:
         self.c = dict.fromkeys(("records", "bytes", "segments_deleted", "segments_dropped", "write_errors"), 0)
         self._gone_records = self._gone_bytes = 0  # of segments no longer held
         self.closed = False
-        self._held = try_lock(lock_path(self.directory, worker_id))
+        self._held = hold_lock(lock_path(self.directory, worker_id))
         if self._held is None:
             logger.warning("another live process writes the write-ahead record of worker id %d", worker_id)
 

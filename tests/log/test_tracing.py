@@ -158,3 +158,37 @@ async def test_start_closes_the_steps_an_ended_process_left_open(tmp_path: Path,
     closing = [r for r in read_rows(config.logs_path, "task_progress_logs") if r.status == "FAILED"]
     assert [(r.step_name, r.error_message, r.execution_order) for r in closing] == [("Parse", INTERRUPTED, 4)]
     assert in_db == [{"id": closing[0].id, "step_name": "Parse"}]  # the same row in CSV and DB
+
+
+
+@pytest.mark.anyio
+async def test_a_worker_that_ends_while_the_others_run_has_its_steps_closed_once_its_lease_expires(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Worker processes (WEB_CONCURRENCY): one is killed mid-step and uvicorn starts another at
+    # once, while the killed one's lease still runs; the start closes nothing of it. A running
+    # worker closes that step once the lease has expired, and leaves its own open step alone.
+    import log.tracing
+
+    monkeypatch.setattr(log.tracing, "LEASE_WATCH", 0.05, raising=False)
+    config = make_settings(tmp_path, log_sinks=("csv", "turso"), web_concurrency=2).tracing
+    running, killed = Tracing(config), Tracing(config)
+    await running.open()
+    await killed.open()
+    running.task("6ba7b810-9dad-11d1-80b4-00c04fd430c8", "Bulk_Import").step("Load").__enter__()
+    killed.task("0f8fad5b-d9cb-469f-a165-70867728950e", "Bulk_Import").step("Parse").__enter__()
+    assert running.log_db is not None and killed.lease is not None and killed._renewal is not None
+    with anyio.fail_after(10):
+        while len(await running.log_db.select("SELECT id FROM task_progress_logs")) < 2:
+            await anyio.sleep(0.02)  # until both STARTs are written
+    killed._renewal.cancel()  # killed: its lease is no longer renewed, and now runs out
+    await running.log_db.transaction(
+        [("UPDATE log_worker_leases SET expires_at = 0 WHERE worker_id = ?", (killed.lease.worker_id,))]
+    )
+    with anyio.fail_after(10):
+        while not running.interrupted_closed:
+            await anyio.sleep(0.02)  # until the running worker's next look at the leases
+    failed = await running.log_db.select("SELECT step_name, error_message FROM task_progress_logs WHERE status = 'FAILED'")
+    assert failed == [{"step_name": "Parse", "error_message": INTERRUPTED}] and running.interrupted_closed == 1
+    await killed.aclose()
+    await running.aclose()

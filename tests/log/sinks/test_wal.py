@@ -248,3 +248,67 @@ async def test_a_running_process_deletes_its_record_once_every_sink_wrote_the_ro
         assert logs.stats()["wal"]["segments_deleted"] == 1
     finally:
         await logs.aclose()
+
+
+def test_a_claim_between_a_starting_workers_open_and_lock_does_not_leave_it_unseen(tmp_path: Path, monkeypatch) -> None:
+    # Worker processes start together (WEB_CONCURRENCY): worker 1 has opened (created) its lock
+    # file but not locked it yet when worker 0's claim finds that file free, and deletes it as
+    # an ended worker's. Worker 1's lock must still be on the file its lock path names: a lock
+    # on a deleted file is invisible, and the next claim (a worker restarted later) would take
+    # worker 1's live record.
+    import fcntl
+
+    real_flock, claimed = fcntl.flock, []
+
+    def flock(fd: int, operation: int) -> None:
+        if not claimed:  # the first lock taken is worker 1's own: worker 0 claims just before
+            claimed.append(None)
+            claimed[0] = claim(tmp_path, 0, lambda owner: False)
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    starting = WriteAhead(tmp_path, 1)
+    monkeypatch.setattr(fcntl, "flock", real_flock)
+    starting.append_answered(captured(10))
+    assert claimed == [[]]
+    assert [p.name for p in claim(tmp_path, 2, lambda owner: False)] == []  # worker 1 is alive: nothing of it is taken
+    assert (tmp_path / "wal.w1.lock").exists()
+    starting.close(everything_written=False)
+    assert [p.name.split(".")[1] for p in claim(tmp_path, 2, lambda owner: False)] == ["w2"]  # now it ended
+
+
+def test_a_starting_worker_waits_while_a_claim_holds_its_lock_file(tmp_path: Path, monkeypatch) -> None:
+    # Worker 1's previous holder ended and left its files; as the new worker 1 starts, another
+    # starting worker is claiming them and holds their lock file for that moment. Worker 1 waits
+    # for the claim (moments) instead of running without a lock, which would leave its own
+    # record free for the next claim to take.
+    import fcntl
+
+    from log.sinks.wal import lock_path, try_lock
+
+    ended = WriteAhead(tmp_path, 1)
+    ended.append_answered(captured(10))
+    ended.close(everything_written=False)
+    claimer = try_lock(lock_path(tmp_path, 1))  # a claim in progress (claim() holds it while renaming)
+    assert isinstance(claimer, int) and claimer >= 0
+    real_flock, refused = fcntl.flock, []
+
+    def flock(fd: int, operation: int) -> None:
+        try:
+            real_flock(fd, operation)
+        except BlockingIOError:
+            if not refused:  # the claim ends now: the files taken, the lock file deleted, let go
+                refused.append(fd)
+                for _, _, path in wal_files(tmp_path):
+                    path.rename(tmp_path / f"taken.{path.name}")
+                lock_path(tmp_path, 1).unlink()
+                os.close(claimer)
+            raise
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    starting = WriteAhead(tmp_path, 1)
+    monkeypatch.setattr(fcntl, "flock", real_flock)
+    assert refused, "the claim held the lock when worker 1 first tried"
+    starting.append_answered(captured(20))
+    assert [p.name for p in claim(tmp_path, 2, lambda owner: False)] == []  # worker 1 is alive: its record stays
+    starting.close(everything_written=False)
