@@ -10,6 +10,7 @@ loaded at a time; wrk and the Hrana server on core 1), on the same trivial JSON 
   otel               OpenTelemetry ASGI middleware + SDK BatchSpanProcessor, spans as JSON lines to a file
   structlog          asgi-correlation-id + one structlog JSON access line per request to a file
   log csv            this project's layer, LOG_SINKS=csv (headers and bodies captured, redacted)
+  log csv no-record  the same with LOG_WAL=off: the control for the write-ahead record's own cost
   log csv+file:      LOG_SINKS=csv,turso with the embedded `file:` log DB (the default fan-out)
   log stdout+turso   LOG_SINKS=stdout,turso against the local Hrana server over HTTP (the Cloud Run
                      fan-out; stdout to a file)
@@ -28,8 +29,9 @@ from that git revision, exported with `git archive` (bench/peers_app.py copied i
 "NAME: <server>", in the same rounds: a before/after in one run.
 
 Targets (issue 19), µs above hello: log csv <= 25, log csv+file: <= 35, log stdout+turso <= 30;
-items page full fan-out >= 0.95 x off (req/s, median of the same-round ratios). Each prints
-PASS or MISS. The last line printed is a JSON summary (tests/bench/test_peers_smoke.py reads it).
+items page full fan-out >= 0.95 x off (req/s, median of the same-round ratios); (issue 16) the
+write-ahead record, log csv minus log csv no-record, <= 10 µs (median of the same-round
+differences). Each prints PASS or MISS. The last line printed is a JSON summary (tests/bench/test_peers_smoke.py reads it).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ SERVERS: dict[str, tuple[str, str, dict[str, str]]] = {
     "otel": (PEERS_APP, PING, {"PEERS_LAYER": "otel"}),
     "structlog": (PEERS_APP, PING, {"PEERS_LAYER": "structlog"}),
     "log csv": (PEERS_APP, PING, {"PEERS_LAYER": "log", "LOG_SINKS": "csv"}),
+    "log csv no-record": (PEERS_APP, PING, {"PEERS_LAYER": "log", "LOG_SINKS": "csv", "LOG_WAL": "off"}),
     "log csv+file:": (PEERS_APP, PING, {"PEERS_LAYER": "log", "LOG_SINKS": "csv,turso"}),
     "log stdout+turso": (PEERS_APP, PING, {"PEERS_LAYER": "log", "LOG_SINKS": "stdout,turso",
                                            "TURSO_DATABASE_URL": "{hrana}", "TURSO_AUTH_TOKEN": TOKEN}),
@@ -74,6 +77,8 @@ SERVERS: dict[str, tuple[str, str, dict[str, str]]] = {
 CPU_TARGETS = (("log csv", 25.0), ("log csv+file:", 35.0), ("log stdout+turso", 30.0))
 # (server, baseline, minimum same-round req/s ratio)
 RATIO_TARGETS = (("items csv+file:", "items off", 0.95), ("items csv+turso", "items off", 0.95))
+# (server, its control, maximum µs of server CPU per request between them): the write-ahead record (issue 16)
+DIFF_TARGETS = (("log csv", "log csv no-record", 10.0),)
 
 
 def slug(name: str) -> str:
@@ -85,7 +90,7 @@ def uses_hrana(name: str) -> bool:
 
 
 # The servers a --rev serves from its own tree.
-REV_SERVERS = ("log csv", "log csv+file:", "log stdout+turso", "items csv+file:")
+REV_SERVERS = ("log csv", "log csv no-record", "log csv+file:", "log stdout+turso", "items csv+file:")
 
 
 def base_name(name: str) -> str:
@@ -231,6 +236,12 @@ def targets(cs: dict[str, dict[str, Any]], runs: dict[str, list[dict[str, float]
             value = cs[name]["cpu_us_above_hello"]
             out.append({"server": name, "measure": "µs above hello", "value": value, "target": f"<= {limit:g}",
                         "met": value <= limit})
+    for name, control, limit in DIFF_TARGETS:
+        if name in runs and control in runs:
+            value = statistics.median(r["cpu_us_per_request"] - c["cpu_us_per_request"]
+                                      for r, c in zip(runs[name], runs[control], strict=True))
+            out.append({"server": name, "measure": f"µs above {control}", "value": value,
+                        "target": f"<= {limit:g}", "met": value <= limit})
     for name, base, least in RATIO_TARGETS:
         if name in runs and base in runs:
             value = statistics.median(r["requests_per_s"] / b["requests_per_s"]

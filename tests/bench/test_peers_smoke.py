@@ -12,13 +12,14 @@ import sys
 
 from tests.support.app import ROOT
 
-SERVERS = ["hello", "otel", "structlog", "log csv", "log csv+file:", "log stdout+turso",
+SERVERS = ["hello", "otel", "structlog", "log csv", "log csv no-record", "log csv+file:", "log stdout+turso",
            "items off", "items csv+file:", "items csv+turso"]
 # server -> the destinations it must have written one row / line per answered request to
 WRITES = {
     "otel": ["spans", "server spans"],
     "structlog": ["lines"],
     "log csv": ["csv rows"],
+    "log csv no-record": ["csv rows"],
     "log csv+file:": ["csv rows", "db rows"],
     "log stdout+turso": ["stdout lines", "db rows"],
     "items csv+file:": ["csv rows", "db rows"],
@@ -45,7 +46,7 @@ def test_peers_bench_smoke() -> None:
     assert cells["otel"]["written"]["spans"] > cells["otel"]["written"]["server spans"]
     # The hello world wrote nothing; the logging-off app wrote nothing either.
     assert cells["hello"]["written"] == {} and cells["items off"]["written"] == {}
-    for line in ("log csv µs above hello", "log csv\\+file: µs above hello", "log stdout\\+turso µs above hello",
+    for line in ("log csv µs above hello", "log csv µs above log csv no-record", "log csv\\+file: µs above hello", "log stdout\\+turso µs above hello",
                  "items csv\\+file: req/s ratio to items off", "items csv\\+turso req/s ratio to items off"):
         assert re.search(rf"^(PASS|MISS): {line} -?[\d.]+ \(target [<>]= [\d.]+\)$", done.stdout, re.M), done.stdout
     assert re.search(r"^\| log csv\+file: \| /bench/ping \| [\d,]+ \|", done.stdout, re.M), done.stdout
