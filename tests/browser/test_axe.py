@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_items import add_item, sign_up
+from tests.browser.test_items import add_item, edit_form_settled, sign_up
 from tests.browser.test_logs import FAILED_TRACE, seed_log_db
 from tests.support.app import ROOT, LiveServer, start_server, stop_server
 
@@ -73,7 +73,7 @@ def edit_with_error(page: Page, url: str) -> None:
     page.goto(f"{url}/items")
     page.locator('article[data-item-name="Apple"]').get_by_role("link", name="Edit").click()
     edit = page.locator("form[id^=item-]")
-    expect(edit.get_by_label("Name")).to_be_focused()
+    edit_form_settled(edit)
     edit.get_by_label("Name").fill("")
     edit.get_by_role("button", name="Save").click()
     expect(edit.locator('[data-error-for="name"]')).to_be_visible()

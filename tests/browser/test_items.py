@@ -6,7 +6,7 @@ import re
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 pytestmark = pytest.mark.browser
 
@@ -46,6 +46,15 @@ def add_item(page: Page, name: str, quantity: str = "1", description: str = "") 
     expect(page.locator(f'article[data-item-name="{name}"]')).to_be_visible()
 
 
+def edit_form_settled(form: Locator) -> None:
+    """The edit form htmx swapped in has settled: Name has focus, and htmx's own autofocus (a
+    settle task, ~20 ms after the swap, run with the removal of `htmx-added`) has run. Before
+    that, the browser's native autofocus may already have focused Name, and a field filled in
+    between would lose its focus, and its text, to Name."""
+    expect(form.get_by_label("Name")).to_be_focused()
+    expect(form).not_to_have_class(re.compile(r"\bhtmx-added\b"))
+
+
 def test_items_flow(page: Page, live_server, artifacts) -> None:
     url = live_server.url
     page.goto(url)
@@ -78,7 +87,7 @@ def test_items_flow(page: Page, live_server, artifacts) -> None:
     edit_form = page.locator("form[id^=item-]")
     # htmx focuses the [autofocus] Name field after the swap settles; wait for that, or the
     # delayed focus could steal keystrokes meant for another field.
-    expect(edit_form.get_by_label("Name")).to_be_focused()
+    edit_form_settled(edit_form)
     edit_form.get_by_label("Name").fill("Blue banana")
     edit_form.get_by_label("Quantity").fill("13")
     edit_form.get_by_role("button", name="Save").click()

@@ -14,6 +14,7 @@ from itsdangerous import URLSafeTimedSerializer
 from playwright.sync_api import Browser, Page, expect
 
 from log.sinks.csv_sink import read_rows
+from tests.browser.test_items import edit_form_settled
 from tests.support.app import LiveServer, start_server, stop_server
 from tests.support.supabase_standin import Standin, StandinConfig, module_fixtures, serve_standin
 
@@ -111,7 +112,7 @@ def test_supabase_flow(page: Page, browser: Browser, supabase_server: LiveServer
     card = page.locator('article[data-item-name="Banana"]')
     card.get_by_role("link", name="Edit").click()
     edit_form = page.locator("form[id^=item-]")
-    expect(edit_form.get_by_label("Name")).to_be_focused()  # htmx's delayed autofocus first
+    edit_form_settled(edit_form)
     edit_form.get_by_label("Name").fill("Blue banana")
     edit_form.get_by_label("Quantity").fill("13")
     edit_form.get_by_role("button", name="Save").click()

@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from log.sinks.csv_sink import read_rows
 from tests.support.app import LiveServer, start_server, stop_server
-from tests.browser.test_items import add_item, log_in, sign_up, sign_up_over_http
+from tests.browser.test_items import add_item, edit_form_settled, log_in, sign_up, sign_up_over_http
 
 pytestmark = pytest.mark.browser
 
@@ -96,7 +96,7 @@ def test_an_edits_trace_page_lists_its_item_update_row(page: Page, server: LiveS
     add_item(page, "Traced lamp", "2")
     page.locator('article[data-item-name="Traced lamp"]').get_by_role("link", name="Edit").click()
     form = page.locator("form[id^=item-]")
-    expect(form.get_by_label("Name")).to_be_focused()
+    edit_form_settled(form)
     form.get_by_label("Quantity").fill("5")
     with page.expect_response(lambda r: r.request.method == "PUT") as edited:
         form.get_by_role("button", name="Save").click()

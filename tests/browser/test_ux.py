@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.test_axe import TRANSITIONS_DONE
-from tests.browser.test_items import add_item, log_in, sign_up, sign_up_over_http
+from tests.browser.test_items import add_item, edit_form_settled, log_in, sign_up, sign_up_over_http
 from tests.browser.test_logs import FAILED_TRACE, seed_log_db
 from tests.support.app import LiveServer, start_server, stop_server
 
@@ -107,7 +107,7 @@ def test_offline_and_5xx_show_an_error_with_retry_and_keep_the_input(page: Page,
                lambda route: route.fulfill(status=503, body="busy") if route.request.method == "PUT" else route.continue_())
     page.locator('article[data-item-name="Offline lamp"]').get_by_role("link", name="Edit").click()
     edit = page.locator("form[id^=item-]")
-    expect(edit.get_by_label("Name")).to_be_focused()
+    edit_form_settled(edit)
     edit.get_by_label("Name").fill("Online lamp")
     edit.get_by_role("button", name="Save").click()
     expect(toast).to_contain_text("HTTP 503")
@@ -185,7 +185,7 @@ def test_keyboard_escape_focus_and_skip_link(page: Page, server: LiveServer) -> 
     # Escape cancels the in-place edit and gives focus back to that card's Edit button.
     card.get_by_role("link", name="Edit").press("Enter")
     edit = page.locator("form[id^=item-]")
-    expect(edit.get_by_label("Name")).to_be_focused()
+    edit_form_settled(edit)
     edit.get_by_label("Name").fill("changed, then abandoned")
     page.keyboard.press("Escape")
     expect(edit).to_have_count(0)
@@ -193,7 +193,7 @@ def test_keyboard_escape_focus_and_skip_link(page: Page, server: LiveServer) -> 
 
     # Save: focus on the saved card's Edit button.
     card.get_by_role("link", name="Edit").press("Enter")
-    expect(edit.get_by_label("Name")).to_be_focused()
+    edit_form_settled(edit)
     edit.get_by_label("Quantity").fill("4")
     edit.get_by_label("Quantity").press("Enter")
     expect(card).to_contain_text("4")
