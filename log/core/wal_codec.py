@@ -12,7 +12,10 @@ Captured or TaskProgressLog later reads back from an older record with its defau
 
 decode_frames stops at the first frame that is cut short or whose checksum does not match:
 that is the tail a crash tore (a kill during the write, a power cut), and nothing after it in
-the file can be trusted to be a frame boundary.
+the file can be trusted to be a frame boundary. It also stops at a zero length: a segment's
+room not yet written is zeros (log/sinks/wal.py maps a reserved file), and no frame is empty.
+The torn count leaves out the zeros at the end (the unused room; a torn frame's own trailing
+zeros look the same).
 """
 
 from __future__ import annotations
@@ -56,14 +59,14 @@ def decode_frames(data: bytes) -> tuple[list[bytes], int]:
     while pos + _HEAD.size <= end:
         length, crc = _HEAD.unpack_from(view, pos)
         start = pos + _HEAD.size
-        if start + length > end:
+        if length == 0 or start + length > end:
             break
         payload = bytes(view[start : start + length])
         if zlib.crc32(payload) != crc:
             break
         payloads.append(payload)
         pos = start + length
-    return payloads, end - pos
+    return payloads, len(bytes(view[pos:]).rstrip(b"\0"))
 
 
 def _headers(pairs: list[list[bytes]]) -> list[tuple[bytes, bytes]]:

@@ -4,9 +4,18 @@ Rows wait in memory for the sinks' batch (200 ms / 500 rows). A process killed i
 (kill -9, an OOM kill, a second signal during shutdown) would lose the rows of requests it had
 already answered. So, just before the final response message goes to the server, the capture
 layer hands the request's raw material (log/core/captured.py, its row ids included) to
-`WriteAhead.append_answered`: ONE os.write of one frame (log/core/wal_codec.py) on an O_APPEND
-file in LOG_DIR. No fsync: the page cache survives a process crash (not a power cut: then the
-CSV rows of the last seconds are at the same risk). Task rows go through `append_task` the same way.
+`WriteAhead.append_answered`: one frame (log/core/wal_codec.py) copied into the file in LOG_DIR
+through a shared memory map. No fsync: the page cache survives a process crash (not a power
+cut: then the CSV rows of the last seconds are at the same risk). Task rows go through
+`append_task` the same way.
+
+Why a map and not write(2): a copy into mapped pages is no system call, and the thread keeps
+the GIL, so a response never waits for a background thread that took the GIL during the write
+(BENCHMARKS.md has the numbers). The pages are the file's page cache, exactly what write(2)
+would have filled: a killed process leaves them to the kernel, which writes them out. The
+segment's blocks are reserved up front (posix_fallocate), so a full disk fails when a segment
+is opened (counted, the request goes on) and never as a fault on a mapped page. The unused
+tail of a segment is zeros; a sealed segment is cut to the bytes written.
 
 Files: LOG_DIR/wal.w<worker id>.<seq>.log, a new segment every SEGMENT_SECONDS (or
 SEGMENT_BYTES). A sealed segment is deleted once every row it holds has reached every sink: its
@@ -30,6 +39,7 @@ from __future__ import annotations
 import csv
 import fcntl
 import logging
+import mmap
 import os
 import re
 import threading
@@ -125,11 +135,23 @@ def hold_lock(path: Path, wait: float = OWN_LOCK_WAIT) -> int | None:
         time.sleep(0.01)
 
 
-class _Segment:
-    __slots__ = ("path", "seq", "fd", "size", "records", "open", "opened_at", "mark")
+def _reserve(fd: int, size: int) -> None:
+    """Give the file `size` bytes of disk now (a full disk raises OSError here, not later)."""
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is None:  # macOS: no reservation, a sparse file
+        os.ftruncate(fd, size)
+    else:
+        fallocate(fd, 0, size)
 
-    def __init__(self, path: Path, seq: int, fd: int | None, size: int, opened_at: float) -> None:
+
+class _Segment:
+    __slots__ = ("path", "seq", "fd", "map", "size", "records", "open", "opened_at", "mark")
+
+    def __init__(
+        self, path: Path, seq: int, fd: int | None, size: int, opened_at: float, map: mmap.mmap | None = None
+    ) -> None:
         self.path, self.seq, self.fd, self.size = path, seq, fd, size
+        self.map = map  # the writable segment's mapping; None once sealed (and for recovered files)
         self.records = 0
         self.open = 0  # answered records not yet handed to the fan-out
         self.opened_at = opened_at
@@ -186,34 +208,52 @@ class WriteAhead:
     def _write(self, data: bytes) -> _Segment:
         seg = self._current
         size = len(data)
-        if seg is None or (seg.size + size > self.segment_bytes and seg.size):
-            seg = self._new_segment()
-        try:
-            written = os.write(seg.fd, data)  # type: ignore[arg-type]
-        except OSError:
-            self.c["write_errors"] += 1
-            raise
-        seg.size += written
+        if seg is None or seg.map is None or seg.size + size > len(seg.map):
+            try:
+                seg = self._new_segment(size)
+            except OSError:
+                self.c["write_errors"] += 1
+                raise
+        start = seg.size
+        seg.map[start : start + size] = data
+        seg.size = start + size
         seg.records += 1
-        if written != size:  # disk full: a torn frame; the next record starts a new file
-            self.c["write_errors"] += 1
-            self._new_segment()
         return seg
 
-    def _new_segment(self) -> _Segment:
-        """Seal the current segment (if any) and open the next (called under the lock)."""
-        old = self._current
+    def _new_segment(self, need: int) -> _Segment:
+        """Seal the current segment (if any) and open the next, with room for at least `need`
+        bytes (called under the lock)."""
+        old, self._current = self._current, None
         if old is not None:
-            if old.fd is not None:
-                os.close(old.fd)
-                old.fd = None
+            self._seal(old)
             self._sealed.append(old)
         last = max((s.seq for s in self._sealed), default=0)
         seq = max(time.time_ns(), last + 1)
         path = self.directory / f"wal.w{self.worker_id}.{seq}.log"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o600)
-        self._current = _Segment(path, seq, fd, 0, self._clock())
+        capacity = -(-max(self.segment_bytes, need) // mmap.PAGESIZE) * mmap.PAGESIZE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            _reserve(fd, capacity)
+            mapped = mmap.mmap(fd, capacity)
+        except OSError:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        self._current = _Segment(path, seq, fd, 0, self._clock(), mapped)
         return self._current
+
+    def _seal(self, seg: _Segment) -> None:
+        """No more writes to `seg`: unmap it and cut the file to the bytes written."""
+        if seg.map is not None:
+            seg.map.close()
+            seg.map = None
+        if seg.fd is not None:
+            try:
+                os.ftruncate(seg.fd, seg.size)
+            except OSError as exc:  # the zeros after the last frame are read as the end anyway
+                logger.warning("could not trim %s: %s", seg.path.name, exc)
+            os.close(seg.fd)
+            seg.fd = None
 
     # -- checkpoints (on the event loop, a few times a second) --------------------------------
 
@@ -234,8 +274,7 @@ class WriteAhead:
             if cur is not None and cur.size and (
                 self._clock() - cur.opened_at >= self.segment_seconds or cur.size >= self.segment_bytes
             ):
-                cur.fd is not None and os.close(cur.fd)
-                cur.fd = None
+                self._seal(cur)
                 self._sealed.append(cur)
                 self._current = None
             sealed = list(self._sealed)
@@ -274,9 +313,7 @@ class WriteAhead:
             self.closed = True
             cur, self._current = self._current, None
             if cur is not None:
-                if cur.fd is not None:
-                    os.close(cur.fd)
-                    cur.fd = None
+                self._seal(cur)
                 self._sealed.append(cur)
             if everything_written:
                 for seg in list(self._sealed):

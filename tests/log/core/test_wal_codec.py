@@ -75,3 +75,13 @@ def test_any_request_round_trips_and_any_cut_reads_a_prefix(body, path, user, he
     assert list(iter_records(data)) == records
     got = list(iter_records(data[:cut]))
     assert got == records[: len(got)]
+
+
+def test_the_zeros_of_a_segments_unused_room_end_the_frames_and_are_not_torn() -> None:
+    first, second = encode_task(task(1)), encode_task(task(2))
+    payloads, torn = decode_frames(first + second + bytes(4096))
+    assert [decode_record(p).id for p in payloads] == [task(1).id, task(2).id]
+    assert torn == 0
+    payloads, torn = decode_frames(first + second[:-3] + bytes(4096))  # killed while copying the second
+    assert [decode_record(p).id for p in payloads] == [task(1).id]
+    assert 0 < torn <= len(second) - 3

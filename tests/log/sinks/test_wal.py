@@ -98,6 +98,41 @@ def test_the_oldest_segments_go_past_the_size_cap(tmp_path: Path) -> None:
     assert wal_files(tmp_path) == [] and wal.stats()["segments_dropped"] == 3
 
 
+def test_a_live_segment_is_read_back_whole_and_a_sealed_one_is_cut_to_its_records(tmp_path: Path) -> None:
+    clock = Clock()
+    wal = WriteAhead(tmp_path, 1, clock=clock, segment_seconds=1.0)
+    for row_id in (1, 2, 3):
+        wal.append_answered(captured(row_id))
+    (_, _, live), = wal_files(tmp_path)
+    assert live.stat().st_size >= wal.segment_bytes  # its room is reserved up front (zeros)
+    found = read_records([live])  # what recovery reads after a kill: the mapped pages, as written
+    assert sorted(found.answered) == [1, 2, 3] and found.torn_bytes == 0
+    clock.now = 2.0
+    wal.checkpoint(lambda: 0, lambda mark: False)  # old enough: sealed, not deletable yet
+    assert live.stat().st_size == wal.stats()["size"] < wal.segment_bytes
+    assert sorted(read_records([live]).answered) == [1, 2, 3]
+    wal.close(everything_written=False)
+
+
+def test_a_full_disk_fails_the_record_when_a_segment_opens_and_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import log.sinks.wal as wal_module
+
+    def no_space(fd: int, size: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    wal = WriteAhead(tmp_path, 1)
+    with monkeypatch.context() as m:
+        m.setattr(wal_module, "_reserve", no_space)
+        with pytest.raises(OSError):
+            wal.append_answered(captured(1))
+        assert wal_files(tmp_path) == [] and wal.stats()["write_errors"] == 1
+    wal.append_answered(captured(2))  # space again: the next record opens a segment
+    assert sorted(read_records([p for _, _, p in wal_files(tmp_path)]).answered) == [2]
+    wal.close(everything_written=False)
+
+
 def test_claim_takes_ended_workers_files_once_and_the_last_record_of_an_id_wins(tmp_path: Path) -> None:
     ended, alive = WriteAhead(tmp_path, 1), WriteAhead(tmp_path, 2)
     for wal, row_id in ((ended, 100), (alive, 200)):
@@ -105,7 +140,7 @@ def test_claim_takes_ended_workers_files_once_and_the_last_record_of_an_id_wins(
         wal.append_answered(captured(row_id, status=499))  # the outcome changed afterwards
     ended.close(everything_written=False)  # as a killed process: the kernel lets its lock go
     with (tmp_path / "wal.w1.1.log").open("wb") as f:  # a torn frame of an older segment
-        f.write(b"\x10\x00\x00")
+        f.write(b"\x10\x00\x00\x00\x9c")  # its length and one byte of its checksum
     # Worker 2 still holds its lock: alive, whatever the leases say.
     claimer = WriteAhead(tmp_path, 7)  # holds its lock before it claims: its files are never taken
     paths = claim(tmp_path, 7, lambda owner: True)
@@ -113,7 +148,7 @@ def test_claim_takes_ended_workers_files_once_and_the_last_record_of_an_id_wins(
     assert claim(tmp_path, 8, lambda owner: True) == []  # already claimed, 2 still alive
     found = read_records(paths)
     assert {i: c.response_status for i, c in found.answered.items()} == {100: 499}
-    assert found.torn_bytes == 3
+    assert found.torn_bytes == 5
     assert sorted(owner for _, owner, _ in wal_files(tmp_path)) == [2, 7, 7]
     alive.close(everything_written=False)
     claimer.close(everything_written=False)
