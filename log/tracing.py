@@ -127,8 +127,8 @@ class Tracing:
     def ahead(self, captured: Captured) -> None:
         """The capture layer's write-ahead hook, called just before the final response message
         is passed on: the row ids are taken now and the request's record is written to disk
-        (one write, no fsync: log/sinks/wal.py). Called again with the same ids when the
-        outcome changes afterwards; the last record of an id wins."""
+        (one frame copied into a mapped file, no fsync: log/sinks/wal.py). Called again with
+        the same ids when the outcome changes afterwards; the last record of an id wins."""
         wal = self.wal
         if wal is None:
             return

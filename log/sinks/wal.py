@@ -180,7 +180,7 @@ class WriteAhead:
     # -- the request path ------------------------------------------------------------------
 
     def append_answered(self, captured: Captured) -> None:
-        """One frame, one write (before the final response message is passed on)."""
+        """One frame, one copy into the mapped segment (before the final response message is passed on)."""
         data = encode_answered(captured)
         with self._lock:
             if self.closed:
