@@ -23,9 +23,8 @@ import resource
 import sqlite3
 import tempfile
 import time
-from pathlib import Path
-
 import uuid
+from pathlib import Path
 
 from log.core.random_ids import UuidPool
 from log.core.rows import ApiLog
@@ -55,7 +54,8 @@ def make_rows(start: int, n: int, t0_ms: int) -> list[ApiLog]:
         s, frac = divmod(ms, 1000)
         at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s)) + f".{frac:03d}"
         out.append(ApiLog(
-            id=((ms - EPOCH_MS) << 22) | (i % 4096), trace_id=str(uuid.uuid4()) if CLIENT_TRACE_IDS else trace_ids(), method="GET", endpoint="/bench/ping",
+            id=((ms - EPOCH_MS) << 22) | (i % 4096),
+            trace_id=str(uuid.uuid4()) if CLIENT_TRACE_IDS else trace_ids(), method="GET", endpoint="/bench/ping",
             request_header=HEADER, request_body=None, response_status=200 if i % 50 else 404,
             response_body='{"ok":true}', duration_ms=i % 3, ip_address="127.0.0.1", user_id=None, created_at=at,
             route="/bench/ping",

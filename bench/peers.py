@@ -31,7 +31,8 @@ from that git revision, exported with `git archive` (bench/peers_app.py copied i
 Targets (issue 19), µs above hello: log csv <= 25, log csv+file: <= 35, log stdout+turso <= 30;
 items page full fan-out >= 0.95 x off (req/s, median of the same-round ratios); (issue 16) the
 write-ahead record, log csv minus log csv no-record, <= 10 µs (median of the same-round
-differences). Each prints PASS or MISS. The last line printed is a JSON summary (tests/bench/test_peers_smoke.py reads it).
+differences). Each prints PASS or MISS. The last line printed is a JSON summary
+(tests/bench/test_peers_smoke.py reads it).
 """
 
 from __future__ import annotations
