@@ -39,17 +39,17 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM_UP = 200  # requests before counting (the interpreter's specialising, first batches, caches)
-# (name, bench.peers server it mirrors, extra environment)
-LAYERS: tuple[tuple[str, str, dict[str, str]], ...] = (
-    ("hello", "hello", {}),
-    ("otel", "otel", {}),
-    ("structlog", "structlog", {}),
-    ("log off", "log csv", {"LOG_SINKS": ""}),
-    ("log csv no-record", "log csv no-record", {}),
-    ("log csv", "log csv", {}),
-    ("log csv+file:", "log csv+file:", {}),
-    ("log stdout+turso", "log stdout+turso", {}),
-)
+# name -> (the bench.peers server it is, extra environment)
+LAYERS: dict[str, tuple[str, dict[str, str]]] = {
+    "hello": ("hello", {}),
+    "otel": ("otel", {}),
+    "structlog": ("structlog", {}),
+    "log off": ("log csv", {"LOG_SINKS": ""}),
+    "log csv no-record": ("log csv no-record", {}),
+    "log csv": ("log csv", {}),
+    "log csv+file:": ("log csv+file:", {}),
+    "log stdout+turso": ("log stdout+turso", {}),
+}
 # Drained every so many requests too: OpenTelemetry's span queue holds 2,048 spans (3 a request
 # here) and drops the rest when its exporter thread falls behind, as it does under callgrind. The
 # log layer writes batches of 500 rows at full speed anyway.
@@ -79,13 +79,6 @@ async def child(windows: list[int]) -> None:
     from bench.peers_app import build
 
     app = build()
-    to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    lifespan = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
-                                       to_app.get, from_app.put))
-    await to_app.put({"type": "lifespan.startup"})
-    started = await from_app.get()
-    assert started["type"] == "lifespan.startup.complete", started
     statuses: list[int] = []
 
     async def one(i: int) -> None:
@@ -103,23 +96,20 @@ async def child(windows: list[int]) -> None:
 
         await app(scope, receive, send)
 
-    for i in range(WARM_UP):
-        await one(i)
-        await asyncio.sleep(0)  # as a server does between requests: timers and lanes get their turn
-    await drain(app)
-    os.getpgrp()  # callgrind dumps (and so zeroes every thread's counters) before this call
-    for n in windows:
-        for i in range(n):
+    async with app.router.lifespan_context(app):
+        for i in range(WARM_UP):
             await one(i)
-            await asyncio.sleep(0)
-            if i % DRAIN_EVERY == DRAIN_EVERY - 1:
-                await drain(app)
+            await asyncio.sleep(0)  # as a server does between requests: timers and lanes get their turn
         await drain(app)
-        os.getppid()  # ... and dumps what this window counted before this one
-    await to_app.put({"type": "lifespan.shutdown"})
-    stopped = await from_app.get()
-    assert stopped["type"] == "lifespan.shutdown.complete", stopped
-    await lifespan
+        os.getpgrp()  # callgrind dumps (and so zeroes every thread's counters) before this call
+        for n in windows:
+            for i in range(n):
+                await one(i)
+                await asyncio.sleep(0)
+                if i % DRAIN_EVERY == DRAIN_EVERY - 1:
+                    await drain(app)
+            await drain(app)
+            os.getppid()  # ... and dumps what this window counted before this one
     assert statuses == [200] * (WARM_UP + sum(windows)), sorted(set(statuses))
 
 
@@ -131,7 +121,7 @@ def run_child(tree: Path, layer: str, windows: list[int], work: Path, hrana: tup
     window; hrana: (URL, database) of its Hrana server."""
     from bench.peers import SERVERS, written
 
-    _, server, extra = next(entry for entry in LAYERS if entry[0] == layer)
+    server, extra = LAYERS[layer]
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOG_", "TURSO_", "PYTHONPATH", "K_SERVICE"))}
@@ -157,8 +147,8 @@ def run_child(tree: Path, layer: str, windows: list[int], work: Path, hrana: tup
     if len(dumps["getpgrp"]) != 1 or len(dumps["getppid"]) != len(windows):
         raise SystemExit(f"{layer}: expected 1 and {len(windows)} dumps at the markers, got {dumps} in {work}")
     counted = [total for _, total in sorted(dumps["getppid"])]
-    # What the layer wrote, by destination, counted as bench.peers counts it ("log off" writes nothing).
-    return {"counted": counted, "written": {} if layer == "log off" else written(server, work, hrana_db)}
+    # What the layer wrote, by destination, counted as bench.peers counts it (no sink: nothing).
+    return {"counted": counted, "written": {} if extra.get("LOG_SINKS") == "" else written(server, work, hrana_db)}
 
 
 def measure(tree: Path, layer: str, requests: int, tmp: Path) -> dict[str, Any]:
@@ -167,7 +157,7 @@ def measure(tree: Path, layer: str, requests: int, tmp: Path) -> dict[str, Any]:
     from bench.peers import SERVERS
     from bench.turso_pipeline_bench import start_hrana, stop
 
-    server = next(entry[1] for entry in LAYERS if entry[0] == layer)
+    server, _ = LAYERS[layer]
     windows = [requests // 3, requests]
     work = tmp / re.sub(r"[^A-Za-z0-9]+", "-", layer)
     hrana = None
@@ -194,14 +184,13 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=1500, help="requests of the longer run (the shorter: a third)")
-    every = ", ".join(n for n, _, _ in LAYERS)
-    ap.add_argument("--only", default="", help=f"comma-separated layers (default all: {every})")
+    ap.add_argument("--only", default="", help=f"comma-separated layers (default all: {', '.join(LAYERS)})")
     ap.add_argument("--tree", action="append", default=[], help="NAME=PATH of a source tree (default: this one)")
     args = ap.parse_args()
-    names = [n.strip() for n in args.only.split(",") if n.strip()] or [n for n, _, _ in LAYERS]
-    unknown = [n for n in names if n not in {n for n, _, _ in LAYERS}]
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(LAYERS)
+    unknown = [n for n in names if n not in LAYERS]
     if unknown:
-        raise SystemExit(f"unknown layer(s) {unknown}; choose from {[n for n, _, _ in LAYERS]}")
+        raise SystemExit(f"unknown layer(s) {unknown}; choose from {list(LAYERS)}")
     if args.requests < 30:
         raise SystemExit("--requests must be at least 30")
     trees = [(n, Path(p).resolve()) for n, p in (t.split("=", 1) for t in args.tree)] or [("this", ROOT)]
